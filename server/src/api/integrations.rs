@@ -1,0 +1,149 @@
+//! `/v1/integrations`: a project's configured providers.
+
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::routing::get;
+use axum::Router;
+use serde::Deserialize;
+use serde_json::{Map, Value};
+
+use super::{AppState, Page, ProjectAuth};
+use crate::clock::rfc3339;
+use crate::error::{ApiError, ApiResult, Json, Query};
+use crate::ids;
+use crate::integration::{self, ValidIntegration};
+use crate::store::{DeleteIntegration, IntegrationRow};
+
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .route("/v1/integrations", get(list).post(create))
+        .route("/v1/integrations/{key}", get(read).patch(update).delete(remove))
+}
+
+/// The redirect URI to register at the provider: one per integration, so a
+/// code can only ever reach the token endpoint of the integration it was issued for.
+pub(crate) fn callback_url(app: &AppState, integration_id: &str) -> String {
+    app.settings.public_url_for(&format!("/oauth/callback/{integration_id}"))
+}
+
+/// An integration as read: its settings without secrets, plus `id` and `callback_url`.
+fn view(app: &AppState, row: &IntegrationRow) -> ApiResult<Value> {
+    let config: Map<String, Value> = serde_json::from_str(&row.config).map_err(ApiError::internal)?;
+    let mut out = Map::new();
+    out.insert("id".into(), Value::String(row.id.clone()));
+    out.insert("key".into(), Value::String(row.key.clone()));
+    out.insert("auth_type".into(), Value::String(row.auth_type.clone()));
+    out.extend(config);
+    out.insert("callback_url".into(), Value::String(callback_url(app, &row.id)));
+    out.insert("created_at".into(), Value::String(rfc3339(row.created_at)));
+    out.insert("updated_at".into(), Value::String(rfc3339(row.updated_at)));
+    Ok(Value::Object(out))
+}
+
+fn as_object(body: Value) -> ApiResult<Map<String, Value>> {
+    match body {
+        Value::Object(map) => Ok(map),
+        _ => Err(ApiError::new(
+            crate::error::ErrorCode::ValidationFailed,
+            "the body must be a JSON object",
+        )),
+    }
+}
+
+fn secret_changes(valid: &ValidIntegration) -> Vec<(&str, Option<&str>)> {
+    valid.secrets.iter().map(|(field, value)| (*field, Some(value.as_str()))).collect()
+}
+
+async fn create(
+    State(app): State<AppState>,
+    auth: ProjectAuth,
+    Json(body): Json<Value>,
+) -> ApiResult<(StatusCode, Json<Value>)> {
+    let input = as_object(body)?;
+    let valid = integration::validate(&input, &[], &app.settings.allow_hosts).map_err(ApiError::validation)?;
+    let now = app.now();
+    // The id is always the server's: any `id` in the body is ignored.
+    let row = IntegrationRow {
+        id: ids::new_id("int"),
+        project_id: auth.project_id.clone(),
+        key: valid.key.clone(),
+        auth_type: valid.auth_type.clone(),
+        config: Value::Object(valid.config.clone()).to_string(),
+        created_at: now,
+        updated_at: now,
+    };
+    match app.store.insert_integration(&app.vault, &row, &secret_changes(&valid)).await {
+        Ok(()) => Ok((StatusCode::CREATED, Json(view(&app, &row)?))),
+        Err(e) if e.is_unique_violation() => Err(ApiError::conflict(format!(
+            "an integration with key `{}` already exists in this project",
+            valid.key
+        ))),
+        Err(e) => Err(e.into()),
+    }
+}
+
+async fn list(State(app): State<AppState>, auth: ProjectAuth) -> ApiResult<Json<Page<Value>>> {
+    let rows = app.store.list_integrations(&auth.project_id).await?;
+    let data = rows.iter().map(|r| view(&app, r)).collect::<ApiResult<Vec<_>>>()?;
+    Ok(Json(Page { data, next_cursor: None }))
+}
+
+async fn find(app: &AppState, project_id: &str, key: &str) -> ApiResult<IntegrationRow> {
+    app.store
+        .get_integration_by_key(project_id, key)
+        .await?
+        .ok_or_else(|| ApiError::not_found("integration"))
+}
+
+async fn read(State(app): State<AppState>, auth: ProjectAuth, Path(key): Path<String>) -> ApiResult<Json<Value>> {
+    let row = find(&app, &auth.project_id, &key).await?;
+    Ok(Json(view(&app, &row)?))
+}
+
+async fn update(
+    State(app): State<AppState>,
+    auth: ProjectAuth,
+    Path(key): Path<String>,
+    Json(body): Json<Value>,
+) -> ApiResult<Json<Value>> {
+    let patch = as_object(body)?;
+    let row = find(&app, &auth.project_id, &key).await?;
+    let stored: Map<String, Value> = serde_json::from_str(&row.config).map_err(ApiError::internal)?;
+    let merged = integration::merge_patch(&row.key, &row.auth_type, &stored, &patch).map_err(ApiError::validation)?;
+    let existing_secrets = app.store.integration_secret_fields(&row.id).await?;
+    let valid = integration::validate(&merged, &existing_secrets, &app.settings.allow_hosts)
+        .map_err(ApiError::validation)?;
+    let now = app.now();
+    let config = Value::Object(valid.config.clone()).to_string();
+    let updated = app
+        .store
+        .update_integration(&app.vault, &auth.project_id, &row.id, &config, now, &secret_changes(&valid))
+        .await?;
+    if !updated {
+        return Err(ApiError::not_found("integration"));
+    }
+    let row = IntegrationRow { config, updated_at: now, ..row };
+    Ok(Json(view(&app, &row)?))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct DeleteParams {
+    #[serde(default)]
+    cascade: bool,
+}
+
+async fn remove(
+    State(app): State<AppState>,
+    auth: ProjectAuth,
+    Path(key): Path<String>,
+    Query(params): Query<DeleteParams>,
+) -> ApiResult<StatusCode> {
+    match app.store.delete_integration(&auth.project_id, &key, params.cascade, app.now()).await? {
+        DeleteIntegration::Deleted { .. } => Ok(StatusCode::NO_CONTENT),
+        DeleteIntegration::NotFound => Err(ApiError::not_found("integration")),
+        DeleteIntegration::HasConnections(n) => Err(ApiError::conflict(format!(
+            "the integration still has {n} connection(s); delete them first or pass ?cascade=true to disconnect them all"
+        ))),
+    }
+}

@@ -1,0 +1,63 @@
+//! `/v1/keys`: a project's secret keys. Several may be live at once so that a
+//! key can be rotated; the last one is never revoked.
+
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::routing::{delete, get};
+use axum::Router;
+use serde::Serialize;
+
+use super::{AppState, Page, ProjectAuth};
+use crate::clock::rfc3339;
+use crate::error::{ApiError, ApiResult, Json};
+use crate::store::{DeleteKey, SecretKeyRow};
+
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .route("/v1/keys", get(list).post(create))
+        .route("/v1/keys/{id}", delete(revoke))
+}
+
+#[derive(Serialize)]
+struct KeyView {
+    id: String,
+    /// The public start of the key, to tell keys apart.
+    prefix: String,
+    created_at: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    secret_key: Option<String>,
+}
+
+impl KeyView {
+    fn from_row(row: SecretKeyRow, secret_key: Option<String>) -> Self {
+        KeyView {
+            id: row.id,
+            prefix: row.prefix,
+            created_at: rfc3339(row.created_at),
+            secret_key,
+        }
+    }
+}
+
+async fn create(State(app): State<AppState>, auth: ProjectAuth) -> ApiResult<(StatusCode, Json<KeyView>)> {
+    let (row, minted) = app.store.create_secret_key(&auth.project_id, app.now()).await?;
+    Ok((StatusCode::CREATED, Json(KeyView::from_row(row, Some(minted.token)))))
+}
+
+async fn list(State(app): State<AppState>, auth: ProjectAuth) -> ApiResult<Json<Page<KeyView>>> {
+    let rows = app.store.list_secret_keys(&auth.project_id).await?;
+    Ok(Json(Page {
+        data: rows.into_iter().map(|r| KeyView::from_row(r, None)).collect(),
+        next_cursor: None,
+    }))
+}
+
+async fn revoke(State(app): State<AppState>, auth: ProjectAuth, Path(id): Path<String>) -> ApiResult<StatusCode> {
+    match app.store.delete_secret_key(&auth.project_id, &id).await? {
+        DeleteKey::Deleted => Ok(StatusCode::NO_CONTENT),
+        DeleteKey::NotFound => Err(ApiError::not_found("secret key")),
+        DeleteKey::LastKey => Err(ApiError::conflict(
+            "this is the project's last secret key; create another before revoking it",
+        )),
+    }
+}

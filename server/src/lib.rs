@@ -1,0 +1,17 @@
+//! Plugboard's server: holds integrations' client secrets and end users'
+//! credentials encrypted, runs the connect flows, and acts on connected accounts.
+//!
+//! `main.rs` only calls [`cli::run`]; the tests build the same [`api::router`].
+
+#![deny(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+pub mod api;
+pub mod cli;
+pub mod clock;
+pub mod config;
+pub mod error;
+pub mod ids;
+pub mod integration;
+pub mod outbound;
+pub mod store;
+pub mod vault;

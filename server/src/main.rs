@@ -1,0 +1,5 @@
+//! The `plugboard` binary.
+
+fn main() -> std::process::ExitCode {
+    plugboard::cli::run()
+}

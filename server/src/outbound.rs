@@ -1,0 +1,487 @@
+//! The HTTP client every call to a provider goes through.
+//!
+//! It follows no redirects, ignores proxy settings from the environment, bounds
+//! the time and size of every exchange, and connects only to addresses that
+//! are public or that the operator allow-listed (`PLUGBOARD_ALLOW_HOSTS`). The
+//! address check is made on what DNS actually returned, inside the resolver the
+//! connection uses, so a name that re-binds to an internal address between a
+//! check and the connection cannot slip through.
+
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::sync::Arc;
+use std::time::Duration;
+
+use ipnet::IpNet;
+use reqwest::dns::{Addrs, Name, Resolve, Resolving};
+use url::{Host, Url};
+
+/// Why an address is not public.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AddressClass {
+    Public,
+    Loopback,
+    Private,
+    LinkLocal,
+    /// 100.64.0.0/10, carrier-grade NAT.
+    SharedCgnat,
+    Unspecified,
+    Multicast,
+    Broadcast,
+    Documentation,
+    /// Other special-purpose or reserved ranges (benchmarking, 0.0.0.0/8,
+    /// 240.0.0.0/4, IPv6 unique-local and site-local, deprecated IPv4-compatible …).
+    Reserved,
+}
+
+impl AddressClass {
+    pub fn is_internal(self) -> bool {
+        self != AddressClass::Public
+    }
+}
+
+/// Classifies an address. IPv6 forms that embed an IPv4 address (mapped,
+/// compatible, NAT64, 6to4) are classified by the IPv4 address they carry.
+pub fn classify(ip: IpAddr) -> AddressClass {
+    match ip {
+        IpAddr::V4(v4) => classify_v4(v4),
+        IpAddr::V6(v6) => classify_v6(v6),
+    }
+}
+
+fn classify_v4(ip: Ipv4Addr) -> AddressClass {
+    let o = ip.octets();
+    if ip.is_unspecified() {
+        AddressClass::Unspecified
+    } else if o[0] == 127 {
+        AddressClass::Loopback
+    } else if o[0] == 10 || (o[0] == 172 && (16..=31).contains(&o[1])) || (o[0] == 192 && o[1] == 168) {
+        AddressClass::Private
+    } else if o[0] == 169 && o[1] == 254 {
+        AddressClass::LinkLocal
+    } else if o[0] == 100 && (64..=127).contains(&o[1]) {
+        AddressClass::SharedCgnat
+    } else if ip.is_broadcast() {
+        AddressClass::Broadcast
+    } else if o[0] >= 224 && o[0] <= 239 {
+        AddressClass::Multicast
+    } else if (o[0] == 192 && o[1] == 0 && o[2] == 2)
+        || (o[0] == 198 && o[1] == 51 && o[2] == 100)
+        || (o[0] == 203 && o[1] == 0 && o[2] == 113)
+    {
+        AddressClass::Documentation
+    } else if o[0] == 0
+        || o[0] >= 240
+        || (o[0] == 192 && o[1] == 0 && o[2] == 0)
+        || (o[0] == 198 && (o[1] == 18 || o[1] == 19))
+        || (o[0] == 192 && o[1] == 88 && o[2] == 99)
+    {
+        AddressClass::Reserved
+    } else {
+        AddressClass::Public
+    }
+}
+
+fn classify_v6(ip: Ipv6Addr) -> AddressClass {
+    let s = ip.segments();
+    if ip.is_unspecified() {
+        return AddressClass::Unspecified;
+    }
+    if ip.is_loopback() {
+        return AddressClass::Loopback;
+    }
+    // ::ffff:a.b.c.d (mapped) and ::a.b.c.d (the deprecated compatible form).
+    if let Some(v4) = ip.to_ipv4_mapped() {
+        return classify_v4(v4);
+    }
+    if s[..6] == [0, 0, 0, 0, 0, 0] {
+        return match classify_v4(Ipv4Addr::new((s[6] >> 8) as u8, s[6] as u8, (s[7] >> 8) as u8, s[7] as u8)) {
+            AddressClass::Public => AddressClass::Reserved,
+            other => other,
+        };
+    }
+    // NAT64 (64:ff9b::/96 and the local-use 64:ff9b:1::/48) carry an IPv4 address in the last 32 bits.
+    if (s[0] == 0x64 && s[1] == 0xff9b) && (s[2..6] == [0, 0, 0, 0] || s[2] == 1) {
+        let v4 = Ipv4Addr::new((s[6] >> 8) as u8, s[6] as u8, (s[7] >> 8) as u8, s[7] as u8);
+        return match classify_v4(v4) {
+            AddressClass::Public if s[2] == 1 => AddressClass::Reserved,
+            other => other,
+        };
+    }
+    // 6to4 (2002::/16) carries an IPv4 address in bits 16..48.
+    if s[0] == 0x2002 {
+        let v4 = Ipv4Addr::new((s[1] >> 8) as u8, s[1] as u8, (s[2] >> 8) as u8, s[2] as u8);
+        return classify_v4(v4);
+    }
+    if (s[0] & 0xffc0) == 0xfe80 {
+        return AddressClass::LinkLocal;
+    }
+    if (s[0] & 0xfe00) == 0xfc00 || (s[0] & 0xffc0) == 0xfec0 {
+        return AddressClass::Private;
+    }
+    if (s[0] & 0xff00) == 0xff00 {
+        return AddressClass::Multicast;
+    }
+    if s[0] == 0x2001 && s[1] == 0x0db8 || s[0] == 0x3fff && (s[1] & 0xf000) == 0 {
+        return AddressClass::Documentation;
+    }
+    // Teredo (2001::/32), ORCHIDv2 and benchmarking (2001:2::/48, 2001:20::/28), discard-only (100::/64).
+    if (s[0] == 0x2001 && (s[1] == 0 || s[1] == 2 || (s[1] & 0xfff0) == 0x20))
+        || (s[0] == 0x100 && s[1..4] == [0, 0, 0])
+    {
+        return AddressClass::Reserved;
+    }
+    // Only the global unicast block 2000::/3 is public.
+    if (s[0] & 0xe000) != 0x2000 {
+        return AddressClass::Reserved;
+    }
+    AddressClass::Public
+}
+
+/// The operator's exceptions: hosts, IPs and CIDRs outbound calls may reach although internal.
+#[derive(Debug, Clone, Default)]
+pub struct AllowList {
+    names: Vec<String>,
+    nets: Vec<IpNet>,
+}
+
+impl AllowList {
+    /// Parses `PLUGBOARD_ALLOW_HOSTS`: comma-separated host names, IP addresses or CIDRs.
+    pub fn parse(spec: &str) -> Result<AllowList, String> {
+        let mut list = AllowList::default();
+        for item in spec.split(',').map(str::trim).filter(|s| !s.is_empty()) {
+            let bare = item.trim_start_matches('[').trim_end_matches(']');
+            if let Ok(net) = bare.parse::<IpNet>() {
+                list.nets.push(net.trunc());
+            } else if let Ok(ip) = bare.parse::<IpAddr>() {
+                list.nets.push(IpNet::from(ip));
+            } else if item
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'.')
+            {
+                list.names.push(item.trim_end_matches('.').to_ascii_lowercase());
+            } else {
+                return Err(format!("`{item}` is not a host name, an IP address or a CIDR"));
+            }
+        }
+        Ok(list)
+    }
+
+    pub fn allows_ip(&self, ip: IpAddr) -> bool {
+        let ip = canonical(ip);
+        self.nets.iter().any(|n| n.contains(&ip))
+    }
+
+    pub fn allows_name(&self, name: &str) -> bool {
+        let name = name.trim_end_matches('.').to_ascii_lowercase();
+        self.names.iter().any(|n| *n == name)
+    }
+
+    /// Whether a connection to `ip` is permitted.
+    pub fn permits(&self, ip: IpAddr) -> bool {
+        !classify(ip).is_internal() || self.allows_ip(ip)
+    }
+}
+
+/// IPv4-mapped IPv6 addresses compared as the IPv4 address they carry.
+fn canonical(ip: IpAddr) -> IpAddr {
+    match ip {
+        IpAddr::V6(v6) => v6.to_ipv4_mapped().map(IpAddr::V4).unwrap_or(ip),
+        v4 => v4,
+    }
+}
+
+/// Why an outbound call did not happen or did not finish.
+#[derive(Debug, thiserror::Error)]
+pub enum OutboundError {
+    #[error("the URL is not a valid http(s) URL")]
+    InvalidUrl,
+    #[error("{host} is an internal address ({class:?}); outbound calls may reach it only if PLUGBOARD_ALLOW_HOSTS lists it")]
+    Refused { host: String, class: AddressClass },
+    #[error("could not resolve {0}")]
+    Resolve(String),
+    #[error("the request timed out")]
+    Timeout,
+    #[error("the response is larger than {0} bytes")]
+    TooLarge(usize),
+    #[error("the request failed: {0}")]
+    Transport(String),
+}
+
+/// Checks a URL's host without resolving it: literal addresses (in any
+/// spelling the URL parser accepts, e.g. `0x7f.1`, `2130706433`, `[::ffff:7f00:1]`)
+/// and `localhost` names. Names that need DNS are checked when the call is made.
+pub fn check_url_target(url: &Url, allow: &AllowList) -> Result<(), OutboundError> {
+    if !matches!(url.scheme(), "http" | "https") {
+        return Err(OutboundError::InvalidUrl);
+    }
+    match url.host() {
+        None => Err(OutboundError::InvalidUrl),
+        Some(Host::Ipv4(v4)) => check_ip(IpAddr::V4(v4), allow),
+        Some(Host::Ipv6(v6)) => check_ip(IpAddr::V6(v6), allow),
+        Some(Host::Domain(name)) => {
+            let lower = name.trim_end_matches('.').to_ascii_lowercase();
+            let is_localhost = lower == "localhost" || lower.ends_with(".localhost");
+            if is_localhost
+                && !allow.allows_name(&lower)
+                && !allow.allows_ip(IpAddr::V4(Ipv4Addr::LOCALHOST))
+                && !allow.allows_ip(IpAddr::V6(Ipv6Addr::LOCALHOST))
+            {
+                return Err(OutboundError::Refused {
+                    host: name.to_string(),
+                    class: AddressClass::Loopback,
+                });
+            }
+            Ok(())
+        }
+    }
+}
+
+fn check_ip(ip: IpAddr, allow: &AllowList) -> Result<(), OutboundError> {
+    if allow.permits(ip) {
+        Ok(())
+    } else {
+        Err(OutboundError::Refused {
+            host: ip.to_string(),
+            class: classify(ip),
+        })
+    }
+}
+
+/// A resolver that hands the connector only permitted addresses.
+struct GuardedResolver {
+    allow: Arc<AllowList>,
+}
+
+impl Resolve for GuardedResolver {
+    fn resolve(&self, name: Name) -> Resolving {
+        let allow = self.allow.clone();
+        Box::pin(async move {
+            let host = name.as_str().to_string();
+            let resolved: Vec<SocketAddr> = tokio::net::lookup_host((host.as_str(), 0))
+                .await
+                .map_err(|_| Box::new(OutboundError::Resolve(host.clone())) as Box<dyn std::error::Error + Send + Sync>)?
+                .collect();
+            let name_allowed = allow.allows_name(&host);
+            let permitted: Vec<SocketAddr> = resolved
+                .iter()
+                .copied()
+                .filter(|a| name_allowed || allow.permits(a.ip()))
+                .collect();
+            if permitted.is_empty() {
+                let first = resolved.first().map(|a| a.ip());
+                let err = match first {
+                    Some(ip) => OutboundError::Refused { host, class: classify(ip) },
+                    None => OutboundError::Resolve(host),
+                };
+                return Err(Box::new(err) as Box<dyn std::error::Error + Send + Sync>);
+            }
+            Ok(Box::new(permitted.into_iter()) as Addrs)
+        })
+    }
+}
+
+/// Limits on one outbound exchange.
+#[derive(Debug, Clone, Copy)]
+pub struct Limits {
+    pub connect_timeout: Duration,
+    pub total_timeout: Duration,
+    pub max_body_bytes: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            connect_timeout: Duration::from_secs(5),
+            total_timeout: Duration::from_secs(20),
+            max_body_bytes: 2 * 1024 * 1024,
+        }
+    }
+}
+
+/// A finished outbound exchange with its body read in full (within the limit).
+#[derive(Debug)]
+pub struct OutboundResponse {
+    pub status: u16,
+    pub headers: reqwest::header::HeaderMap,
+    pub body: Vec<u8>,
+}
+
+/// The outbound HTTP client.
+#[derive(Clone)]
+pub struct Outbound {
+    client: reqwest::Client,
+    allow: Arc<AllowList>,
+    limits: Limits,
+}
+
+impl std::fmt::Debug for Outbound {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Outbound").field("allow", &self.allow).field("limits", &self.limits).finish()
+    }
+}
+
+impl Outbound {
+    pub fn new(allow: AllowList, limits: Limits) -> Result<Outbound, OutboundError> {
+        let allow = Arc::new(allow);
+        let client = reqwest::Client::builder()
+            .redirect(reqwest::redirect::Policy::none())
+            .no_proxy()
+            .connect_timeout(limits.connect_timeout)
+            .timeout(limits.total_timeout)
+            .dns_resolver(Arc::new(GuardedResolver { allow: allow.clone() }))
+            .user_agent(concat!("plugboard/", env!("CARGO_PKG_VERSION")))
+            .build()
+            .map_err(|e| OutboundError::Transport(e.without_url().to_string()))?;
+        Ok(Outbound { client, allow, limits })
+    }
+
+    pub fn allow_list(&self) -> &AllowList {
+        &self.allow
+    }
+
+    /// Starts a request; send it with [`Outbound::send`], which makes the checks.
+    pub fn request(&self, method: reqwest::Method, url: Url) -> reqwest::RequestBuilder {
+        self.client.request(method, url)
+    }
+
+    /// Sends a request built by [`Outbound::request`] and reads its body up to the size limit.
+    pub async fn send(&self, request: reqwest::RequestBuilder) -> Result<OutboundResponse, OutboundError> {
+        let request = request.build().map_err(|_| OutboundError::InvalidUrl)?;
+        // Literal addresses never reach the resolver, so they are checked here.
+        check_url_target(request.url(), &self.allow)?;
+        let deadline = tokio::time::Instant::now() + self.limits.total_timeout;
+        let mut response = self.client.execute(request).await.map_err(map_reqwest)?;
+        let status = response.status().as_u16();
+        let headers = std::mem::take(response.headers_mut());
+        let mut body = Vec::new();
+        loop {
+            let chunk = tokio::time::timeout_at(deadline, response.chunk())
+                .await
+                .map_err(|_| OutboundError::Timeout)?
+                .map_err(map_reqwest)?;
+            let Some(chunk) = chunk else { break };
+            if body.len() + chunk.len() > self.limits.max_body_bytes {
+                return Err(OutboundError::TooLarge(self.limits.max_body_bytes));
+            }
+            body.extend_from_slice(&chunk);
+        }
+        Ok(OutboundResponse { status, headers, body })
+    }
+}
+
+fn map_reqwest(err: reqwest::Error) -> OutboundError {
+    if err.is_timeout() {
+        return OutboundError::Timeout;
+    }
+    // A refusal from the resolver travels inside the transport error.
+    let mut source: Option<&(dyn std::error::Error + 'static)> = Some(&err);
+    while let Some(e) = source {
+        if let Some(OutboundError::Refused { host, class }) = e.downcast_ref::<OutboundError>() {
+            return OutboundError::Refused { host: host.clone(), class: *class };
+        }
+        if let Some(OutboundError::Resolve(host)) = e.downcast_ref::<OutboundError>() {
+            return OutboundError::Resolve(host.clone());
+        }
+        source = e.source();
+    }
+    // Without the URL: it may carry an API key in its query.
+    OutboundError::Transport(err.without_url().to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn class(s: &str) -> AddressClass {
+        classify(s.parse().unwrap())
+    }
+
+    #[test]
+    fn classifies_internal_ranges_without_connecting() {
+        for (addr, expected) in [
+            ("127.0.0.1", AddressClass::Loopback),
+            ("127.255.0.9", AddressClass::Loopback),
+            ("10.1.2.3", AddressClass::Private),
+            ("172.16.0.1", AddressClass::Private),
+            ("172.31.255.255", AddressClass::Private),
+            ("192.168.1.1", AddressClass::Private),
+            ("169.254.169.254", AddressClass::LinkLocal),
+            ("100.64.0.1", AddressClass::SharedCgnat),
+            ("100.127.255.254", AddressClass::SharedCgnat),
+            ("0.0.0.0", AddressClass::Unspecified),
+            ("0.1.2.3", AddressClass::Reserved),
+            ("255.255.255.255", AddressClass::Broadcast),
+            ("240.0.0.1", AddressClass::Reserved),
+            ("224.0.0.1", AddressClass::Multicast),
+            ("198.18.0.1", AddressClass::Reserved),
+            ("192.0.2.1", AddressClass::Documentation),
+            ("::1", AddressClass::Loopback),
+            ("::", AddressClass::Unspecified),
+            ("::ffff:127.0.0.2", AddressClass::Loopback),
+            ("::ffff:10.0.0.1", AddressClass::Private),
+            ("::ffff:169.254.169.254", AddressClass::LinkLocal),
+            ("::127.0.0.1", AddressClass::Loopback),
+            ("::8.8.8.8", AddressClass::Reserved),
+            ("64:ff9b::10.0.0.1", AddressClass::Private),
+            ("64:ff9b::a9fe:a9fe", AddressClass::LinkLocal),
+            ("2002:7f00:1::", AddressClass::Loopback),
+            ("2002:c0a8:101::1", AddressClass::Private),
+            ("fe80::1", AddressClass::LinkLocal),
+            ("fc00::1", AddressClass::Private),
+            ("fd12:3456::1", AddressClass::Private),
+            ("fec0::1", AddressClass::Private),
+            ("ff02::1", AddressClass::Multicast),
+            ("2001:db8::1", AddressClass::Documentation),
+            ("2001::1", AddressClass::Reserved),
+            ("100::1", AddressClass::Reserved),
+        ] {
+            assert_eq!(class(addr), expected, "{addr}");
+        }
+        for public in ["8.8.8.8", "1.1.1.1", "172.32.0.1", "100.128.0.1", "2606:4700::1111", "64:ff9b::808:808"] {
+            assert_eq!(class(public), AddressClass::Public, "{public}");
+        }
+    }
+
+    #[test]
+    fn literal_spellings_of_loopback_are_refused_before_any_connection() {
+        let allow = AllowList::parse("127.0.0.1").unwrap();
+        for url in [
+            "http://127.0.0.2/",
+            "http://2130706434/",
+            "http://0x7f000002/",
+            "http://0x7f.0.0.2/",
+            "http://0177.0.0.2/",
+            "http://127.2/",
+            "http://[::ffff:127.0.0.2]/",
+            "http://[::ffff:7f00:2]/",
+            "http://[::1]/",
+            "http://localhost/",
+            "http://0.0.0.0/",
+        ] {
+            let parsed = Url::parse(url).unwrap();
+            let result = check_url_target(&parsed, &allow);
+            if url == "http://localhost/" {
+                // localhost is 127.0.0.1 as well, which is allow-listed; the
+                // resolver then drops ::1 and keeps 127.0.0.1.
+                assert!(result.is_ok(), "{url}");
+            } else {
+                assert!(matches!(result, Err(OutboundError::Refused { .. })), "{url}: {result:?}");
+            }
+        }
+        assert!(check_url_target(&Url::parse("http://127.0.0.1:9/").unwrap(), &allow).is_ok());
+        assert!(check_url_target(&Url::parse("http://[::ffff:127.0.0.1]/").unwrap(), &allow).is_ok());
+        assert!(check_url_target(&Url::parse("ftp://example.com/").unwrap(), &allow).is_err());
+    }
+
+    #[test]
+    fn allow_list_parses_names_ips_and_cidrs() {
+        let allow = AllowList::parse(" api.internal , 10.0.0.0/8, ::1, [fd00::1] ").unwrap();
+        assert!(allow.allows_name("API.internal."));
+        assert!(allow.allows_ip("10.9.8.7".parse().unwrap()));
+        assert!(allow.allows_ip("::ffff:10.9.8.7".parse().unwrap()));
+        assert!(allow.allows_ip("::1".parse().unwrap()));
+        assert!(allow.allows_ip("fd00::1".parse().unwrap()));
+        assert!(!allow.allows_ip("127.0.0.1".parse().unwrap()));
+        assert!(AllowList::parse("http://x").is_err());
+    }
+}

@@ -1,0 +1,221 @@
+//! Connections: one set of credentials at a provider, for an end user or for the project.
+
+use std::collections::BTreeMap;
+
+use sqlx::FromRow;
+
+use super::events::insert_event;
+use super::{from_json, on_pool, to_json, NewEvent, Store, StoreResult};
+use crate::vault::{Binding, KeyRing};
+
+pub(crate) const SECRETS_TABLE: &str = "connection_secrets";
+
+#[derive(Debug, Clone)]
+pub struct ConnectionRow {
+    pub id: String,
+    pub integration_id: String,
+    /// The integration's key, as clients name it.
+    pub integration: String,
+    pub end_user_id: Option<String>,
+    pub subject: Option<String>,
+    pub label: Option<String>,
+    pub status: String,
+    pub scopes: Vec<String>,
+    pub created_at: i64,
+    pub updated_at: i64,
+}
+
+#[derive(FromRow)]
+struct ConnectionRecord {
+    id: String,
+    integration_id: String,
+    integration: String,
+    end_user_id: Option<String>,
+    subject: Option<String>,
+    label: Option<String>,
+    status: String,
+    scopes: String,
+    created_at: i64,
+    updated_at: i64,
+}
+
+impl ConnectionRecord {
+    fn into_row(self) -> StoreResult<ConnectionRow> {
+        Ok(ConnectionRow {
+            scopes: from_json("connections.scopes", &self.scopes)?,
+            id: self.id,
+            integration_id: self.integration_id,
+            integration: self.integration,
+            end_user_id: self.end_user_id,
+            subject: self.subject,
+            label: self.label,
+            status: self.status,
+            created_at: self.created_at,
+            updated_at: self.updated_at,
+        })
+    }
+}
+
+const SELECT: &str = "SELECT c.id, c.integration_id, i.key AS integration, c.end_user_id, c.subject, c.label, \
+     c.status, c.scopes, c.created_at, c.updated_at \
+     FROM connections c JOIN integrations i ON i.id = c.integration_id";
+
+/// A connection to create, with its credentials in the clear (sealed on write).
+pub struct NewConnection<'a> {
+    pub project_id: &'a str,
+    pub integration_id: &'a str,
+    pub integration_key: &'a str,
+    pub end_user_id: Option<&'a str>,
+    pub subject: Option<&'a str>,
+    pub label: Option<&'a str>,
+    pub scopes: &'a [String],
+    pub secrets: &'a [(&'a str, &'a str)],
+    pub now: i64,
+}
+
+/// A page position: the last row seen, by creation time then id.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConnectionCursor {
+    pub created_at: i64,
+    pub id: String,
+}
+
+impl Store {
+    /// Creates a connection, seals its credentials and records `connection.created`.
+    pub async fn insert_connection(&self, vault: &KeyRing, new: NewConnection<'_>) -> StoreResult<String> {
+        let id = crate::ids::new_id("conn");
+        on_pool!(self, |pool| {
+            let mut tx = pool.begin().await?;
+            sqlx::query(
+                "INSERT INTO connections (id, project_id, integration_id, end_user_id, subject, label, status, scopes, created_at, updated_at) \
+                 VALUES ($1, $2, $3, $4, $5, $6, 'active', $7, $8, $8)",
+            )
+            .bind(&id)
+            .bind(new.project_id)
+            .bind(new.integration_id)
+            .bind(new.end_user_id)
+            .bind(new.subject)
+            .bind(new.label)
+            .bind(to_json(&new.scopes))
+            .bind(new.now)
+            .execute(&mut *tx)
+            .await?;
+            for (field, value) in new.secrets {
+                let sealed = vault.seal(Binding { table: SECRETS_TABLE, row: &id, field }, value.as_bytes());
+                sqlx::query("INSERT INTO connection_secrets (connection_id, field, ciphertext) VALUES ($1, $2, $3)")
+                    .bind(&id)
+                    .bind(*field)
+                    .bind(sealed)
+                    .execute(&mut *tx)
+                    .await?;
+            }
+            insert_event!(
+                &mut *tx,
+                NewEvent {
+                    project_id: new.project_id,
+                    kind: "connection.created",
+                    connection_id: Some(&id),
+                    integration: Some(new.integration_key),
+                    end_user_id: new.end_user_id,
+                    data: serde_json::json!({}),
+                    now: new.now,
+                }
+            );
+            tx.commit().await?;
+        });
+        Ok(id)
+    }
+
+    pub async fn get_connection(&self, project_id: &str, id: &str) -> StoreResult<Option<ConnectionRow>> {
+        let record = on_pool!(self, |pool| {
+            sqlx::query_as::<_, ConnectionRecord>(&format!("{SELECT} WHERE c.project_id = $1 AND c.id = $2"))
+                .bind(project_id)
+                .bind(id)
+                .fetch_optional(pool)
+                .await?
+        });
+        record.map(ConnectionRecord::into_row).transpose()
+    }
+
+    /// A page of connections, oldest first, after `cursor`.
+    pub async fn list_connections(
+        &self,
+        project_id: &str,
+        end_user_id: Option<&str>,
+        integration_key: Option<&str>,
+        cursor: Option<&ConnectionCursor>,
+        limit: i64,
+    ) -> StoreResult<Vec<ConnectionRow>> {
+        let (after_time, after_id) = match cursor {
+            Some(c) => (c.created_at, c.id.as_str()),
+            None => (i64::MIN, ""),
+        };
+        let records = on_pool!(self, |pool| {
+            sqlx::query_as::<_, ConnectionRecord>(&format!(
+                "{SELECT} WHERE c.project_id = $1 \
+                 AND ($2 IS NULL OR c.end_user_id = $2) \
+                 AND ($3 IS NULL OR i.key = $3) \
+                 AND (c.created_at > $4 OR (c.created_at = $4 AND c.id > $5)) \
+                 ORDER BY c.created_at, c.id LIMIT $6"
+            ))
+            .bind(project_id)
+            .bind(end_user_id)
+            .bind(integration_key)
+            .bind(after_time)
+            .bind(after_id)
+            .bind(limit)
+            .fetch_all(pool)
+            .await?
+        });
+        records.into_iter().map(ConnectionRecord::into_row).collect()
+    }
+
+    /// A connection's credentials, decrypted.
+    pub async fn connection_secrets(&self, vault: &KeyRing, id: &str) -> StoreResult<BTreeMap<String, String>> {
+        let rows: Vec<(String, Vec<u8>)> = on_pool!(self, |pool| {
+            sqlx::query_as("SELECT field, ciphertext FROM connection_secrets WHERE connection_id = $1")
+                .bind(id)
+                .fetch_all(pool)
+                .await?
+        });
+        let mut out = BTreeMap::new();
+        for (field, ciphertext) in rows {
+            let value = vault.open_string(Binding { table: SECRETS_TABLE, row: id, field: &field }, &ciphertext)?;
+            out.insert(field, value);
+        }
+        Ok(out)
+    }
+
+    /// Deletes a connection and records `connection.deleted`. False when there was none.
+    pub async fn delete_connection(&self, project_id: &str, id: &str, now: i64) -> StoreResult<bool> {
+        let Some(connection) = self.get_connection(project_id, id).await? else {
+            return Ok(false);
+        };
+        Ok(on_pool!(self, |pool| {
+            let mut tx = pool.begin().await?;
+            let deleted = sqlx::query("DELETE FROM connections WHERE id = $1 AND project_id = $2")
+                .bind(id)
+                .bind(project_id)
+                .execute(&mut *tx)
+                .await?
+                .rows_affected();
+            if deleted == 0 {
+                return Ok(false);
+            }
+            insert_event!(
+                &mut *tx,
+                NewEvent {
+                    project_id,
+                    kind: "connection.deleted",
+                    connection_id: Some(id),
+                    integration: Some(&connection.integration),
+                    end_user_id: connection.end_user_id.as_deref(),
+                    data: serde_json::json!({ "reason": "deleted" }),
+                    now,
+                }
+            );
+            tx.commit().await?;
+            true
+        }))
+    }
+}

@@ -1,0 +1,180 @@
+//! The store: every table behind one type that runs on SQLite or PostgreSQL.
+//!
+//! Queries are written once, in SQL both engines accept (`$1` placeholders,
+//! times as seconds since the epoch, JSON as text), and run with sqlx's
+//! runtime `query`/`query_as` on whichever pool is open. The `on_pool!` macro
+//! expands one body for each engine, so each is type-checked against its own
+//! driver. The compile-time `query!` macros are not used: they can check only
+//! one engine.
+
+mod connections;
+mod events;
+mod integrations;
+mod projects;
+mod sessions;
+mod vault_rows;
+
+pub use connections::{ConnectionCursor, ConnectionRow, NewConnection};
+pub use events::{EventRow, NewEvent};
+pub use integrations::{DeleteIntegration, IntegrationRow};
+pub use projects::{DeleteKey, ProjectRow, SecretKeyRow};
+pub use sessions::{NewSession, SessionLookup, SessionRow};
+pub use vault_rows::Reencrypted;
+
+use std::path::Path;
+use std::str::FromStr;
+use std::time::Duration;
+
+use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
+use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions};
+use sqlx::{PgPool, SqlitePool};
+
+use crate::vault::VaultError;
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("database error: {0}")]
+    Database(#[from] sqlx::Error),
+    #[error("migration failed: {0}")]
+    Migrate(#[from] sqlx::migrate::MigrateError),
+    #[error(transparent)]
+    Vault(#[from] VaultError),
+    #[error("stored data is corrupt: {0}")]
+    Corrupt(String),
+    #[error("unsupported DATABASE_URL `{0}`: use sqlite:… or postgres://…")]
+    UnsupportedUrl(String),
+}
+
+impl StoreError {
+    pub fn is_unique_violation(&self) -> bool {
+        matches!(self, StoreError::Database(e)
+            if e.as_database_error().is_some_and(|d| d.is_unique_violation()))
+    }
+}
+
+pub type StoreResult<T> = Result<T, StoreError>;
+
+/// Which database engine a store runs on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Engine {
+    Sqlite,
+    Postgres,
+}
+
+impl Engine {
+    pub fn of_url(url: &str) -> Result<Engine, StoreError> {
+        if url.starts_with("sqlite:") {
+            Ok(Engine::Sqlite)
+        } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+            Ok(Engine::Postgres)
+        } else {
+            // Echo only the scheme: the rest may carry a password.
+            let scheme = url.split(':').next().unwrap_or_default();
+            Err(StoreError::UnsupportedUrl(format!("{scheme}:…")))
+        }
+    }
+}
+
+#[derive(Clone)]
+pub(crate) enum DbPool {
+    Sqlite(SqlitePool),
+    Postgres(PgPool),
+}
+
+/// Runs `$body` with `$pool` bound to the open pool, whichever engine it is.
+macro_rules! on_pool {
+    ($store:expr, |$pool:ident| $body:expr) => {
+        match &$store.pool {
+            $crate::store::DbPool::Sqlite($pool) => $body,
+            $crate::store::DbPool::Postgres($pool) => $body,
+        }
+    };
+}
+pub(crate) use on_pool;
+
+#[derive(Clone)]
+pub struct Store {
+    pub(crate) pool: DbPool,
+}
+
+impl std::fmt::Debug for Store {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Store").field("engine", &self.engine()).finish()
+    }
+}
+
+static SQLITE_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");
+static POSTGRES_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/postgres");
+
+impl Store {
+    /// Opens a pool for `url` (`sqlite:…` or `postgres://…`), creating a SQLite file if needed.
+    pub async fn connect(url: &str) -> StoreResult<Store> {
+        let pool = match Engine::of_url(url)? {
+            Engine::Sqlite => {
+                let options = SqliteConnectOptions::from_str(url)?
+                    .create_if_missing(true)
+                    .foreign_keys(true)
+                    .journal_mode(SqliteJournalMode::Wal)
+                    .busy_timeout(Duration::from_secs(10));
+                DbPool::Sqlite(
+                    SqlitePoolOptions::new()
+                        .max_connections(8)
+                        .connect_with(options)
+                        .await?,
+                )
+            }
+            Engine::Postgres => {
+                let options = PgConnectOptions::from_str(url)?;
+                DbPool::Postgres(
+                    PgPoolOptions::new()
+                        .max_connections(16)
+                        .acquire_timeout(Duration::from_secs(10))
+                        .connect_with(options)
+                        .await?,
+                )
+            }
+        };
+        Ok(Store { pool })
+    }
+
+    /// The default SQLite URL for a data directory.
+    pub fn default_sqlite_url(data_dir: &Path) -> String {
+        format!("sqlite://{}?mode=rwc", data_dir.join("plugboard.db").display())
+    }
+
+    pub fn engine(&self) -> Engine {
+        match self.pool {
+            DbPool::Sqlite(_) => Engine::Sqlite,
+            DbPool::Postgres(_) => Engine::Postgres,
+        }
+    }
+
+    /// Applies every embedded migration not yet applied.
+    pub async fn migrate(&self) -> StoreResult<()> {
+        match &self.pool {
+            DbPool::Sqlite(pool) => SQLITE_MIGRATIONS.run(pool).await?,
+            DbPool::Postgres(pool) => POSTGRES_MIGRATIONS.run(pool).await?,
+        }
+        Ok(())
+    }
+
+    pub async fn ping(&self) -> StoreResult<()> {
+        on_pool!(self, |pool| {
+            sqlx::query("SELECT 1").execute(pool).await?;
+        });
+        Ok(())
+    }
+
+    pub async fn close(&self) {
+        on_pool!(self, |pool| pool.close().await)
+    }
+}
+
+/// Decodes a JSON text column.
+pub(crate) fn from_json<T: serde::de::DeserializeOwned>(what: &str, text: &str) -> StoreResult<T> {
+    serde_json::from_str(text).map_err(|e| StoreError::Corrupt(format!("{what}: {e}")))
+}
+
+pub(crate) fn to_json<T: serde::Serialize>(value: &T) -> String {
+    serde_json::to_string(value).unwrap_or_else(|_| "null".to_string())
+}
