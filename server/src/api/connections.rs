@@ -1,6 +1,6 @@
 //! `/v1/connections` and `/v1/events`: a project's connections and what happened to them.
 
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::StatusCode;
 use axum::routing::get;
 use axum::Router;
@@ -9,7 +9,7 @@ use serde::{Deserialize, Serialize};
 
 use super::{page_limit, AppState, Page, ProjectAuth};
 use crate::clock::rfc3339;
-use crate::error::{ApiError, ApiResult, Json, Query};
+use crate::error::{ApiError, ApiResult, Json, Path, Query};
 use crate::store::{ConnectionCursor, ConnectionRow, EventRow};
 
 pub fn router() -> Router<AppState> {

@@ -1,6 +1,6 @@
 //! `/v1/integrations`: a project's configured providers.
 
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::StatusCode;
 use axum::routing::get;
 use axum::Router;
@@ -9,7 +9,7 @@ use serde_json::{Map, Value};
 
 use super::{AppState, Page, ProjectAuth};
 use crate::clock::rfc3339;
-use crate::error::{ApiError, ApiResult, Json, Query};
+use crate::error::{ApiError, ApiResult, Json, Path, Query};
 use crate::ids;
 use crate::integration::{self, ValidIntegration};
 use crate::store::{DeleteIntegration, IntegrationRow};

@@ -1,7 +1,7 @@
 //! `/v1/keys`: a project's secret keys. Several may be live at once so that a
 //! key can be rotated; the last one is never revoked.
 
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::StatusCode;
 use axum::routing::{delete, get};
 use axum::Router;
@@ -9,7 +9,7 @@ use serde::Serialize;
 
 use super::{AppState, Page, ProjectAuth};
 use crate::clock::rfc3339;
-use crate::error::{ApiError, ApiResult, Json};
+use crate::error::{ApiError, ApiResult, Json, Path};
 use crate::store::{DeleteKey, SecretKeyRow};
 
 pub fn router() -> Router<AppState> {
