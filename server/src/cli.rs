@@ -12,7 +12,11 @@ use crate::outbound::{Limits, Outbound};
 use crate::store::Store;
 
 #[derive(Parser)]
-#[command(name = "plugboard", version, about = "Connect your users' accounts at third-party providers, and act on them.")]
+#[command(
+    name = "plugboard",
+    version,
+    about = "Connect your users' accounts at third-party providers, and act on them."
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -71,7 +75,10 @@ pub fn run() -> ExitCode {
         )
         .with_writer(std::io::stderr)
         .init();
-    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("plugboard: cannot start the async runtime: {e}");
@@ -105,16 +112,25 @@ async fn dispatch(command: Command) -> Result<(), Fatal> {
             println!("migrations applied ({:?})", store.engine());
             Ok(())
         }
-        Command::Projects { command: ProjectsCommand::Create { name, store } } => {
-            let name = crate::api::check_project_name(&name).map_err(|e| Fatal(format!("--name {}", e.message)))?;
+        Command::Projects {
+            command: ProjectsCommand::Create { name, store },
+        } => {
+            let name = crate::api::check_project_name(&name)
+                .map_err(|e| Fatal(format!("--name {}", e.message)))?;
+            // Resolving the key ring here too means the embedded default's
+            // key exists from the first command, not only from the first `serve`.
+            let ring = store.key_ring()?;
             let store = open_store(&store).await?;
+            store.check_vault_keys(&ring).await?;
             let now = time::OffsetDateTime::now_utc().unix_timestamp();
             let (project, _, minted) = store.create_project(&name, now).await?;
             println!("project_id={}", project.id);
             println!("secret_key={}", minted.token);
             Ok(())
         }
-        Command::Vault { command: VaultCommand::Reencrypt(args) } => {
+        Command::Vault {
+            command: VaultCommand::Reencrypt(args),
+        } => {
             let ring = args.key_ring()?;
             let store = open_store(&args).await?;
             let done = store.reencrypt_vault(&ring).await?;
@@ -164,10 +180,11 @@ async fn shutdown_signal() {
     let ctrl_c = tokio::signal::ctrl_c();
     #[cfg(unix)]
     {
-        let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(s) => s,
-            Err(_) => return std::future::pending().await,
-        };
+        let mut term =
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(s) => s,
+                Err(_) => return std::future::pending().await,
+            };
         tokio::select! {
             _ = ctrl_c => {}
             _ = term.recv() => {}

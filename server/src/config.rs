@@ -36,7 +36,10 @@ impl std::fmt::Debug for StoreArgs {
         f.debug_struct("StoreArgs")
             .field("data_dir", &self.data_dir)
             .field("database_url", &self.database_url.as_ref().map(|_| "[set]"))
-            .field("master_key", &self.master_key.as_ref().map(|_| "[redacted]"))
+            .field(
+                "master_key",
+                &self.master_key.as_ref().map(|_| "[redacted]"),
+            )
             .field("master_key_file", &self.master_key_file)
             .finish()
     }
@@ -75,7 +78,10 @@ impl std::fmt::Debug for ServeArgs {
             .field("store", &self.store)
             .field("listen", &self.listen)
             .field("public_url", &self.public_url)
-            .field("operator_token", &self.operator_token.as_ref().map(|_| "[redacted]"))
+            .field(
+                "operator_token",
+                &self.operator_token.as_ref().map(|_| "[redacted]"),
+            )
             .field("allow_hosts", &self.allow_hosts)
             .field("trust_proxy", &self.trust_proxy)
             .finish()
@@ -87,7 +93,10 @@ pub enum ConfigError {
     #[error("{0}")]
     Invalid(String),
     #[error("could not use {path}: {source}")]
-    Io { path: PathBuf, source: std::io::Error },
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
 }
 
 /// The settings the HTTP layer needs, resolved.
@@ -103,7 +112,10 @@ impl std::fmt::Debug for Settings {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Settings")
             .field("public_url", &self.public_url.as_str())
-            .field("operator_token", &self.operator_token.as_ref().map(|_| "[redacted]"))
+            .field(
+                "operator_token",
+                &self.operator_token.as_ref().map(|_| "[redacted]"),
+            )
             .field("allow_hosts", &self.allow_hosts)
             .field("trust_proxy", &self.trust_proxy)
             .finish()
@@ -114,11 +126,14 @@ impl Settings {
     pub fn from_args(args: &ServeArgs) -> Result<Settings, ConfigError> {
         let public_url = match &args.public_url {
             Some(url) => url.clone(),
-            None => Url::parse(&format!("http://{}/", args.listen))
-                .map_err(|e| ConfigError::Invalid(format!("PLUGBOARD_LISTEN gives no usable URL: {e}")))?,
+            None => Url::parse(&format!("http://{}/", args.listen)).map_err(|e| {
+                ConfigError::Invalid(format!("PLUGBOARD_LISTEN gives no usable URL: {e}"))
+            })?,
         };
         if !matches!(public_url.scheme(), "http" | "https") || public_url.host().is_none() {
-            return Err(ConfigError::Invalid("PLUGBOARD_PUBLIC_URL must be an http(s) URL".into()));
+            return Err(ConfigError::Invalid(
+                "PLUGBOARD_PUBLIC_URL must be an http(s) URL".into(),
+            ));
         }
         let operator_token = args.operator_token.clone().filter(|t| !t.is_empty());
         if operator_token.as_ref().is_some_and(|t| t.len() < 16) {
@@ -167,12 +182,17 @@ impl StoreArgs {
     /// key in the data directory, generated there on first start. PostgreSQL
     /// never gets a key invented by one replica.
     pub fn key_ring(&self) -> Result<KeyRing, ConfigError> {
-        let invalid = |source: &str, e: crate::vault::VaultError| ConfigError::Invalid(format!("{source}: {e}"));
+        let invalid = |source: &str, e: crate::vault::VaultError| {
+            ConfigError::Invalid(format!("{source}: {e}"))
+        };
         if let Some(spec) = self.master_key.as_deref().filter(|s| !s.trim().is_empty()) {
             return KeyRing::parse(spec).map_err(|e| invalid("PLUGBOARD_MASTER_KEY", e));
         }
         if let Some(path) = &self.master_key_file {
-            let spec = std::fs::read_to_string(path).map_err(|source| ConfigError::Io { path: path.clone(), source })?;
+            let spec = std::fs::read_to_string(path).map_err(|source| ConfigError::Io {
+                path: path.clone(),
+                source,
+            })?;
             return KeyRing::parse(&spec).map_err(|e| invalid("PLUGBOARD_MASTER_KEY_FILE", e));
         }
         if self.engine()? == Engine::Postgres {
@@ -204,7 +224,10 @@ impl StoreArgs {
 }
 
 fn create_private_dir(dir: &Path) -> Result<(), ConfigError> {
-    std::fs::create_dir_all(dir).map_err(|source| ConfigError::Io { path: dir.to_path_buf(), source })?;
+    std::fs::create_dir_all(dir).map_err(|source| ConfigError::Io {
+        path: dir.to_path_buf(),
+        source,
+    })?;
     #[cfg(unix)]
     {
         use std::os::unix::fs::PermissionsExt;
@@ -222,7 +245,10 @@ fn write_private_file(path: &Path, contents: &str) -> Result<(), ConfigError> {
         use std::os::unix::fs::OpenOptionsExt;
         options.mode(0o600);
     }
-    let io = |source| ConfigError::Io { path: path.to_path_buf(), source };
+    let io = |source| ConfigError::Io {
+        path: path.to_path_buf(),
+        source,
+    };
     let mut file = options.open(path).map_err(io)?;
     file.write_all(contents.as_bytes()).map_err(io)?;
     file.write_all(b"\n").map_err(io)?;

@@ -213,7 +213,10 @@ pub struct Query<T>(pub T);
 impl From<PathRejection> for ApiError {
     fn from(_: PathRejection) -> Self {
         // An id that cannot even be decoded names nothing that exists.
-        ApiError::new(ErrorCode::NotFound, "not found: the path holds an invalid id")
+        ApiError::new(
+            ErrorCode::NotFound,
+            "not found: the path holds an invalid id",
+        )
     }
 }
 

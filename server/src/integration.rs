@@ -103,7 +103,8 @@ pub fn validate(
             || COMMON_FIELDS.contains(&name.as_str())
             || READ_ONLY_FIELDS.contains(&name.as_str())
             || (auth_type.as_deref() == Some("oauth2_authorization_code")
-                && (OAUTH2_CODE_FIELDS.contains(&name.as_str()) || SECRET_FIELDS.contains(&name.as_str())));
+                && (OAUTH2_CODE_FIELDS.contains(&name.as_str())
+                    || SECRET_FIELDS.contains(&name.as_str())));
         if !known && !v.errors.contains_key(name) {
             let reason = match auth_type.as_deref() {
                 Some(t) => format!("unknown field for auth_type {t}"),
@@ -123,42 +124,53 @@ pub fn validate(
     if v.present("provider") {
         v.errors.insert(
             "provider".into(),
-            "the provider catalog is not available yet: configure the integration's URLs directly".into(),
+            "the provider catalog is not available yet: configure the integration's URLs directly"
+                .into(),
         );
     }
     v.url("api_base_url", false, UrlUse::ApiBase);
     v.optional_string("tenant_id", 200);
     let multiple = v.boolean("multiple_accounts", false);
-    v.out.insert("multiple_accounts".into(), Value::Bool(multiple));
+    v.out
+        .insert("multiple_accounts".into(), Value::Bool(multiple));
     let buffer = v.integer("refresh_buffer_seconds", 300, 0, 86_400);
-    v.out.insert("refresh_buffer_seconds".into(), Value::from(buffer));
+    v.out
+        .insert("refresh_buffer_seconds".into(), Value::from(buffer));
     v.test_request();
 
     let mut secrets = Vec::new();
     if auth_type.as_deref() == Some("oauth2_authorization_code") {
         v.url("authorization_url", true, UrlUse::Browser);
         v.url("token_url", true, UrlUse::Server);
-        v.string("client_id", true, 1024).map(|s| v.out.insert("client_id".into(), Value::String(s)));
+        v.string("client_id", true, 1024)
+            .map(|s| v.out.insert("client_id".into(), Value::String(s)));
         match v.string("client_secret", false, 4096) {
             Some(secret) => secrets.push(("client_secret", secret)),
             None if existing_secrets.iter().any(|s| s == "client_secret") => {}
             None if !v.errors.contains_key("client_secret") => {
-                v.errors.insert("client_secret".into(), "is required".into());
+                v.errors
+                    .insert("client_secret".into(), "is required".into());
             }
             None => {}
         }
         v.scopes();
-        let separator = v.string("scope_separator", false, 4).unwrap_or_else(|| " ".into());
-        v.out.insert("scope_separator".into(), Value::String(separator));
+        let separator = v
+            .string("scope_separator", false, 4)
+            .unwrap_or_else(|| " ".into());
+        v.out
+            .insert("scope_separator".into(), Value::String(separator));
         v.authorization_params();
-        let method = v.string("token_auth_method", false, 64).unwrap_or_else(|| "client_secret_basic".into());
+        let method = v
+            .string("token_auth_method", false, 64)
+            .unwrap_or_else(|| "client_secret_basic".into());
         if !["client_secret_basic", "client_secret_post"].contains(&method.as_str()) {
             v.errors.insert(
                 "token_auth_method".into(),
                 "must be client_secret_basic or client_secret_post".into(),
             );
         }
-        v.out.insert("token_auth_method".into(), Value::String(method));
+        v.out
+            .insert("token_auth_method".into(), Value::String(method));
         v.url("issuer", false, UrlUse::Issuer);
         v.url("jwks_url", false, UrlUse::Server);
         v.url("userinfo_url", false, UrlUse::Server);
@@ -186,10 +198,19 @@ pub fn merge_patch(
 ) -> Result<Map<String, Value>, BTreeMap<String, String>> {
     let mut errors = BTreeMap::new();
     if patch.get("key").is_some_and(|k| k.as_str() != Some(key)) {
-        errors.insert("key".into(), "cannot be changed; create a new integration instead".into());
+        errors.insert(
+            "key".into(),
+            "cannot be changed; create a new integration instead".into(),
+        );
     }
-    if patch.get("auth_type").is_some_and(|t| t.as_str() != Some(auth_type)) {
-        errors.insert("auth_type".into(), "cannot be changed; create a new integration instead".into());
+    if patch
+        .get("auth_type")
+        .is_some_and(|t| t.as_str() != Some(auth_type))
+    {
+        errors.insert(
+            "auth_type".into(),
+            "cannot be changed; create a new integration instead".into(),
+        );
     }
     if !errors.is_empty() {
         return Err(errors);
@@ -252,7 +273,9 @@ impl Validator<'_> {
     }
 
     fn fail(&mut self, name: &str, reason: impl Into<String>) {
-        self.errors.entry(name.to_string()).or_insert_with(|| reason.into());
+        self.errors
+            .entry(name.to_string())
+            .or_insert_with(|| reason.into());
     }
 
     fn string(&mut self, name: &str, required: bool, max: usize) -> Option<String> {
@@ -295,10 +318,15 @@ impl Validator<'_> {
 
     fn key(&mut self) -> Option<String> {
         let key = self.string("key", true, 64)?;
-        let ok = key.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_' || b == b'-')
+        let ok = key
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_' || b == b'-')
             && key.as_bytes()[0].is_ascii_alphanumeric();
         if !ok {
-            self.fail("key", "must use a-z, 0-9, '_' and '-', starting with a letter or digit");
+            self.fail(
+                "key",
+                "must use a-z, 0-9, '_' and '-', starting with a letter or digit",
+            );
             return None;
         }
         Some(key)
@@ -307,12 +335,18 @@ impl Validator<'_> {
     fn auth_type(&mut self) -> Option<String> {
         let t = self.string("auth_type", true, 64)?;
         if !AUTH_TYPES.contains(&t.as_str()) {
-            self.fail("auth_type", format!("must be one of: {}", AUTH_TYPES.join(", ")));
+            self.fail(
+                "auth_type",
+                format!("must be one of: {}", AUTH_TYPES.join(", ")),
+            );
             None
         } else if !SUPPORTED_AUTH_TYPES.contains(&t.as_str()) {
             self.fail(
                 "auth_type",
-                format!("{t} integrations are not supported yet; supported: {}", SUPPORTED_AUTH_TYPES.join(", ")),
+                format!(
+                    "{t} integrations are not supported yet; supported: {}",
+                    SUPPORTED_AUTH_TYPES.join(", ")
+                ),
             );
             None
         } else {
@@ -345,7 +379,9 @@ impl Validator<'_> {
     }
 
     fn url(&mut self, name: &str, required: bool, use_: UrlUse) {
-        let Some(text) = self.string(name, required, 2048) else { return };
+        let Some(text) = self.string(name, required, 2048) else {
+            return;
+        };
         // Connection variables such as `{region}` are filled in later; check the URL with a stand-in.
         let checked = if use_ == UrlUse::ApiBase {
             let mut s = String::new();
@@ -378,7 +414,9 @@ impl Validator<'_> {
         let plain_http_ok = match use_ {
             UrlUse::Display => true,
             UrlUse::Browser | UrlUse::Issuer => is_loopback_host(&url),
-            UrlUse::Server | UrlUse::ApiBase => is_loopback_host(&url) || host_allow_listed(&url, self.allow),
+            UrlUse::Server | UrlUse::ApiBase => {
+                is_loopback_host(&url) || host_allow_listed(&url, self.allow)
+            }
         };
         if url.scheme() == "http" && !plain_http_ok {
             return self.fail(name, "must use https");
@@ -401,17 +439,20 @@ impl Validator<'_> {
                 let mut scopes = Vec::new();
                 for item in items {
                     match item.as_str() {
-                        Some(s) if !s.is_empty() && s.len() <= 256 && s.bytes().all(|b| b.is_ascii_graphic() && b != b'"' && b != b'\\') => {
+                        Some(s)
+                            if !s.is_empty()
+                                && s.len() <= 256
+                                && s.bytes()
+                                    .all(|b| b.is_ascii_graphic() && b != b'"' && b != b'\\') =>
+                        {
                             if !scopes.iter().any(|x: &Value| x.as_str() == Some(s)) {
                                 scopes.push(Value::String(s.to_string()));
                             }
                         }
-                        _ => {
-                            return self.fail(
-                                "scopes",
-                                "must be a list of scope names without spaces, quotes or backslashes",
-                            )
-                        }
+                        _ => return self.fail(
+                            "scopes",
+                            "must be a list of scope names without spaces, quotes or backslashes",
+                        ),
                     }
                 }
                 if scopes.len() > 100 {
@@ -436,7 +477,10 @@ impl Validator<'_> {
                         );
                     }
                     if name.is_empty() || !value.is_string() {
-                        return self.fail("authorization_params", "must map parameter names to string values");
+                        return self.fail(
+                            "authorization_params",
+                            "must map parameter names to string values",
+                        );
                     }
                 }
                 if map.len() > 50 {
@@ -444,31 +488,61 @@ impl Validator<'_> {
                 }
                 map.clone()
             }
-            Some(_) => return self.fail("authorization_params", "must be an object of string values"),
+            Some(_) => {
+                return self.fail("authorization_params", "must be an object of string values")
+            }
         };
-        self.out.insert("authorization_params".into(), Value::Object(params));
+        self.out
+            .insert("authorization_params".into(), Value::Object(params));
     }
 
     fn test_request(&mut self) {
-        let Some(value) = self.input.get("test_request").filter(|v| !v.is_null()) else { return };
-        let Some(map) = value.as_object() else {
-            return self.fail("test_request", "must be an object { method, path, expect_status }");
+        let Some(value) = self.input.get("test_request").filter(|v| !v.is_null()) else {
+            return;
         };
-        if let Some(extra) = map.keys().find(|k| !["method", "path", "expect_status"].contains(&k.as_str())) {
+        let Some(map) = value.as_object() else {
+            return self.fail(
+                "test_request",
+                "must be an object { method, path, expect_status }",
+            );
+        };
+        if let Some(extra) = map
+            .keys()
+            .find(|k| !["method", "path", "expect_status"].contains(&k.as_str()))
+        {
             return self.fail("test_request", format!("unknown field `{extra}`"));
         }
-        let method = map.get("method").and_then(Value::as_str).unwrap_or("GET").to_ascii_uppercase();
+        let method = map
+            .get("method")
+            .and_then(Value::as_str)
+            .unwrap_or("GET")
+            .to_ascii_uppercase();
         if !["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE"].contains(&method.as_str()) {
-            return self.fail("test_request", "method must be GET, HEAD, POST, PUT, PATCH or DELETE");
+            return self.fail(
+                "test_request",
+                "method must be GET, HEAD, POST, PUT, PATCH or DELETE",
+            );
         }
-        let Some(path) = map.get("path").and_then(Value::as_str).filter(|p| p.starts_with('/') && !p.starts_with("//")) else {
-            return self.fail("test_request", "path must be a path starting with '/', relative to the connection's base URL");
+        let Some(path) = map
+            .get("path")
+            .and_then(Value::as_str)
+            .filter(|p| p.starts_with('/') && !p.starts_with("//"))
+        else {
+            return self.fail(
+                "test_request",
+                "path must be a path starting with '/', relative to the connection's base URL",
+            );
         };
         let status = match map.get("expect_status") {
             None => 200,
             Some(v) => match v.as_u64() {
                 Some(s) if (100..=599).contains(&s) => s,
-                _ => return self.fail("test_request", "expect_status must be an HTTP status (100-599)"),
+                _ => {
+                    return self.fail(
+                        "test_request",
+                        "expect_status must be an HTTP status (100-599)",
+                    )
+                }
             },
         };
         self.out.insert(
@@ -518,7 +592,15 @@ mod tests {
         input.insert("provider".into(), json!("hubspot"));
         input.remove("client_secret");
         let errors = validate(&input, &[], &AllowList::default()).unwrap_err();
-        for field in ["token_url", "scopes", "refresh_buffer_seconds", "authorization_params", "colour", "provider", "client_secret"] {
+        for field in [
+            "token_url",
+            "scopes",
+            "refresh_buffer_seconds",
+            "authorization_params",
+            "colour",
+            "provider",
+            "client_secret",
+        ] {
             assert!(errors.contains_key(field), "{field} in {errors:?}");
         }
     }
@@ -528,19 +610,36 @@ mod tests {
         let mut input = obj(minimal());
         input.insert("token_url".into(), json!("http://127.0.0.2:9000/token"));
         let allow = AllowList::parse("127.0.0.1").unwrap();
-        assert!(validate(&input, &[], &allow).unwrap_err().contains_key("token_url"));
+        assert!(validate(&input, &[], &allow)
+            .unwrap_err()
+            .contains_key("token_url"));
         input.insert("token_url".into(), json!("http://127.0.0.1:9000/token"));
         assert!(validate(&input, &[], &allow).is_ok());
-        input.insert("api_base_url".into(), json!("https://{region}.s3.example.com"));
+        input.insert(
+            "api_base_url".into(),
+            json!("https://{region}.s3.example.com"),
+        );
         assert!(validate(&input, &[], &allow).is_ok());
     }
 
     #[test]
     fn patch_keeps_key_and_auth_type() {
         let stored = obj(json!({"label": "A"}));
-        let merged = merge_patch("k", "oauth2_authorization_code", &stored, &obj(json!({"label": null, "scopes": ["x"]}))).unwrap();
+        let merged = merge_patch(
+            "k",
+            "oauth2_authorization_code",
+            &stored,
+            &obj(json!({"label": null, "scopes": ["x"]})),
+        )
+        .unwrap();
         assert!(!merged.contains_key("label"));
         assert_eq!(merged["scopes"], json!(["x"]));
-        assert!(merge_patch("k", "oauth2_authorization_code", &stored, &obj(json!({"key": "other"}))).is_err());
+        assert!(merge_patch(
+            "k",
+            "oauth2_authorization_code",
+            &stored,
+            &obj(json!({"key": "other"}))
+        )
+        .is_err());
     }
 }

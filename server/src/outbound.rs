@@ -54,7 +54,10 @@ fn classify_v4(ip: Ipv4Addr) -> AddressClass {
         AddressClass::Unspecified
     } else if o[0] == 127 {
         AddressClass::Loopback
-    } else if o[0] == 10 || (o[0] == 172 && (16..=31).contains(&o[1])) || (o[0] == 192 && o[1] == 168) {
+    } else if o[0] == 10
+        || (o[0] == 172 && (16..=31).contains(&o[1]))
+        || (o[0] == 192 && o[1] == 168)
+    {
         AddressClass::Private
     } else if o[0] == 169 && o[1] == 254 {
         AddressClass::LinkLocal
@@ -94,7 +97,12 @@ fn classify_v6(ip: Ipv6Addr) -> AddressClass {
         return classify_v4(v4);
     }
     if s[..6] == [0, 0, 0, 0, 0, 0] {
-        return match classify_v4(Ipv4Addr::new((s[6] >> 8) as u8, s[6] as u8, (s[7] >> 8) as u8, s[7] as u8)) {
+        return match classify_v4(Ipv4Addr::new(
+            (s[6] >> 8) as u8,
+            s[6] as u8,
+            (s[7] >> 8) as u8,
+            s[7] as u8,
+        )) {
             AddressClass::Public => AddressClass::Reserved,
             other => other,
         };
@@ -158,9 +166,12 @@ impl AllowList {
                 .bytes()
                 .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'.')
             {
-                list.names.push(item.trim_end_matches('.').to_ascii_lowercase());
+                list.names
+                    .push(item.trim_end_matches('.').to_ascii_lowercase());
             } else {
-                return Err(format!("`{item}` is not a host name, an IP address or a CIDR"));
+                return Err(format!(
+                    "`{item}` is not a host name, an IP address or a CIDR"
+                ));
             }
         }
         Ok(list)
@@ -173,7 +184,7 @@ impl AllowList {
 
     pub fn allows_name(&self, name: &str) -> bool {
         let name = name.trim_end_matches('.').to_ascii_lowercase();
-        self.names.iter().any(|n| *n == name)
+        self.names.contains(&name)
     }
 
     /// Whether a connection to `ip` is permitted.
@@ -259,7 +270,10 @@ impl Resolve for GuardedResolver {
             let host = name.as_str().to_string();
             let resolved: Vec<SocketAddr> = tokio::net::lookup_host((host.as_str(), 0))
                 .await
-                .map_err(|_| Box::new(OutboundError::Resolve(host.clone())) as Box<dyn std::error::Error + Send + Sync>)?
+                .map_err(|_| {
+                    Box::new(OutboundError::Resolve(host.clone()))
+                        as Box<dyn std::error::Error + Send + Sync>
+                })?
                 .collect();
             let name_allowed = allow.allows_name(&host);
             let permitted: Vec<SocketAddr> = resolved
@@ -270,7 +284,10 @@ impl Resolve for GuardedResolver {
             if permitted.is_empty() {
                 let first = resolved.first().map(|a| a.ip());
                 let err = match first {
-                    Some(ip) => OutboundError::Refused { host, class: classify(ip) },
+                    Some(ip) => OutboundError::Refused {
+                        host,
+                        class: classify(ip),
+                    },
                     None => OutboundError::Resolve(host),
                 };
                 return Err(Box::new(err) as Box<dyn std::error::Error + Send + Sync>);
@@ -316,7 +333,10 @@ pub struct Outbound {
 
 impl std::fmt::Debug for Outbound {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Outbound").field("allow", &self.allow).field("limits", &self.limits).finish()
+        f.debug_struct("Outbound")
+            .field("allow", &self.allow)
+            .field("limits", &self.limits)
+            .finish()
     }
 }
 
@@ -328,11 +348,17 @@ impl Outbound {
             .no_proxy()
             .connect_timeout(limits.connect_timeout)
             .timeout(limits.total_timeout)
-            .dns_resolver(Arc::new(GuardedResolver { allow: allow.clone() }))
+            .dns_resolver(Arc::new(GuardedResolver {
+                allow: allow.clone(),
+            }))
             .user_agent(concat!("plugboard/", env!("CARGO_PKG_VERSION")))
             .build()
             .map_err(|e| OutboundError::Transport(e.without_url().to_string()))?;
-        Ok(Outbound { client, allow, limits })
+        Ok(Outbound {
+            client,
+            allow,
+            limits,
+        })
     }
 
     pub fn allow_list(&self) -> &AllowList {
@@ -345,7 +371,10 @@ impl Outbound {
     }
 
     /// Sends a request built by [`Outbound::request`] and reads its body up to the size limit.
-    pub async fn send(&self, request: reqwest::RequestBuilder) -> Result<OutboundResponse, OutboundError> {
+    pub async fn send(
+        &self,
+        request: reqwest::RequestBuilder,
+    ) -> Result<OutboundResponse, OutboundError> {
         let request = request.build().map_err(|_| OutboundError::InvalidUrl)?;
         // Literal addresses never reach the resolver, so they are checked here.
         check_url_target(request.url(), &self.allow)?;
@@ -365,7 +394,11 @@ impl Outbound {
             }
             body.extend_from_slice(&chunk);
         }
-        Ok(OutboundResponse { status, headers, body })
+        Ok(OutboundResponse {
+            status,
+            headers,
+            body,
+        })
     }
 }
 
@@ -377,7 +410,10 @@ fn map_reqwest(err: reqwest::Error) -> OutboundError {
     let mut source: Option<&(dyn std::error::Error + 'static)> = Some(&err);
     while let Some(e) = source {
         if let Some(OutboundError::Refused { host, class }) = e.downcast_ref::<OutboundError>() {
-            return OutboundError::Refused { host: host.clone(), class: *class };
+            return OutboundError::Refused {
+                host: host.clone(),
+                class: *class,
+            };
         }
         if let Some(OutboundError::Resolve(host)) = e.downcast_ref::<OutboundError>() {
             return OutboundError::Resolve(host.clone());
@@ -437,7 +473,14 @@ mod tests {
         ] {
             assert_eq!(class(addr), expected, "{addr}");
         }
-        for public in ["8.8.8.8", "1.1.1.1", "172.32.0.1", "100.128.0.1", "2606:4700::1111", "64:ff9b::808:808"] {
+        for public in [
+            "8.8.8.8",
+            "1.1.1.1",
+            "172.32.0.1",
+            "100.128.0.1",
+            "2606:4700::1111",
+            "64:ff9b::808:808",
+        ] {
             assert_eq!(class(public), AddressClass::Public, "{public}");
         }
     }
@@ -465,11 +508,16 @@ mod tests {
                 // resolver then drops ::1 and keeps 127.0.0.1.
                 assert!(result.is_ok(), "{url}");
             } else {
-                assert!(matches!(result, Err(OutboundError::Refused { .. })), "{url}: {result:?}");
+                assert!(
+                    matches!(result, Err(OutboundError::Refused { .. })),
+                    "{url}: {result:?}"
+                );
             }
         }
         assert!(check_url_target(&Url::parse("http://127.0.0.1:9/").unwrap(), &allow).is_ok());
-        assert!(check_url_target(&Url::parse("http://[::ffff:127.0.0.1]/").unwrap(), &allow).is_ok());
+        assert!(
+            check_url_target(&Url::parse("http://[::ffff:127.0.0.1]/").unwrap(), &allow).is_ok()
+        );
         assert!(check_url_target(&Url::parse("ftp://example.com/").unwrap(), &allow).is_err());
     }
 

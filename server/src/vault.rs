@@ -42,7 +42,9 @@ pub enum VaultError {
     Malformed(String),
     #[error("the value of {binding} was sealed with vault key id `{key_id}`, which the key ring does not contain")]
     UnknownKey { binding: String, key_id: String },
-    #[error("the value of {0} failed to decrypt: it was altered, or belongs to another row or field")]
+    #[error(
+        "the value of {0} failed to decrypt: it was altered, or belongs to another row or field"
+    )]
     Tampered(String),
 }
 
@@ -99,9 +101,7 @@ impl KeyRing {
             }
             let bytes = base64::engine::general_purpose::STANDARD
                 .decode(material)
-                .map_err(|_| {
-                    VaultError::InvalidKey(format!("key `{id}` is not valid base64"))
-                })?;
+                .map_err(|_| VaultError::InvalidKey(format!("key `{id}` is not valid base64")))?;
             if bytes.len() != 32 {
                 return Err(VaultError::InvalidKey(format!(
                     "key `{id}` is {} bytes; it must be 32 bytes (base64 of 32 random bytes)",
@@ -162,16 +162,16 @@ impl KeyRing {
     }
 
     pub fn open(&self, binding: Binding<'_>, ciphertext: &[u8]) -> Result<Vec<u8>, VaultError> {
-        let (key_id, nonce, sealed) = split(ciphertext)
-            .ok_or_else(|| VaultError::Malformed(binding.to_string()))?;
-        let key = self
-            .keys
-            .iter()
-            .find(|k| k.id == key_id)
-            .ok_or_else(|| VaultError::UnknownKey {
-                binding: binding.to_string(),
-                key_id: key_id.to_string(),
-            })?;
+        let (key_id, nonce, sealed) =
+            split(ciphertext).ok_or_else(|| VaultError::Malformed(binding.to_string()))?;
+        let key =
+            self.keys
+                .iter()
+                .find(|k| k.id == key_id)
+                .ok_or_else(|| VaultError::UnknownKey {
+                    binding: binding.to_string(),
+                    key_id: key_id.to_string(),
+                })?;
         let aad = binding.aad();
         key.cipher
             .decrypt(
@@ -185,7 +185,11 @@ impl KeyRing {
     }
 
     /// Opens a value and decodes it as UTF-8 text.
-    pub fn open_string(&self, binding: Binding<'_>, ciphertext: &[u8]) -> Result<String, VaultError> {
+    pub fn open_string(
+        &self,
+        binding: Binding<'_>,
+        ciphertext: &[u8],
+    ) -> Result<String, VaultError> {
         let bytes = self.open(binding, ciphertext)?;
         String::from_utf8(bytes).map_err(|_| VaultError::Tampered(binding.to_string()))
     }

@@ -34,28 +34,71 @@ async fn health_reports_ok(engine: Engine) {
 async fn operator_creates_projects_and_nobody_else_can(engine: Engine) {
     let app = TestApp::new(engine).await;
     let body = json!({ "name": "Acme" });
-    let reply = app.call("POST", "/v1/admin/projects", None, Some(body.clone())).await;
-    assert_eq!((reply.status, reply.code()), (StatusCode::UNAUTHORIZED, "unauthorized"));
-    let reply = app.call("POST", "/v1/admin/projects", Some("not-the-operator-token"), Some(body.clone())).await;
-    assert_eq!((reply.status, reply.code()), (StatusCode::UNAUTHORIZED, "unauthorized"));
+    let reply = app
+        .call("POST", "/v1/admin/projects", None, Some(body.clone()))
+        .await;
+    assert_eq!(
+        (reply.status, reply.code()),
+        (StatusCode::UNAUTHORIZED, "unauthorized")
+    );
+    let reply = app
+        .call(
+            "POST",
+            "/v1/admin/projects",
+            Some("not-the-operator-token"),
+            Some(body.clone()),
+        )
+        .await;
+    assert_eq!(
+        (reply.status, reply.code()),
+        (StatusCode::UNAUTHORIZED, "unauthorized")
+    );
     let (_, secret_key) = app.project("Acme").await;
     // A project's secret key is not the operator token.
-    let reply = app.call("POST", "/v1/admin/projects", Some(&secret_key), Some(body)).await;
+    let reply = app
+        .call("POST", "/v1/admin/projects", Some(&secret_key), Some(body))
+        .await;
     assert_eq!(reply.status, StatusCode::UNAUTHORIZED);
-    let reply = app.call("POST", "/v1/admin/projects", Some(OPERATOR_TOKEN), Some(json!({ "name": "  " }))).await;
+    let reply = app
+        .call(
+            "POST",
+            "/v1/admin/projects",
+            Some(OPERATOR_TOKEN),
+            Some(json!({ "name": "  " })),
+        )
+        .await;
     assert_eq!(reply.status, StatusCode::UNPROCESSABLE_ENTITY);
-    assert!(reply.body["error"]["fields"]["name"].is_string(), "{}", reply.text);
+    assert!(
+        reply.body["error"]["fields"]["name"].is_string(),
+        "{}",
+        reply.text
+    );
     // The key works at once.
-    let reply = app.call("GET", "/v1/integrations", Some(&secret_key), None).await;
+    let reply = app
+        .call("GET", "/v1/integrations", Some(&secret_key), None)
+        .await;
     assert_eq!(reply.status, StatusCode::OK);
     assert_eq!(reply.body, json!({ "data": [], "next_cursor": null }));
 }
 
 async fn admin_api_is_off_without_an_operator_token(engine: Engine) {
     let app = TestApp::build(engine, "127.0.0.1", None).await;
-    let reply = app.call("POST", "/v1/admin/projects", Some(""), Some(json!({ "name": "Acme" }))).await;
-    assert_eq!((reply.status, reply.code()), (StatusCode::NOT_FOUND, "not_found"));
-    assert!(reply.body["error"]["message"].as_str().unwrap_or("").contains("PLUGBOARD_OPERATOR_TOKEN"));
+    let reply = app
+        .call(
+            "POST",
+            "/v1/admin/projects",
+            Some(""),
+            Some(json!({ "name": "Acme" })),
+        )
+        .await;
+    assert_eq!(
+        (reply.status, reply.code()),
+        (StatusCode::NOT_FOUND, "not_found")
+    );
+    assert!(reply.body["error"]["message"]
+        .as_str()
+        .unwrap_or("")
+        .contains("PLUGBOARD_OPERATOR_TOKEN"));
 }
 
 async fn secret_keys_rotate_and_the_last_is_kept(engine: Engine) {
@@ -70,19 +113,55 @@ async fn secret_keys_rotate_and_the_last_is_kept(engine: Engine) {
     let listed = app.call("GET", "/v1/keys", Some(&second), None).await;
     let keys = listed.body["data"].as_array().unwrap().clone();
     assert_eq!(keys.len(), 2);
-    assert!(!listed.text.contains(&first) && !listed.text.contains(&second), "a list never shows whole keys");
-    let first_id = keys.iter().find(|k| k["id"] != second_id).unwrap()["id"].as_str().unwrap().to_string();
+    assert!(
+        !listed.text.contains(&first) && !listed.text.contains(&second),
+        "a list never shows whole keys"
+    );
+    let first_id = keys.iter().find(|k| k["id"] != second_id).unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
 
     // Revoke the first key with the second: the first stops working at once.
-    let reply = app.call("DELETE", &format!("/v1/keys/{first_id}"), Some(&second), None).await;
+    let reply = app
+        .call(
+            "DELETE",
+            &format!("/v1/keys/{first_id}"),
+            Some(&second),
+            None,
+        )
+        .await;
     assert_eq!(reply.status, StatusCode::NO_CONTENT);
-    assert_eq!(app.call("GET", "/v1/keys", Some(&first), None).await.status, StatusCode::UNAUTHORIZED);
+    assert_eq!(
+        app.call("GET", "/v1/keys", Some(&first), None).await.status,
+        StatusCode::UNAUTHORIZED
+    );
     // The last key is never revoked.
-    let reply = app.call("DELETE", &format!("/v1/keys/{second_id}"), Some(&second), None).await;
-    assert_eq!((reply.status, reply.code()), (StatusCode::CONFLICT, "conflict"));
-    assert_eq!(app.call("GET", "/v1/keys", Some(&second), None).await.status, StatusCode::OK);
-    let reply = app.call("DELETE", "/v1/keys/key_doesnotexist", Some(&second), None).await;
-    assert_eq!((reply.status, reply.code()), (StatusCode::NOT_FOUND, "not_found"));
+    let reply = app
+        .call(
+            "DELETE",
+            &format!("/v1/keys/{second_id}"),
+            Some(&second),
+            None,
+        )
+        .await;
+    assert_eq!(
+        (reply.status, reply.code()),
+        (StatusCode::CONFLICT, "conflict")
+    );
+    assert_eq!(
+        app.call("GET", "/v1/keys", Some(&second), None)
+            .await
+            .status,
+        StatusCode::OK
+    );
+    let reply = app
+        .call("DELETE", "/v1/keys/key_doesnotexist", Some(&second), None)
+        .await;
+    assert_eq!(
+        (reply.status, reply.code()),
+        (StatusCode::NOT_FOUND, "not_found")
+    );
 }
 
 async fn integration_round_trip_never_returns_secrets(engine: Engine) {
@@ -91,12 +170,20 @@ async fn integration_round_trip_never_returns_secrets(engine: Engine) {
     let mut body = common::oauth_integration("teamleader");
     body["id"] = json!("int_chosen_by_client");
     body["callback_url"] = json!("https://evil.example/callback");
-    let reply = app.call("POST", "/v1/integrations", Some(&key), Some(body)).await;
+    let reply = app
+        .call("POST", "/v1/integrations", Some(&key), Some(body))
+        .await;
     assert_eq!(reply.status, StatusCode::CREATED, "{}", reply.text);
     let created = reply.body.clone();
     let id = created["id"].as_str().unwrap();
-    assert!(id.starts_with("int_") && id != "int_chosen_by_client", "the id is the server's");
-    assert_eq!(created["callback_url"], format!("http://127.0.0.1:8080/oauth/callback/{id}"));
+    assert!(
+        id.starts_with("int_") && id != "int_chosen_by_client",
+        "the id is the server's"
+    );
+    assert_eq!(
+        created["callback_url"],
+        format!("http://127.0.0.1:8080/oauth/callback/{id}")
+    );
     assert_eq!(created["key"], "teamleader");
     assert_eq!(created["scopes"], json!(["contacts", "companies"]));
     assert_eq!(created["multiple_accounts"], true);
@@ -104,21 +191,45 @@ async fn integration_round_trip_never_returns_secrets(engine: Engine) {
     assert_eq!(created["refresh_buffer_seconds"], 300);
     assert!(created.get("client_secret").is_none());
 
-    let read = app.call("GET", "/v1/integrations/teamleader", Some(&key), None).await;
+    let read = app
+        .call("GET", "/v1/integrations/teamleader", Some(&key), None)
+        .await;
     assert_eq!(read.body, created);
     let list = app.call("GET", "/v1/integrations", Some(&key), None).await;
     assert_eq!(list.body["data"], json!([created]));
     for text in [&reply.text, &read.text, &list.text] {
-        assert!(!text.contains("client-secret-canary"), "a secret came back: {text}");
+        assert!(
+            !text.contains("client-secret-canary"),
+            "a secret came back: {text}"
+        );
     }
     // The secret is stored, sealed, and opens to what was written.
-    let secrets = app.store().integration_secrets(&app.state.vault, id).await.unwrap();
+    let secrets = app
+        .store()
+        .integration_secrets(&app.state.vault, id)
+        .await
+        .unwrap();
     assert_eq!(secrets["client_secret"], "client-secret-canary-7Hq");
 
-    let again = app.call("POST", "/v1/integrations", Some(&key), Some(common::oauth_integration("teamleader"))).await;
-    assert_eq!((again.status, again.code()), (StatusCode::CONFLICT, "conflict"));
-    let missing = app.call("GET", "/v1/integrations/nope", Some(&key), None).await;
-    assert_eq!((missing.status, missing.code()), (StatusCode::NOT_FOUND, "not_found"));
+    let again = app
+        .call(
+            "POST",
+            "/v1/integrations",
+            Some(&key),
+            Some(common::oauth_integration("teamleader")),
+        )
+        .await;
+    assert_eq!(
+        (again.status, again.code()),
+        (StatusCode::CONFLICT, "conflict")
+    );
+    let missing = app
+        .call("GET", "/v1/integrations/nope", Some(&key), None)
+        .await;
+    assert_eq!(
+        (missing.status, missing.code()),
+        (StatusCode::NOT_FOUND, "not_found")
+    );
 }
 
 async fn integration_validation_names_each_field_and_saves_nothing(engine: Engine) {
@@ -126,9 +237,24 @@ async fn integration_validation_names_each_field_and_saves_nothing(engine: Engin
     let (_, key) = app.project("Acme").await;
     let cases: Vec<(Value, &[&str])> = vec![
         (json!({}), &["key", "auth_type"]),
-        (json!({ "key": "Bad Key!", "auth_type": "oauth2_authorization_code" }), &["key", "client_id", "client_secret", "authorization_url", "token_url"]),
-        (json!({ "key": "x", "auth_type": "smoke_signals" }), &["auth_type"]),
-        (json!({ "key": "x", "auth_type": "api_key" }), &["auth_type"]),
+        (
+            json!({ "key": "Bad Key!", "auth_type": "oauth2_authorization_code" }),
+            &[
+                "key",
+                "client_id",
+                "client_secret",
+                "authorization_url",
+                "token_url",
+            ],
+        ),
+        (
+            json!({ "key": "x", "auth_type": "smoke_signals" }),
+            &["auth_type"],
+        ),
+        (
+            json!({ "key": "x", "auth_type": "api_key" }),
+            &["auth_type"],
+        ),
         (
             json!({
                 "key": "x", "auth_type": "oauth2_authorization_code", "client_id": 7, "client_secret": "s",
@@ -139,18 +265,40 @@ async fn integration_validation_names_each_field_and_saves_nothing(engine: Engin
                 "provider": "hubspot", "test_request": { "path": "me" }, "colour": "red"
             }),
             &[
-                "client_id", "authorization_url", "token_url", "scopes", "token_auth_method", "multiple_accounts",
-                "refresh_buffer_seconds", "authorization_params", "userinfo_url", "jwks_url", "provider",
-                "test_request", "colour",
+                "client_id",
+                "authorization_url",
+                "token_url",
+                "scopes",
+                "token_auth_method",
+                "multiple_accounts",
+                "refresh_buffer_seconds",
+                "authorization_params",
+                "userinfo_url",
+                "jwks_url",
+                "provider",
+                "test_request",
+                "colour",
             ],
         ),
     ];
     for (body, expected) in cases {
-        let reply = app.call("POST", "/v1/integrations", Some(&key), Some(body.clone())).await;
-        assert_eq!((reply.status, reply.code()), (StatusCode::UNPROCESSABLE_ENTITY, "validation_failed"), "{body}");
-        let fields = reply.body["error"]["fields"].as_object().unwrap_or_else(|| panic!("no fields: {}", reply.text));
+        let reply = app
+            .call("POST", "/v1/integrations", Some(&key), Some(body.clone()))
+            .await;
+        assert_eq!(
+            (reply.status, reply.code()),
+            (StatusCode::UNPROCESSABLE_ENTITY, "validation_failed"),
+            "{body}"
+        );
+        let fields = reply.body["error"]["fields"]
+            .as_object()
+            .unwrap_or_else(|| panic!("no fields: {}", reply.text));
         for field in expected {
-            assert!(fields.contains_key(*field), "{field} missing from {}", reply.text);
+            assert!(
+                fields.contains_key(*field),
+                "{field} missing from {}",
+                reply.text
+            );
         }
     }
     let list = app.call("GET", "/v1/integrations", Some(&key), None).await;
@@ -160,15 +308,22 @@ async fn integration_validation_names_each_field_and_saves_nothing(engine: Engin
 async fn integration_patch_merges_and_revalidates(engine: Engine) {
     let app = TestApp::new(engine).await;
     let (_, key) = app.project("Acme").await;
-    let created = app.integration(&key, "teamleader", json!({ "description": "CRM" })).await;
+    let created = app
+        .integration(&key, "teamleader", json!({ "description": "CRM" }))
+        .await;
     let id = created["id"].as_str().unwrap().to_string();
     app.clock.advance(60);
 
     let reply = app
-        .call("PATCH", "/v1/integrations/teamleader", Some(&key), Some(json!({
-            "label": "Teamleader Focus", "description": null, "scopes": ["contacts"],
-            "token_auth_method": "client_secret_post", "client_secret": "rotated-secret-canary"
-        })))
+        .call(
+            "PATCH",
+            "/v1/integrations/teamleader",
+            Some(&key),
+            Some(json!({
+                "label": "Teamleader Focus", "description": null, "scopes": ["contacts"],
+                "token_auth_method": "client_secret_post", "client_secret": "rotated-secret-canary"
+            })),
+        )
         .await;
     assert_eq!(reply.status, StatusCode::OK, "{}", reply.text);
     assert_eq!(reply.body["label"], "Teamleader Focus");
@@ -178,17 +333,35 @@ async fn integration_patch_merges_and_revalidates(engine: Engine) {
     assert_eq!(reply.body["id"], id.as_str());
     assert_ne!(reply.body["updated_at"], created["updated_at"]);
     assert!(!reply.text.contains("rotated-secret-canary"));
-    let secrets = app.store().integration_secrets(&app.state.vault, &id).await.unwrap();
+    let secrets = app
+        .store()
+        .integration_secrets(&app.state.vault, &id)
+        .await
+        .unwrap();
     assert_eq!(secrets["client_secret"], "rotated-secret-canary");
 
     // A PATCH that omits the secret keeps it.
-    let reply = app.call("PATCH", "/v1/integrations/teamleader", Some(&key), Some(json!({ "label": "TL" }))).await;
+    let reply = app
+        .call(
+            "PATCH",
+            "/v1/integrations/teamleader",
+            Some(&key),
+            Some(json!({ "label": "TL" })),
+        )
+        .await;
     assert_eq!(reply.status, StatusCode::OK);
-    let secrets = app.store().integration_secrets(&app.state.vault, &id).await.unwrap();
+    let secrets = app
+        .store()
+        .integration_secrets(&app.state.vault, &id)
+        .await
+        .unwrap();
     assert_eq!(secrets["client_secret"], "rotated-secret-canary");
 
     // Invalid patches change nothing.
-    let before = app.call("GET", "/v1/integrations/teamleader", Some(&key), None).await.body;
+    let before = app
+        .call("GET", "/v1/integrations/teamleader", Some(&key), None)
+        .await
+        .body;
     for patch in [
         json!({ "key": "renamed" }),
         json!({ "auth_type": "api_key" }),
@@ -196,12 +369,34 @@ async fn integration_patch_merges_and_revalidates(engine: Engine) {
         json!({ "client_id": null }),
         json!(["not", "an", "object"]),
     ] {
-        let reply = app.call("PATCH", "/v1/integrations/teamleader", Some(&key), Some(patch.clone())).await;
-        assert_eq!(reply.status, StatusCode::UNPROCESSABLE_ENTITY, "{patch}: {}", reply.text);
+        let reply = app
+            .call(
+                "PATCH",
+                "/v1/integrations/teamleader",
+                Some(&key),
+                Some(patch.clone()),
+            )
+            .await;
+        assert_eq!(
+            reply.status,
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "{patch}: {}",
+            reply.text
+        );
     }
-    let after = app.call("GET", "/v1/integrations/teamleader", Some(&key), None).await.body;
+    let after = app
+        .call("GET", "/v1/integrations/teamleader", Some(&key), None)
+        .await
+        .body;
     assert_eq!(before, after);
-    let reply = app.call("PATCH", "/v1/integrations/nope", Some(&key), Some(json!({ "label": "x" }))).await;
+    let reply = app
+        .call(
+            "PATCH",
+            "/v1/integrations/nope",
+            Some(&key),
+            Some(json!({ "label": "x" })),
+        )
+        .await;
     assert_eq!(reply.status, StatusCode::NOT_FOUND);
 }
 
@@ -210,29 +405,81 @@ async fn deleting_an_integration_with_connections_needs_cascade(engine: Engine) 
     let (project, key) = app.project("Acme").await;
     let integration = app.integration(&key, "teamleader", json!({})).await;
     let empty = app.integration(&key, "empty", json!({})).await;
-    let a = app.connection(&project, &integration, Some("u1"), "a@example.com").await;
-    let b = app.connection(&project, &integration, Some("u2"), "b@example.com").await;
+    let a = app
+        .connection(&project, &integration, Some("u1"), "a@example.com")
+        .await;
+    let b = app
+        .connection(&project, &integration, Some("u2"), "b@example.com")
+        .await;
 
-    let reply = app.call("DELETE", "/v1/integrations/teamleader", Some(&key), None).await;
-    assert_eq!((reply.status, reply.code()), (StatusCode::CONFLICT, "conflict"));
-    assert_eq!(app.call("GET", &format!("/v1/connections/{a}"), Some(&key), None).await.status, StatusCode::OK);
+    let reply = app
+        .call("DELETE", "/v1/integrations/teamleader", Some(&key), None)
+        .await;
+    assert_eq!(
+        (reply.status, reply.code()),
+        (StatusCode::CONFLICT, "conflict")
+    );
+    assert_eq!(
+        app.call("GET", &format!("/v1/connections/{a}"), Some(&key), None)
+            .await
+            .status,
+        StatusCode::OK
+    );
 
-    let reply = app.call("DELETE", "/v1/integrations/teamleader?cascade=maybe", Some(&key), None).await;
+    let reply = app
+        .call(
+            "DELETE",
+            "/v1/integrations/teamleader?cascade=maybe",
+            Some(&key),
+            None,
+        )
+        .await;
     assert_eq!(reply.status, StatusCode::UNPROCESSABLE_ENTITY);
-    let reply = app.call("DELETE", "/v1/integrations/teamleader?cascade=true", Some(&key), None).await;
+    let reply = app
+        .call(
+            "DELETE",
+            "/v1/integrations/teamleader?cascade=true",
+            Some(&key),
+            None,
+        )
+        .await;
     assert_eq!(reply.status, StatusCode::NO_CONTENT, "{}", reply.text);
     for id in [&a, &b] {
-        assert_eq!(app.call("GET", &format!("/v1/connections/{id}"), Some(&key), None).await.status, StatusCode::NOT_FOUND);
+        assert_eq!(
+            app.call("GET", &format!("/v1/connections/{id}"), Some(&key), None)
+                .await
+                .status,
+            StatusCode::NOT_FOUND
+        );
     }
-    assert_eq!(app.call("GET", "/v1/integrations/teamleader", Some(&key), None).await.status, StatusCode::NOT_FOUND);
+    assert_eq!(
+        app.call("GET", "/v1/integrations/teamleader", Some(&key), None)
+            .await
+            .status,
+        StatusCode::NOT_FOUND
+    );
     let events = app.call("GET", "/v1/events", Some(&key), None).await;
-    let deleted: Vec<&Value> = events.body["data"].as_array().unwrap().iter().filter(|e| e["type"] == "connection.deleted").collect();
+    let deleted: Vec<&Value> = events.body["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["type"] == "connection.deleted")
+        .collect();
     assert_eq!(deleted.len(), 2);
     assert_eq!(deleted[0]["data"]["reason"], "integration_deleted");
 
-    let reply = app.call("DELETE", &format!("/v1/integrations/{}", empty["key"].as_str().unwrap()), Some(&key), None).await;
+    let reply = app
+        .call(
+            "DELETE",
+            &format!("/v1/integrations/{}", empty["key"].as_str().unwrap()),
+            Some(&key),
+            None,
+        )
+        .await;
     assert_eq!(reply.status, StatusCode::NO_CONTENT);
-    let reply = app.call("DELETE", "/v1/integrations/empty", Some(&key), None).await;
+    let reply = app
+        .call("DELETE", "/v1/integrations/empty", Some(&key), None)
+        .await;
     assert_eq!(reply.status, StatusCode::NOT_FOUND);
 }
 
@@ -246,23 +493,52 @@ async fn connect_sessions_follow_the_contract(engine: Engine) {
     assert_eq!(reply.status, StatusCode::UNPROCESSABLE_ENTITY);
     assert!(reply.body["error"]["fields"]["allowed_origins"].is_string());
     for (body, field) in [
-        (json!({ "end_user_id": "u1", "allowed_origins": [] }), "allowed_origins"),
-        (json!({ "end_user_id": "u1", "allowed_origins": ["*"] }), "allowed_origins"),
-        (json!({ "end_user_id": "u1", "allowed_origins": ["https://app.example.com/path"] }), "allowed_origins"),
-        (json!({ "allowed_origins": ["https://app.example.com"] }), "end_user_id"),
-        (json!({ "end_user_id": "u1", "allowed_origins": ["https://app.example.com"], "ttl_seconds": 0 }), "ttl_seconds"),
-        (json!({ "end_user_id": "u1", "allowed_origins": ["https://app.example.com"], "ttl_seconds": 86401 }), "ttl_seconds"),
-        (json!({ "end_user_id": "u1", "allowed_origins": ["https://app.example.com"], "integrations": ["nope"] }), "integrations"),
+        (
+            json!({ "end_user_id": "u1", "allowed_origins": [] }),
+            "allowed_origins",
+        ),
+        (
+            json!({ "end_user_id": "u1", "allowed_origins": ["*"] }),
+            "allowed_origins",
+        ),
+        (
+            json!({ "end_user_id": "u1", "allowed_origins": ["https://app.example.com/path"] }),
+            "allowed_origins",
+        ),
+        (
+            json!({ "allowed_origins": ["https://app.example.com"] }),
+            "end_user_id",
+        ),
+        (
+            json!({ "end_user_id": "u1", "allowed_origins": ["https://app.example.com"], "ttl_seconds": 0 }),
+            "ttl_seconds",
+        ),
+        (
+            json!({ "end_user_id": "u1", "allowed_origins": ["https://app.example.com"], "ttl_seconds": 86401 }),
+            "ttl_seconds",
+        ),
+        (
+            json!({ "end_user_id": "u1", "allowed_origins": ["https://app.example.com"], "integrations": ["nope"] }),
+            "integrations",
+        ),
     ] {
         let reply = post(body.clone()).await;
         assert_eq!(reply.status, StatusCode::UNPROCESSABLE_ENTITY, "{body}");
-        assert!(reply.body["error"]["fields"][field].is_string(), "{field}: {}", reply.text);
+        assert!(
+            reply.body["error"]["fields"][field].is_string(),
+            "{field}: {}",
+            reply.text
+        );
     }
 
-    let reply = post(json!({ "end_user_id": "u1", "allowed_origins": ["https://App.example.com"] })).await;
+    let reply =
+        post(json!({ "end_user_id": "u1", "allowed_origins": ["https://App.example.com"] })).await;
     assert_eq!(reply.status, StatusCode::CREATED, "{}", reply.text);
     let token = reply.body["token"].as_str().unwrap().to_string();
-    assert_eq!(reply.body["expires_at"], "2030-01-01T00:15:00Z", "the default lifetime is 900 s");
+    assert_eq!(
+        reply.body["expires_at"], "2030-01-01T00:15:00Z",
+        "the default lifetime is 900 s"
+    );
     let reply = post(json!({ "end_user_id": "u1", "allowed_origins": ["https://a.example"], "ttl_seconds": 86400, "integrations": ["teamleader"] })).await;
     assert_eq!(reply.status, StatusCode::CREATED);
     assert_eq!(reply.body["expires_at"], "2030-01-02T00:00:00Z");
@@ -274,16 +550,36 @@ async fn connect_sessions_follow_the_contract(engine: Engine) {
         SessionLookup::Valid(s) => {
             assert_eq!(s.project_id, project);
             assert_eq!(s.end_user_id, "u1");
-            assert_eq!(s.allowed_origins, vec!["https://app.example.com".to_string()]);
+            assert_eq!(
+                s.allowed_origins,
+                vec!["https://app.example.com".to_string()]
+            );
         }
         other => panic!("{other:?}"),
     }
-    assert!(matches!(app.store().authenticate_session(&token, now + 900).await.unwrap(), SessionLookup::Expired));
+    assert!(matches!(
+        app.store()
+            .authenticate_session(&token, now + 900)
+            .await
+            .unwrap(),
+        SessionLookup::Expired
+    ));
     let mut forged = token.clone();
     forged.replace_range(token.len() - 4.., "zzzz");
-    assert!(matches!(app.store().authenticate_session(&forged, now).await.unwrap(), SessionLookup::Unknown));
+    assert!(matches!(
+        app.store()
+            .authenticate_session(&forged, now)
+            .await
+            .unwrap(),
+        SessionLookup::Unknown
+    ));
     // A session token is not a secret key.
-    assert_eq!(app.call("GET", "/v1/connections", Some(&token), None).await.status, StatusCode::UNAUTHORIZED);
+    assert_eq!(
+        app.call("GET", "/v1/connections", Some(&token), None)
+            .await
+            .status,
+        StatusCode::UNAUTHORIZED
+    );
 }
 
 async fn connections_list_page_read_and_delete(engine: Engine) {
@@ -293,7 +589,15 @@ async fn connections_list_page_read_and_delete(engine: Engine) {
     let other = app.integration(&key, "other", json!({})).await;
     let mut ids = Vec::new();
     for i in 0..5 {
-        ids.push(app.connection(&project, &tl, Some(if i % 2 == 0 { "u1" } else { "u2" }), &format!("acct{i}")).await);
+        ids.push(
+            app.connection(
+                &project,
+                &tl,
+                Some(if i % 2 == 0 { "u1" } else { "u2" }),
+                &format!("acct{i}"),
+            )
+            .await,
+        );
         app.clock.advance(1);
     }
     let project_level = app.connection(&project, &other, None, "company").await;
@@ -320,9 +624,18 @@ async fn connections_list_page_read_and_delete(engine: Engine) {
     assert_eq!(pages, 3);
     assert_eq!(seen, ids, "every connection once, oldest first");
 
-    let reply = app.call("GET", "/v1/connections?end_user_id=u1", Some(&key), None).await;
+    let reply = app
+        .call("GET", "/v1/connections?end_user_id=u1", Some(&key), None)
+        .await;
     assert_eq!(reply.body["data"].as_array().unwrap().len(), 3);
-    let reply = app.call("GET", &format!("/v1/connections/{project_level}"), Some(&key), None).await;
+    let reply = app
+        .call(
+            "GET",
+            &format!("/v1/connections/{project_level}"),
+            Some(&key),
+            None,
+        )
+        .await;
     assert_eq!(
         reply.body,
         json!({
@@ -330,17 +643,49 @@ async fn connections_list_page_read_and_delete(engine: Engine) {
             "status": "active", "scopes": ["contacts"], "created_at": "2030-01-01T00:00:05Z"
         })
     );
-    assert!(!reply.text.contains("canary"), "credentials never appear in a connection");
+    assert!(
+        !reply.text.contains("canary"),
+        "credentials never appear in a connection"
+    );
 
-    let reply = app.call("DELETE", &format!("/v1/connections/{}", ids[0]), Some(&key), None).await;
+    let reply = app
+        .call(
+            "DELETE",
+            &format!("/v1/connections/{}", ids[0]),
+            Some(&key),
+            None,
+        )
+        .await;
     assert_eq!(reply.status, StatusCode::NO_CONTENT);
-    let reply = app.call("DELETE", &format!("/v1/connections/{}", ids[0]), Some(&key), None).await;
+    let reply = app
+        .call(
+            "DELETE",
+            &format!("/v1/connections/{}", ids[0]),
+            Some(&key),
+            None,
+        )
+        .await;
     assert_eq!(reply.status, StatusCode::NOT_FOUND);
-    let reply = app.call("GET", "/v1/connections?limit=200", Some(&key), None).await;
+    let reply = app
+        .call("GET", "/v1/connections?limit=200", Some(&key), None)
+        .await;
     assert_eq!(reply.body["data"].as_array().unwrap().len(), 5);
-    for bad in ["limit=0", "limit=201", "limit=ten", "cursor=%21%21", "cursor=bm9jb2xvbg", "sort=asc"] {
-        let reply = app.call("GET", &format!("/v1/connections?{bad}"), Some(&key), None).await;
-        assert_eq!((reply.status, reply.code()), (StatusCode::UNPROCESSABLE_ENTITY, "validation_failed"), "{bad}");
+    for bad in [
+        "limit=0",
+        "limit=201",
+        "limit=ten",
+        "cursor=%21%21",
+        "cursor=bm9jb2xvbg",
+        "sort=asc",
+    ] {
+        let reply = app
+            .call("GET", &format!("/v1/connections?{bad}"), Some(&key), None)
+            .await;
+        assert_eq!(
+            (reply.status, reply.code()),
+            (StatusCode::UNPROCESSABLE_ENTITY, "validation_failed"),
+            "{bad}"
+        );
     }
 }
 
@@ -350,15 +695,39 @@ async fn event_log_pages_forward(engine: Engine) {
     let tl = app.integration(&key, "teamleader", json!({})).await;
     let a = app.connection(&project, &tl, Some("u1"), "a").await;
     let b = app.connection(&project, &tl, Some("u1"), "b").await;
-    app.call("DELETE", &format!("/v1/connections/{a}"), Some(&key), None).await;
+    app.call("DELETE", &format!("/v1/connections/{a}"), Some(&key), None)
+        .await;
 
-    let reply = app.call("GET", "/v1/events?limit=2", Some(&key), None).await;
-    let first: Vec<(String, String)> = reply.body["data"].as_array().unwrap().iter()
-        .map(|e| (e["type"].as_str().unwrap().to_string(), e["connection_id"].as_str().unwrap().to_string()))
+    let reply = app
+        .call("GET", "/v1/events?limit=2", Some(&key), None)
+        .await;
+    let first: Vec<(String, String)> = reply.body["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| {
+            (
+                e["type"].as_str().unwrap().to_string(),
+                e["connection_id"].as_str().unwrap().to_string(),
+            )
+        })
         .collect();
-    assert_eq!(first, vec![("connection.created".into(), a.clone()), ("connection.created".into(), b.clone())]);
+    assert_eq!(
+        first,
+        vec![
+            ("connection.created".into(), a.clone()),
+            ("connection.created".into(), b.clone())
+        ]
+    );
     let cursor = reply.body["next_cursor"].as_str().unwrap().to_string();
-    let reply = app.call("GET", &format!("/v1/events?cursor={cursor}"), Some(&key), None).await;
+    let reply = app
+        .call(
+            "GET",
+            &format!("/v1/events?cursor={cursor}"),
+            Some(&key),
+            None,
+        )
+        .await;
     let rest = reply.body["data"].as_array().unwrap();
     assert_eq!(rest.len(), 1);
     assert_eq!(rest[0]["type"], "connection.deleted");
@@ -366,11 +735,25 @@ async fn event_log_pages_forward(engine: Engine) {
     assert_eq!(rest[0]["end_user_id"], "u1");
     // Nothing new yet: the same cursor comes back, ready to poll again.
     let tail = reply.body["next_cursor"].as_str().unwrap().to_string();
-    let reply = app.call("GET", &format!("/v1/events?cursor={tail}"), Some(&key), None).await;
+    let reply = app
+        .call(
+            "GET",
+            &format!("/v1/events?cursor={tail}"),
+            Some(&key),
+            None,
+        )
+        .await;
     assert_eq!(reply.body["data"], json!([]));
     assert_eq!(reply.body["next_cursor"], tail.as_str());
 
-    let reply = app.call("GET", &format!("/v1/events?connection_id={b}"), Some(&key), None).await;
+    let reply = app
+        .call(
+            "GET",
+            &format!("/v1/events?connection_id={b}"),
+            Some(&key),
+            None,
+        )
+        .await;
     assert_eq!(reply.body["data"].as_array().unwrap().len(), 1);
 }
 
@@ -385,22 +768,57 @@ async fn projects_cannot_reach_each_others_data(engine: Engine) {
     let key_id = key_list.body["data"][0]["id"].as_str().unwrap().to_string();
 
     let probes = [
-        ("GET", format!("/v1/connections/{conn}"), format!("/v1/connections/conn_{}", "0".repeat(26)), None),
-        ("DELETE", format!("/v1/connections/{conn}"), "/v1/connections/conn_nope".into(), None),
-        ("GET", "/v1/integrations/teamleader".into(), "/v1/integrations/nope".into(), None),
-        ("PATCH", "/v1/integrations/teamleader".into(), "/v1/integrations/nope".into(), Some(json!({ "label": "x" }))),
-        ("DELETE", "/v1/integrations/teamleader?cascade=true".into(), "/v1/integrations/nope?cascade=true".into(), None),
-        ("DELETE", format!("/v1/keys/{key_id}"), "/v1/keys/key_nope".into(), None),
+        (
+            "GET",
+            format!("/v1/connections/{conn}"),
+            format!("/v1/connections/conn_{}", "0".repeat(26)),
+            None,
+        ),
+        (
+            "DELETE",
+            format!("/v1/connections/{conn}"),
+            "/v1/connections/conn_nope".into(),
+            None,
+        ),
+        (
+            "GET",
+            "/v1/integrations/teamleader".into(),
+            "/v1/integrations/nope".into(),
+            None,
+        ),
+        (
+            "PATCH",
+            "/v1/integrations/teamleader".into(),
+            "/v1/integrations/nope".into(),
+            Some(json!({ "label": "x" })),
+        ),
+        (
+            "DELETE",
+            "/v1/integrations/teamleader?cascade=true".into(),
+            "/v1/integrations/nope?cascade=true".into(),
+            None,
+        ),
+        (
+            "DELETE",
+            format!("/v1/keys/{key_id}"),
+            "/v1/keys/key_nope".into(),
+            None,
+        ),
     ];
     for (method, theirs, missing, body) in probes {
         let a = app.call(method, &theirs, Some(&k2), body.clone()).await;
         let b = app.call(method, &missing, Some(&k2), body).await;
-        assert_eq!(a.status, StatusCode::NOT_FOUND, "{method} {theirs}: {}", a.text);
+        assert_eq!(
+            a.status,
+            StatusCode::NOT_FOUND,
+            "{method} {theirs}: {}",
+            a.text
+        );
         assert_eq!(a.body, b.body, "{method} {theirs}");
     }
     for list in [
         "/v1/connections".to_string(),
-        format!("/v1/connections?integration=teamleader"),
+        "/v1/connections?integration=teamleader".to_string(),
         format!("/v1/events?connection_id={conn}"),
         "/v1/integrations".to_string(),
     ] {
@@ -412,10 +830,25 @@ async fn projects_cannot_reach_each_others_data(engine: Engine) {
             "end_user_id": "u1", "allowed_origins": ["https://a.example"], "integrations": ["teamleader"]
         })))
         .await;
-    assert_eq!(sessions.status, StatusCode::UNPROCESSABLE_ENTITY, "P2 cannot name P1's integration");
+    assert_eq!(
+        sessions.status,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "P2 cannot name P1's integration"
+    );
     // P1 still has everything.
-    assert_eq!(app.call("GET", &format!("/v1/connections/{conn}"), Some(&k1), None).await.status, StatusCode::OK);
-    assert_eq!(app.call("GET", "/v1/keys", Some(&k1), None).await.body["data"].as_array().unwrap().len(), 1);
+    assert_eq!(
+        app.call("GET", &format!("/v1/connections/{conn}"), Some(&k1), None)
+            .await
+            .status,
+        StatusCode::OK
+    );
+    assert_eq!(
+        app.call("GET", "/v1/keys", Some(&k1), None).await.body["data"]
+            .as_array()
+            .unwrap()
+            .len(),
+        1
+    );
 }
 
 /// SECURITY 15: malformed, truncated, extended and altered keys get one answer.
@@ -438,16 +871,30 @@ async fn wrong_secret_keys_all_get_the_same_401(engine: Engine) {
     ];
     let mut answers = std::collections::BTreeSet::new();
     for candidate in &candidates {
-        let reply = app.call("GET", "/v1/integrations", Some(candidate), None).await;
+        let reply = app
+            .call("GET", "/v1/integrations", Some(candidate), None)
+            .await;
         assert_eq!(reply.status, StatusCode::UNAUTHORIZED, "{candidate}");
         answers.insert(reply.text);
     }
     let reply = app.call("GET", "/v1/integrations", None, None).await;
     answers.insert(reply.text);
-    let basic = app.send(Request::get("/v1/integrations").header("authorization", format!("Basic {key}")).body(Body::empty()).unwrap()).await;
+    let basic = app
+        .send(
+            Request::get("/v1/integrations")
+                .header("authorization", format!("Basic {key}"))
+                .body(Body::empty())
+                .unwrap(),
+        )
+        .await;
     answers.insert(basic.text);
     assert_eq!(answers.len(), 1, "{answers:?}");
-    assert_eq!(app.call("GET", "/v1/integrations", Some(&key), None).await.status, StatusCode::OK);
+    assert_eq!(
+        app.call("GET", "/v1/integrations", Some(&key), None)
+            .await
+            .status,
+        StatusCode::OK
+    );
 }
 
 /// SECURITY 32 for the routes that exist: 4xx in the error shape, never a 5xx.
@@ -455,7 +902,10 @@ async fn bad_input_gets_the_error_shape_never_a_500(engine: Engine) {
     let app = TestApp::new(engine).await;
     let (_, key) = app.project("Acme").await;
     let raw = |method: &str, path: &str, content_type: Option<&str>, body: Vec<u8>| {
-        let mut b = Request::builder().method(method).uri(path).header("authorization", format!("Bearer {key}"));
+        let mut b = Request::builder()
+            .method(method)
+            .uri(path)
+            .header("authorization", format!("Bearer {key}"));
         if let Some(ct) = content_type {
             b = b.header("content-type", ct);
         }
@@ -463,28 +913,111 @@ async fn bad_input_gets_the_error_shape_never_a_500(engine: Engine) {
     };
     let json_ct = Some("application/json");
     let cases = vec![
-        (raw("POST", "/v1/integrations", json_ct, b"{not json".to_vec()), StatusCode::BAD_REQUEST),
-        (raw("POST", "/v1/integrations", json_ct, b"".to_vec()), StatusCode::BAD_REQUEST),
-        (raw("POST", "/v1/integrations", json_ct, vec![b'"', 0xff, 0xfe, b'"']), StatusCode::BAD_REQUEST),
-        (raw("POST", "/v1/integrations", None, b"{}".to_vec()), StatusCode::BAD_REQUEST),
-        (raw("POST", "/v1/integrations", json_ct, b"[1,2]".to_vec()), StatusCode::UNPROCESSABLE_ENTITY),
-        (raw("POST", "/v1/integrations", json_ct, b"null".to_vec()), StatusCode::UNPROCESSABLE_ENTITY),
-        (raw("POST", "/v1/integrations", json_ct, format!("{{\"key\":\"{}\"}}", "k".repeat(300 * 1024)).into_bytes()), StatusCode::PAYLOAD_TOO_LARGE),
-        (raw("POST", "/v1/connect/sessions", json_ct, br#"{"end_user_id": 5, "allowed_origins": "x"}"#.to_vec()), StatusCode::UNPROCESSABLE_ENTITY),
-        (raw("POST", "/v1/connect/sessions", json_ct, br#"{"end_user_id": "u", "allowed_origins": ["https://a.b"], "ttl_seconds": 1e99}"#.to_vec()), StatusCode::UNPROCESSABLE_ENTITY),
-        (raw("POST", "/v1/connect/sessions", json_ct, br#"{"end_user_id": "u", "allowed_origins": ["https://a.b"], "surprise": 1}"#.to_vec()), StatusCode::UNPROCESSABLE_ENTITY),
-        (raw("PATCH", "/v1/integrations/x", json_ct, b"{".to_vec()), StatusCode::BAD_REQUEST),
-        (raw("GET", "/v1/nothing-here", None, vec![]), StatusCode::NOT_FOUND),
-        (raw("PUT", "/v1/integrations", None, vec![]), StatusCode::NOT_FOUND),
-        (raw("GET", "/v1/connections/%ff%fe", None, vec![]), StatusCode::NOT_FOUND),
-        (raw("GET", "/v1/events?cursor=%ff", None, vec![]), StatusCode::UNPROCESSABLE_ENTITY),
+        (
+            raw("POST", "/v1/integrations", json_ct, b"{not json".to_vec()),
+            StatusCode::BAD_REQUEST,
+        ),
+        (
+            raw("POST", "/v1/integrations", json_ct, b"".to_vec()),
+            StatusCode::BAD_REQUEST,
+        ),
+        (
+            raw(
+                "POST",
+                "/v1/integrations",
+                json_ct,
+                vec![b'"', 0xff, 0xfe, b'"'],
+            ),
+            StatusCode::BAD_REQUEST,
+        ),
+        (
+            raw("POST", "/v1/integrations", None, b"{}".to_vec()),
+            StatusCode::BAD_REQUEST,
+        ),
+        (
+            raw("POST", "/v1/integrations", json_ct, b"[1,2]".to_vec()),
+            StatusCode::UNPROCESSABLE_ENTITY,
+        ),
+        (
+            raw("POST", "/v1/integrations", json_ct, b"null".to_vec()),
+            StatusCode::UNPROCESSABLE_ENTITY,
+        ),
+        (
+            raw(
+                "POST",
+                "/v1/integrations",
+                json_ct,
+                format!("{{\"key\":\"{}\"}}", "k".repeat(300 * 1024)).into_bytes(),
+            ),
+            StatusCode::PAYLOAD_TOO_LARGE,
+        ),
+        (
+            raw(
+                "POST",
+                "/v1/connect/sessions",
+                json_ct,
+                br#"{"end_user_id": 5, "allowed_origins": "x"}"#.to_vec(),
+            ),
+            StatusCode::UNPROCESSABLE_ENTITY,
+        ),
+        (
+            raw(
+                "POST",
+                "/v1/connect/sessions",
+                json_ct,
+                br#"{"end_user_id": "u", "allowed_origins": ["https://a.b"], "ttl_seconds": 1e99}"#
+                    .to_vec(),
+            ),
+            StatusCode::UNPROCESSABLE_ENTITY,
+        ),
+        (
+            raw(
+                "POST",
+                "/v1/connect/sessions",
+                json_ct,
+                br#"{"end_user_id": "u", "allowed_origins": ["https://a.b"], "surprise": 1}"#
+                    .to_vec(),
+            ),
+            StatusCode::UNPROCESSABLE_ENTITY,
+        ),
+        (
+            raw("PATCH", "/v1/integrations/x", json_ct, b"{".to_vec()),
+            StatusCode::BAD_REQUEST,
+        ),
+        (
+            raw("GET", "/v1/nothing-here", None, vec![]),
+            StatusCode::NOT_FOUND,
+        ),
+        (
+            raw("PUT", "/v1/integrations", None, vec![]),
+            StatusCode::NOT_FOUND,
+        ),
+        (
+            raw("GET", "/v1/connections/%ff%fe", None, vec![]),
+            StatusCode::NOT_FOUND,
+        ),
+        (
+            raw("GET", "/v1/events?cursor=%ff", None, vec![]),
+            StatusCode::UNPROCESSABLE_ENTITY,
+        ),
     ];
     for (request, expected) in cases {
         let what = format!("{} {}", request.method(), request.uri());
         let reply = app.send(request).await;
         assert_eq!(reply.status, expected, "{what}: {}", reply.text);
-        assert!(reply.body["error"]["code"].is_string() && reply.body["error"]["message"].is_string(), "{what}: {}", reply.text);
+        assert!(
+            reply.body["error"]["code"].is_string() && reply.body["error"]["message"].is_string(),
+            "{what}: {}",
+            reply.text
+        );
     }
-    let reply = app.call("POST", "/v1/admin/projects", Some(OPERATOR_TOKEN), Some(json!({ "name": ["x"] }))).await;
+    let reply = app
+        .call(
+            "POST",
+            "/v1/admin/projects",
+            Some(OPERATOR_TOKEN),
+            Some(json!({ "name": ["x"] })),
+        )
+        .await;
     assert_eq!(reply.status, StatusCode::UNPROCESSABLE_ENTITY);
 }

@@ -17,7 +17,10 @@ fn find_bin_dir() -> Result<PathBuf, String> {
         return Ok(PathBuf::from(dir));
     }
     let mut candidates: Vec<(u32, PathBuf)> = std::fs::read_dir("/usr/lib/postgresql")
-        .map_err(|_| "PostgreSQL is not installed: `apt-get install -y postgresql` (or set PG_BIN_DIR)".to_string())?
+        .map_err(|_| {
+            "PostgreSQL is not installed: `apt-get install -y postgresql` (or set PG_BIN_DIR)"
+                .to_string()
+        })?
         .filter_map(|e| e.ok())
         .filter_map(|e| {
             let version: u32 = e.file_name().to_str()?.parse().ok()?;
@@ -42,7 +45,10 @@ fn is_root() -> bool {
 
 fn free_port() -> Result<u16, String> {
     let listener = TcpListener::bind("127.0.0.1:0").map_err(|e| format!("no free port: {e}"))?;
-    listener.local_addr().map(|a| a.port()).map_err(|e| e.to_string())
+    listener
+        .local_addr()
+        .map(|a| a.port())
+        .map_err(|e| e.to_string())
 }
 
 impl Cluster {
@@ -57,17 +63,35 @@ impl Cluster {
                 .unwrap_or(0)
         );
         let dir = std::env::temp_dir().join(unique);
-        std::fs::create_dir_all(&dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
+        std::fs::create_dir_all(&dir)
+            .map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
         // initdb refuses to run as root: run the cluster as the `postgres` user then.
         let as_postgres_user = is_root();
-        let mut cluster = Cluster { bin, dir, port: free_port()?, as_postgres_user };
+        let mut cluster = Cluster {
+            bin,
+            dir,
+            port: free_port()?,
+            as_postgres_user,
+        };
         if as_postgres_user {
-            run(Command::new("chown").args(["-R", "postgres:postgres"]).arg(&cluster.dir))?;
+            run(Command::new("chown")
+                .args(["-R", "postgres:postgres"])
+                .arg(&cluster.dir))?;
         }
         let data = cluster.dir.join("data");
         cluster.pg(
             "initdb",
-            &["-A", "trust", "-U", "postgres", "--no-sync", "-E", "UTF8", "-D", path(&data)],
+            &[
+                "-A",
+                "trust",
+                "-U",
+                "postgres",
+                "--no-sync",
+                "-E",
+                "UTF8",
+                "-D",
+                path(&data),
+            ],
         )?;
         // Ports can be taken between probing and binding: try a few.
         let mut last_error = String::new();
@@ -79,10 +103,23 @@ impl Cluster {
                 cluster.dir.display()
             );
             let log = cluster.dir.join("postgres.log");
-            match cluster.pg("pg_ctl", &["-D", path(&data), "-l", path(&log), "-o", &options, "-w", "start"]) {
+            match cluster.pg(
+                "pg_ctl",
+                &[
+                    "-D",
+                    path(&data),
+                    "-l",
+                    path(&log),
+                    "-o",
+                    &options,
+                    "-w",
+                    "start",
+                ],
+            ) {
                 Ok(()) => return Ok(cluster),
                 Err(e) => {
-                    last_error = format!("{e}\n{}", std::fs::read_to_string(&log).unwrap_or_default());
+                    last_error =
+                        format!("{e}\n{}", std::fs::read_to_string(&log).unwrap_or_default());
                     cluster.port = free_port()?;
                 }
             }
@@ -131,7 +168,10 @@ fn run(command: &mut Command) -> Result<(), String> {
 impl Drop for Cluster {
     fn drop(&mut self) {
         let data = self.dir.join("data");
-        let _ = self.pg("pg_ctl", &["-D", path(&data), "-m", "immediate", "-w", "stop"]);
+        let _ = self.pg(
+            "pg_ctl",
+            &["-D", path(&data), "-m", "immediate", "-w", "stop"],
+        );
         let _ = std::fs::remove_dir_all(&self.dir);
     }
 }

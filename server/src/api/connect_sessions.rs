@@ -43,7 +43,11 @@ fn normalize_origin(text: &str) -> Option<String> {
     if !matches!(url.scheme(), "http" | "https") || url.host().is_none() {
         return None;
     }
-    if url.path() != "/" || url.query().is_some() || url.fragment().is_some() || !url.username().is_empty() {
+    if url.path() != "/"
+        || url.query().is_some()
+        || url.fragment().is_some()
+        || !url.username().is_empty()
+    {
         return None;
     }
     if text.ends_with('/') || text.contains('*') {
@@ -59,13 +63,22 @@ async fn create(
 ) -> ApiResult<(StatusCode, Json<CreatedSession>)> {
     let mut errors = BTreeMap::new();
     let end_user_id = body.end_user_id.as_deref().map(str::trim).unwrap_or("");
-    if end_user_id.is_empty() || end_user_id.len() > 256 || end_user_id.chars().any(char::is_control) {
-        errors.insert("end_user_id".to_string(), "is required: 1 to 256 characters".to_string());
+    if end_user_id.is_empty()
+        || end_user_id.len() > 256
+        || end_user_id.chars().any(char::is_control)
+    {
+        errors.insert(
+            "end_user_id".to_string(),
+            "is required: 1 to 256 characters".to_string(),
+        );
     }
     let mut origins = Vec::new();
     match &body.allowed_origins {
         None => {
-            errors.insert("allowed_origins".into(), "is required: the origins of the pages that may use this session".into());
+            errors.insert(
+                "allowed_origins".into(),
+                "is required: the origins of the pages that may use this session".into(),
+            );
         }
         Some(list) if list.is_empty() || list.len() > 20 => {
             errors.insert("allowed_origins".into(), "must list 1 to 20 origins".into());
@@ -91,17 +104,31 @@ async fn create(
     }
     let ttl = body.ttl_seconds.unwrap_or(DEFAULT_TTL_SECONDS);
     if !(1..=MAX_TTL_SECONDS).contains(&ttl) {
-        errors.insert("ttl_seconds".into(), format!("must be from 1 to {MAX_TTL_SECONDS}"));
+        errors.insert(
+            "ttl_seconds".into(),
+            format!("must be from 1 to {MAX_TTL_SECONDS}"),
+        );
     }
     if let Some(keys) = &body.integrations {
         if keys.is_empty() {
-            errors.insert("integrations".into(), "must name at least one integration, or be left out for all".into());
+            errors.insert(
+                "integrations".into(),
+                "must name at least one integration, or be left out for all".into(),
+            );
         }
         for key in keys {
-            if app.store.get_integration_by_key(&auth.project_id, key).await?.is_none() {
+            if app
+                .store
+                .get_integration_by_key(&auth.project_id, key)
+                .await?
+                .is_none()
+            {
                 errors.insert(
                     "integrations".into(),
-                    format!("no integration with key `{}` in this project", key.chars().take(64).collect::<String>()),
+                    format!(
+                        "no integration with key `{}` in this project",
+                        key.chars().take(64).collect::<String>()
+                    ),
                 );
                 break;
             }
@@ -124,7 +151,10 @@ async fn create(
         .await?;
     Ok((
         StatusCode::CREATED,
-        Json(CreatedSession { token: minted.token, expires_at: rfc3339(row.expires_at) }),
+        Json(CreatedSession {
+            token: minted.token,
+            expires_at: rfc3339(row.expires_at),
+        }),
     ))
 }
 
@@ -134,11 +164,31 @@ mod tests {
 
     #[test]
     fn origins_are_exact() {
-        assert_eq!(normalize_origin("https://App.example.com").as_deref(), Some("https://app.example.com"));
-        assert_eq!(normalize_origin("http://localhost:3000").as_deref(), Some("http://localhost:3000"));
-        assert_eq!(normalize_origin("https://a.com:443").as_deref(), Some("https://a.com"));
-        assert_eq!(normalize_origin("http://[::1]:8080").as_deref(), Some("http://[::1]:8080"));
-        for bad in ["*", "https://a.com/", "https://a.com/path", "null", "file:///x", "https://a.com?x", "https://*.a.com"] {
+        assert_eq!(
+            normalize_origin("https://App.example.com").as_deref(),
+            Some("https://app.example.com")
+        );
+        assert_eq!(
+            normalize_origin("http://localhost:3000").as_deref(),
+            Some("http://localhost:3000")
+        );
+        assert_eq!(
+            normalize_origin("https://a.com:443").as_deref(),
+            Some("https://a.com")
+        );
+        assert_eq!(
+            normalize_origin("http://[::1]:8080").as_deref(),
+            Some("http://[::1]:8080")
+        );
+        for bad in [
+            "*",
+            "https://a.com/",
+            "https://a.com/path",
+            "null",
+            "file:///x",
+            "https://a.com?x",
+            "https://*.a.com",
+        ] {
             assert_eq!(normalize_origin(bad), None, "{bad}");
         }
     }

@@ -59,7 +59,9 @@ fn encode_cursor(text: String) -> String {
 }
 
 fn decode_cursor(cursor: &str) -> Option<String> {
-    let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(cursor).ok()?;
+    let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(cursor)
+        .ok()?;
     String::from_utf8(bytes).ok()
 }
 
@@ -78,7 +80,10 @@ async fn list(
         Some(c) => {
             let text = decode_cursor(c).ok_or_else(bad_cursor)?;
             let (time, id) = text.split_once(':').ok_or_else(bad_cursor)?;
-            Some(ConnectionCursor { created_at: time.parse().map_err(|_| bad_cursor())?, id: id.to_string() })
+            Some(ConnectionCursor {
+                created_at: time.parse().map_err(|_| bad_cursor())?,
+                id: id.to_string(),
+            })
         }
     };
     let mut rows = app
@@ -94,9 +99,15 @@ async fn list(
     let more = rows.len() as i64 > limit;
     rows.truncate(limit as usize);
     let next_cursor = more
-        .then(|| rows.last().map(|r| encode_cursor(format!("{}:{}", r.created_at, r.id))))
+        .then(|| {
+            rows.last()
+                .map(|r| encode_cursor(format!("{}:{}", r.created_at, r.id)))
+        })
         .flatten();
-    Ok(Json(Page { data: rows.into_iter().map(ConnectionView::from).collect(), next_cursor }))
+    Ok(Json(Page {
+        data: rows.into_iter().map(ConnectionView::from).collect(),
+        next_cursor,
+    }))
 }
 
 async fn read(
@@ -112,8 +123,16 @@ async fn read(
     Ok(Json(row.into()))
 }
 
-async fn remove(State(app): State<AppState>, auth: ProjectAuth, Path(id): Path<String>) -> ApiResult<StatusCode> {
-    if app.store.delete_connection(&auth.project_id, &id, app.now()).await? {
+async fn remove(
+    State(app): State<AppState>,
+    auth: ProjectAuth,
+    Path(id): Path<String>,
+) -> ApiResult<StatusCode> {
+    if app
+        .store
+        .delete_connection(&auth.project_id, &id, app.now())
+        .await?
+    {
         Ok(StatusCode::NO_CONTENT)
     } else {
         Err(ApiError::not_found("connection"))
@@ -170,8 +189,19 @@ async fn events(
     };
     let rows = app
         .store
-        .list_events(&auth.project_id, params.connection_id.as_deref(), after, limit)
+        .list_events(
+            &auth.project_id,
+            params.connection_id.as_deref(),
+            after,
+            limit,
+        )
         .await?;
-    let next_cursor = rows.last().map(|r| encode_cursor(format!("e:{}", r.seq))).or(params.cursor);
-    Ok(Json(Page { data: rows.into_iter().map(EventView::from).collect(), next_cursor }))
+    let next_cursor = rows
+        .last()
+        .map(|r| encode_cursor(format!("e:{}", r.seq)))
+        .or(params.cursor);
+    Ok(Json(Page {
+        data: rows.into_iter().map(EventView::from).collect(),
+        next_cursor,
+    }))
 }

@@ -17,24 +17,32 @@ use crate::store::{DeleteIntegration, IntegrationRow};
 pub fn router() -> Router<AppState> {
     Router::new()
         .route("/v1/integrations", get(list).post(create))
-        .route("/v1/integrations/{key}", get(read).patch(update).delete(remove))
+        .route(
+            "/v1/integrations/{key}",
+            get(read).patch(update).delete(remove),
+        )
 }
 
 /// The redirect URI to register at the provider: one per integration, so a
 /// code can only ever reach the token endpoint of the integration it was issued for.
 pub(crate) fn callback_url(app: &AppState, integration_id: &str) -> String {
-    app.settings.public_url_for(&format!("/oauth/callback/{integration_id}"))
+    app.settings
+        .public_url_for(&format!("/oauth/callback/{integration_id}"))
 }
 
 /// An integration as read: its settings without secrets, plus `id` and `callback_url`.
 fn view(app: &AppState, row: &IntegrationRow) -> ApiResult<Value> {
-    let config: Map<String, Value> = serde_json::from_str(&row.config).map_err(ApiError::internal)?;
+    let config: Map<String, Value> =
+        serde_json::from_str(&row.config).map_err(ApiError::internal)?;
     let mut out = Map::new();
     out.insert("id".into(), Value::String(row.id.clone()));
     out.insert("key".into(), Value::String(row.key.clone()));
     out.insert("auth_type".into(), Value::String(row.auth_type.clone()));
     out.extend(config);
-    out.insert("callback_url".into(), Value::String(callback_url(app, &row.id)));
+    out.insert(
+        "callback_url".into(),
+        Value::String(callback_url(app, &row.id)),
+    );
     out.insert("created_at".into(), Value::String(rfc3339(row.created_at)));
     out.insert("updated_at".into(), Value::String(rfc3339(row.updated_at)));
     Ok(Value::Object(out))
@@ -51,7 +59,11 @@ fn as_object(body: Value) -> ApiResult<Map<String, Value>> {
 }
 
 fn secret_changes(valid: &ValidIntegration) -> Vec<(&str, Option<&str>)> {
-    valid.secrets.iter().map(|(field, value)| (*field, Some(value.as_str()))).collect()
+    valid
+        .secrets
+        .iter()
+        .map(|(field, value)| (*field, Some(value.as_str())))
+        .collect()
 }
 
 async fn create(
@@ -60,7 +72,8 @@ async fn create(
     Json(body): Json<Value>,
 ) -> ApiResult<(StatusCode, Json<Value>)> {
     let input = as_object(body)?;
-    let valid = integration::validate(&input, &[], &app.settings.allow_hosts).map_err(ApiError::validation)?;
+    let valid = integration::validate(&input, &[], &app.settings.allow_hosts)
+        .map_err(ApiError::validation)?;
     let now = app.now();
     // The id is always the server's: any `id` in the body is ignored.
     let row = IntegrationRow {
@@ -72,7 +85,11 @@ async fn create(
         created_at: now,
         updated_at: now,
     };
-    match app.store.insert_integration(&app.vault, &row, &secret_changes(&valid)).await {
+    match app
+        .store
+        .insert_integration(&app.vault, &row, &secret_changes(&valid))
+        .await
+    {
         Ok(()) => Ok((StatusCode::CREATED, Json(view(&app, &row)?))),
         Err(e) if e.is_unique_violation() => Err(ApiError::conflict(format!(
             "an integration with key `{}` already exists in this project",
@@ -84,8 +101,14 @@ async fn create(
 
 async fn list(State(app): State<AppState>, auth: ProjectAuth) -> ApiResult<Json<Page<Value>>> {
     let rows = app.store.list_integrations(&auth.project_id).await?;
-    let data = rows.iter().map(|r| view(&app, r)).collect::<ApiResult<Vec<_>>>()?;
-    Ok(Json(Page { data, next_cursor: None }))
+    let data = rows
+        .iter()
+        .map(|r| view(&app, r))
+        .collect::<ApiResult<Vec<_>>>()?;
+    Ok(Json(Page {
+        data,
+        next_cursor: None,
+    }))
 }
 
 async fn find(app: &AppState, project_id: &str, key: &str) -> ApiResult<IntegrationRow> {
@@ -95,7 +118,11 @@ async fn find(app: &AppState, project_id: &str, key: &str) -> ApiResult<Integrat
         .ok_or_else(|| ApiError::not_found("integration"))
 }
 
-async fn read(State(app): State<AppState>, auth: ProjectAuth, Path(key): Path<String>) -> ApiResult<Json<Value>> {
+async fn read(
+    State(app): State<AppState>,
+    auth: ProjectAuth,
+    Path(key): Path<String>,
+) -> ApiResult<Json<Value>> {
     let row = find(&app, &auth.project_id, &key).await?;
     Ok(Json(view(&app, &row)?))
 }
@@ -108,8 +135,10 @@ async fn update(
 ) -> ApiResult<Json<Value>> {
     let patch = as_object(body)?;
     let row = find(&app, &auth.project_id, &key).await?;
-    let stored: Map<String, Value> = serde_json::from_str(&row.config).map_err(ApiError::internal)?;
-    let merged = integration::merge_patch(&row.key, &row.auth_type, &stored, &patch).map_err(ApiError::validation)?;
+    let stored: Map<String, Value> =
+        serde_json::from_str(&row.config).map_err(ApiError::internal)?;
+    let merged = integration::merge_patch(&row.key, &row.auth_type, &stored, &patch)
+        .map_err(ApiError::validation)?;
     let existing_secrets = app.store.integration_secret_fields(&row.id).await?;
     let valid = integration::validate(&merged, &existing_secrets, &app.settings.allow_hosts)
         .map_err(ApiError::validation)?;
@@ -117,12 +146,23 @@ async fn update(
     let config = Value::Object(valid.config.clone()).to_string();
     let updated = app
         .store
-        .update_integration(&app.vault, &auth.project_id, &row.id, &config, now, &secret_changes(&valid))
+        .update_integration(
+            &app.vault,
+            &auth.project_id,
+            &row.id,
+            &config,
+            now,
+            &secret_changes(&valid),
+        )
         .await?;
     if !updated {
         return Err(ApiError::not_found("integration"));
     }
-    let row = IntegrationRow { config, updated_at: now, ..row };
+    let row = IntegrationRow {
+        config,
+        updated_at: now,
+        ..row
+    };
     Ok(Json(view(&app, &row)?))
 }
 

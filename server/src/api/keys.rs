@@ -39,20 +39,36 @@ impl KeyView {
     }
 }
 
-async fn create(State(app): State<AppState>, auth: ProjectAuth) -> ApiResult<(StatusCode, Json<KeyView>)> {
-    let (row, minted) = app.store.create_secret_key(&auth.project_id, app.now()).await?;
-    Ok((StatusCode::CREATED, Json(KeyView::from_row(row, Some(minted.token)))))
+async fn create(
+    State(app): State<AppState>,
+    auth: ProjectAuth,
+) -> ApiResult<(StatusCode, Json<KeyView>)> {
+    let (row, minted) = app
+        .store
+        .create_secret_key(&auth.project_id, app.now())
+        .await?;
+    Ok((
+        StatusCode::CREATED,
+        Json(KeyView::from_row(row, Some(minted.token))),
+    ))
 }
 
 async fn list(State(app): State<AppState>, auth: ProjectAuth) -> ApiResult<Json<Page<KeyView>>> {
     let rows = app.store.list_secret_keys(&auth.project_id).await?;
     Ok(Json(Page {
-        data: rows.into_iter().map(|r| KeyView::from_row(r, None)).collect(),
+        data: rows
+            .into_iter()
+            .map(|r| KeyView::from_row(r, None))
+            .collect(),
         next_cursor: None,
     }))
 }
 
-async fn revoke(State(app): State<AppState>, auth: ProjectAuth, Path(id): Path<String>) -> ApiResult<StatusCode> {
+async fn revoke(
+    State(app): State<AppState>,
+    auth: ProjectAuth,
+    Path(id): Path<String>,
+) -> ApiResult<StatusCode> {
     match app.store.delete_secret_key(&auth.project_id, &id).await? {
         DeleteKey::Deleted => Ok(StatusCode::NO_CONTENT),
         DeleteKey::NotFound => Err(ApiError::not_found("secret key")),

@@ -78,7 +78,10 @@ async fn not_found() -> ApiError {
 }
 
 async fn method_not_allowed() -> ApiError {
-    ApiError::new(ErrorCode::NotFound, "this route does not accept that method")
+    ApiError::new(
+        ErrorCode::NotFound,
+        "this route does not accept that method",
+    )
 }
 
 fn bearer(headers: &HeaderMap) -> Option<&str> {

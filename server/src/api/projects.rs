@@ -31,7 +31,10 @@ struct CreatedProject {
 pub fn check_project_name(name: &str) -> ApiResult<String> {
     let name = name.trim();
     if name.is_empty() || name.chars().count() > 200 || name.chars().any(char::is_control) {
-        return Err(ApiError::field("name", "must be 1 to 200 characters without control characters"));
+        return Err(ApiError::field(
+            "name",
+            "must be 1 to 200 characters without control characters",
+        ));
     }
     Ok(name.to_string())
 }

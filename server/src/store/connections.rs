@@ -56,7 +56,8 @@ impl ConnectionRecord {
     }
 }
 
-const SELECT: &str = "SELECT c.id, c.integration_id, i.key AS integration, c.end_user_id, c.subject, c.label, \
+const SELECT: &str =
+    "SELECT c.id, c.integration_id, i.key AS integration, c.end_user_id, c.subject, c.label, \
      c.status, c.scopes, c.created_at, c.updated_at \
      FROM connections c JOIN integrations i ON i.id = c.integration_id";
 
@@ -82,7 +83,11 @@ pub struct ConnectionCursor {
 
 impl Store {
     /// Creates a connection, seals its credentials and records `connection.created`.
-    pub async fn insert_connection(&self, vault: &KeyRing, new: NewConnection<'_>) -> StoreResult<String> {
+    pub async fn insert_connection(
+        &self,
+        vault: &KeyRing,
+        new: NewConnection<'_>,
+    ) -> StoreResult<String> {
         let id = crate::ids::new_id("conn");
         on_pool!(self, |pool| {
             let mut tx = pool.begin().await?;
@@ -101,7 +106,14 @@ impl Store {
             .execute(&mut *tx)
             .await?;
             for (field, value) in new.secrets {
-                let sealed = vault.seal(Binding { table: SECRETS_TABLE, row: &id, field }, value.as_bytes());
+                let sealed = vault.seal(
+                    Binding {
+                        table: SECRETS_TABLE,
+                        row: &id,
+                        field,
+                    },
+                    value.as_bytes(),
+                );
                 sqlx::query("INSERT INTO connection_secrets (connection_id, field, ciphertext) VALUES ($1, $2, $3)")
                     .bind(&id)
                     .bind(*field)
@@ -126,13 +138,19 @@ impl Store {
         Ok(id)
     }
 
-    pub async fn get_connection(&self, project_id: &str, id: &str) -> StoreResult<Option<ConnectionRow>> {
+    pub async fn get_connection(
+        &self,
+        project_id: &str,
+        id: &str,
+    ) -> StoreResult<Option<ConnectionRow>> {
         let record = on_pool!(self, |pool| {
-            sqlx::query_as::<_, ConnectionRecord>(&format!("{SELECT} WHERE c.project_id = $1 AND c.id = $2"))
-                .bind(project_id)
-                .bind(id)
-                .fetch_optional(pool)
-                .await?
+            sqlx::query_as::<_, ConnectionRecord>(&format!(
+                "{SELECT} WHERE c.project_id = $1 AND c.id = $2"
+            ))
+            .bind(project_id)
+            .bind(id)
+            .fetch_optional(pool)
+            .await?
         });
         record.map(ConnectionRecord::into_row).transpose()
     }
@@ -167,27 +185,48 @@ impl Store {
             .fetch_all(pool)
             .await?
         });
-        records.into_iter().map(ConnectionRecord::into_row).collect()
+        records
+            .into_iter()
+            .map(ConnectionRecord::into_row)
+            .collect()
     }
 
     /// A connection's credentials, decrypted.
-    pub async fn connection_secrets(&self, vault: &KeyRing, id: &str) -> StoreResult<BTreeMap<String, String>> {
+    pub async fn connection_secrets(
+        &self,
+        vault: &KeyRing,
+        id: &str,
+    ) -> StoreResult<BTreeMap<String, String>> {
         let rows: Vec<(String, Vec<u8>)> = on_pool!(self, |pool| {
-            sqlx::query_as("SELECT field, ciphertext FROM connection_secrets WHERE connection_id = $1")
-                .bind(id)
-                .fetch_all(pool)
-                .await?
+            sqlx::query_as(
+                "SELECT field, ciphertext FROM connection_secrets WHERE connection_id = $1",
+            )
+            .bind(id)
+            .fetch_all(pool)
+            .await?
         });
         let mut out = BTreeMap::new();
         for (field, ciphertext) in rows {
-            let value = vault.open_string(Binding { table: SECRETS_TABLE, row: id, field: &field }, &ciphertext)?;
+            let value = vault.open_string(
+                Binding {
+                    table: SECRETS_TABLE,
+                    row: id,
+                    field: &field,
+                },
+                &ciphertext,
+            )?;
             out.insert(field, value);
         }
         Ok(out)
     }
 
     /// Deletes a connection and records `connection.deleted`. False when there was none.
-    pub async fn delete_connection(&self, project_id: &str, id: &str, now: i64) -> StoreResult<bool> {
+    pub async fn delete_connection(
+        &self,
+        project_id: &str,
+        id: &str,
+        now: i64,
+    ) -> StoreResult<bool> {
         let Some(connection) = self.get_connection(project_id, id).await? else {
             return Ok(false);
         };

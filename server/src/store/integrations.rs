@@ -26,7 +26,9 @@ pub struct IntegrationRow {
 /// How deleting an integration went.
 #[derive(Debug, PartialEq, Eq)]
 pub enum DeleteIntegration {
-    Deleted { connections_deleted: usize },
+    Deleted {
+        connections_deleted: usize,
+    },
     NotFound,
     /// It still has this many connections and `cascade` was not asked for.
     HasConnections(i64),
@@ -62,7 +64,11 @@ impl Store {
             for (field, value) in secrets {
                 if let Some(value) = value {
                     let sealed = vault.seal(
-                        Binding { table: SECRETS_TABLE, row: &row.id, field },
+                        Binding {
+                            table: SECRETS_TABLE,
+                            row: &row.id,
+                            field,
+                        },
                         value.as_bytes(),
                     );
                     sqlx::query(
@@ -106,13 +112,22 @@ impl Store {
                 return Ok(false);
             }
             for (field, value) in secrets {
-                sqlx::query("DELETE FROM integration_secrets WHERE integration_id = $1 AND field = $2")
-                    .bind(id)
-                    .bind(*field)
-                    .execute(&mut *tx)
-                    .await?;
+                sqlx::query(
+                    "DELETE FROM integration_secrets WHERE integration_id = $1 AND field = $2",
+                )
+                .bind(id)
+                .bind(*field)
+                .execute(&mut *tx)
+                .await?;
                 if let Some(value) = value {
-                    let sealed = vault.seal(Binding { table: SECRETS_TABLE, row: id, field }, value.as_bytes());
+                    let sealed = vault.seal(
+                        Binding {
+                            table: SECRETS_TABLE,
+                            row: id,
+                            field,
+                        },
+                        value.as_bytes(),
+                    );
                     sqlx::query(
                         "INSERT INTO integration_secrets (integration_id, field, ciphertext) VALUES ($1, $2, $3)",
                     )
@@ -170,10 +185,12 @@ impl Store {
     /// The names of the secret fields an integration has set.
     pub async fn integration_secret_fields(&self, id: &str) -> StoreResult<Vec<String>> {
         let rows: Vec<(String,)> = on_pool!(self, |pool| {
-            sqlx::query_as("SELECT field FROM integration_secrets WHERE integration_id = $1 ORDER BY field")
-                .bind(id)
-                .fetch_all(pool)
-                .await?
+            sqlx::query_as(
+                "SELECT field FROM integration_secrets WHERE integration_id = $1 ORDER BY field",
+            )
+            .bind(id)
+            .fetch_all(pool)
+            .await?
         });
         Ok(rows.into_iter().map(|(f,)| f).collect())
     }
@@ -185,14 +202,23 @@ impl Store {
         id: &str,
     ) -> StoreResult<BTreeMap<String, String>> {
         let rows: Vec<(String, Vec<u8>)> = on_pool!(self, |pool| {
-            sqlx::query_as("SELECT field, ciphertext FROM integration_secrets WHERE integration_id = $1")
-                .bind(id)
-                .fetch_all(pool)
-                .await?
+            sqlx::query_as(
+                "SELECT field, ciphertext FROM integration_secrets WHERE integration_id = $1",
+            )
+            .bind(id)
+            .fetch_all(pool)
+            .await?
         });
         let mut out = BTreeMap::new();
         for (field, ciphertext) in rows {
-            let value = vault.open_string(Binding { table: SECRETS_TABLE, row: id, field: &field }, &ciphertext)?;
+            let value = vault.open_string(
+                Binding {
+                    table: SECRETS_TABLE,
+                    row: id,
+                    field: &field,
+                },
+                &ciphertext,
+            )?;
             out.insert(field, value);
         }
         Ok(out)
@@ -248,7 +274,9 @@ impl Store {
                 .execute(&mut *tx)
                 .await?;
             tx.commit().await?;
-            DeleteIntegration::Deleted { connections_deleted: connections.len() }
+            DeleteIntegration::Deleted {
+                connections_deleted: connections.len(),
+            }
         }))
     }
 }

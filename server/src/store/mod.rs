@@ -99,7 +99,9 @@ pub struct Store {
 
 impl std::fmt::Debug for Store {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Store").field("engine", &self.engine()).finish()
+        f.debug_struct("Store")
+            .field("engine", &self.engine())
+            .finish()
     }
 }
 
@@ -139,7 +141,10 @@ impl Store {
 
     /// The default SQLite URL for a data directory.
     pub fn default_sqlite_url(data_dir: &Path) -> String {
-        format!("sqlite://{}?mode=rwc", data_dir.join("plugboard.db").display())
+        format!(
+            "sqlite://{}?mode=rwc",
+            data_dir.join("plugboard.db").display()
+        )
     }
 
     pub fn engine(&self) -> Engine {

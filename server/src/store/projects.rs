@@ -79,10 +79,12 @@ impl Store {
 
     pub async fn get_project(&self, id: &str) -> StoreResult<Option<ProjectRow>> {
         Ok(on_pool!(self, |pool| {
-            sqlx::query_as::<_, ProjectRow>("SELECT id, name, created_at FROM projects WHERE id = $1")
-                .bind(id)
-                .fetch_optional(pool)
-                .await?
+            sqlx::query_as::<_, ProjectRow>(
+                "SELECT id, name, created_at FROM projects WHERE id = $1",
+            )
+            .bind(id)
+            .fetch_optional(pool)
+            .await?
         }))
     }
 
@@ -141,7 +143,11 @@ impl Store {
     }
 
     /// Revokes a key unless it is the project's last.
-    pub async fn delete_secret_key(&self, project_id: &str, key_id: &str) -> StoreResult<DeleteKey> {
+    pub async fn delete_secret_key(
+        &self,
+        project_id: &str,
+        key_id: &str,
+    ) -> StoreResult<DeleteKey> {
         Ok(on_pool!(self, |pool| {
             let mut tx = pool.begin().await?;
             // Touching the project row first serialises concurrent revocations

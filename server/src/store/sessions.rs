@@ -65,7 +65,10 @@ pub enum SessionLookup {
 }
 
 impl Store {
-    pub async fn create_session(&self, new: NewSession<'_>) -> StoreResult<(SessionRow, MintedSecret)> {
+    pub async fn create_session(
+        &self,
+        new: NewSession<'_>,
+    ) -> StoreResult<(SessionRow, MintedSecret)> {
         let minted = ids::mint_secret(SecretKind::SessionToken);
         let row = SessionRow {
             id: ids::new_id("cs"),
@@ -98,7 +101,11 @@ impl Store {
 
     /// The session a presented token belongs to: one lookup by prefix and one
     /// constant-time compare, whatever the token's shape.
-    pub async fn authenticate_session(&self, presented: &str, now: i64) -> StoreResult<SessionLookup> {
+    pub async fn authenticate_session(
+        &self,
+        presented: &str,
+        now: i64,
+    ) -> StoreResult<SessionLookup> {
         let prefix = ids::lookup_prefix(SecretKind::SessionToken, presented);
         let record = on_pool!(self, |pool| {
             sqlx::query_as::<_, SessionRecord>(

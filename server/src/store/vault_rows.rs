@@ -74,7 +74,11 @@ impl Store {
                     done.unchanged += 1;
                     continue;
                 }
-                let binding = Binding { table, row: &row, field: &field };
+                let binding = Binding {
+                    table,
+                    row: &row,
+                    field: &field,
+                };
                 let plaintext = ring.open(binding, &ciphertext)?;
                 let sealed = ring.seal(binding, &plaintext);
                 on_pool!(self, |pool| {

@@ -65,8 +65,13 @@ pub async fn fresh_database_url(engine: Engine, dir: &std::path::Path) -> String
         Engine::Postgres => {
             use sqlx::Connection;
             let admin = postgres_admin_url();
-            let name = format!("t_{}", plugboard::ids::new_id("db").trim_start_matches("db_"));
-            let mut conn = sqlx::PgConnection::connect(&admin).await.expect("connect to the test cluster");
+            let name = format!(
+                "t_{}",
+                plugboard::ids::new_id("db").trim_start_matches("db_")
+            );
+            let mut conn = sqlx::PgConnection::connect(&admin)
+                .await
+                .expect("connect to the test cluster");
             sqlx::query(&format!("CREATE DATABASE {name}"))
                 .execute(&mut conn)
                 .await
@@ -132,7 +137,14 @@ impl TestApp {
             settings,
             outbound: Outbound::new(allow_hosts, Limits::default()).expect("outbound"),
         }));
-        TestApp { engine, state, clock, database_url, key_spec, _dir: dir }
+        TestApp {
+            engine,
+            state,
+            clock,
+            database_url,
+            key_spec,
+            _dir: dir,
+        }
     }
 
     pub fn store(&self) -> &Store {
@@ -141,16 +153,35 @@ impl TestApp {
 
     /// Sends a request through the router, as a client would.
     pub async fn send(&self, request: Request<Body>) -> Reply {
-        let response = api::router(self.state.clone()).oneshot(request).await.expect("infallible");
+        let response = api::router(self.state.clone())
+            .oneshot(request)
+            .await
+            .expect("infallible");
         let status = response.status();
         let headers = response.headers().clone();
-        let bytes = response.into_body().collect().await.expect("body").to_bytes();
+        let bytes = response
+            .into_body()
+            .collect()
+            .await
+            .expect("body")
+            .to_bytes();
         let text = String::from_utf8_lossy(&bytes).to_string();
         let body = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
-        Reply { status, headers, body, text }
+        Reply {
+            status,
+            headers,
+            body,
+            text,
+        }
     }
 
-    pub async fn call(&self, method: &str, path: &str, bearer: Option<&str>, body: Option<Value>) -> Reply {
+    pub async fn call(
+        &self,
+        method: &str,
+        path: &str,
+        bearer: Option<&str>,
+        body: Option<Value>,
+    ) -> Reply {
         let mut builder = Request::builder().method(method).uri(path);
         if let Some(token) = bearer {
             builder = builder.header("authorization", format!("Bearer {token}"));
@@ -168,12 +199,20 @@ impl TestApp {
     /// Creates a project through the admin API; returns (id, secret key).
     pub async fn project(&self, name: &str) -> (String, String) {
         let reply = self
-            .call("POST", "/v1/admin/projects", Some(OPERATOR_TOKEN), Some(serde_json::json!({ "name": name })))
+            .call(
+                "POST",
+                "/v1/admin/projects",
+                Some(OPERATOR_TOKEN),
+                Some(serde_json::json!({ "name": name })),
+            )
             .await;
         assert_eq!(reply.status, StatusCode::CREATED, "{}", reply.text);
         (
             reply.body["id"].as_str().expect("id").to_string(),
-            reply.body["secret_key"].as_str().expect("secret_key").to_string(),
+            reply.body["secret_key"]
+                .as_str()
+                .expect("secret_key")
+                .to_string(),
         )
     }
 
@@ -183,14 +222,25 @@ impl TestApp {
         if let (Some(b), Some(e)) = (body.as_object_mut(), extra.as_object()) {
             b.extend(e.clone());
         }
-        let reply = self.call("POST", "/v1/integrations", Some(secret_key), Some(body)).await;
+        let reply = self
+            .call("POST", "/v1/integrations", Some(secret_key), Some(body))
+            .await;
         assert_eq!(reply.status, StatusCode::CREATED, "{}", reply.text);
         reply.body
     }
 
     /// Stores a connection as the connect flow will: through the store, sealed.
-    pub async fn connection(&self, project_id: &str, integration: &Value, end_user: Option<&str>, label: &str) -> String {
-        let secrets = [("access_token", "at-canary-Zq81"), ("refresh_token", "rt-canary-Zq82")];
+    pub async fn connection(
+        &self,
+        project_id: &str,
+        integration: &Value,
+        end_user: Option<&str>,
+        label: &str,
+    ) -> String {
+        let secrets = [
+            ("access_token", "at-canary-Zq81"),
+            ("refresh_token", "rt-canary-Zq82"),
+        ];
         self.store()
             .insert_connection(
                 &self.state.vault,
