@@ -7,7 +7,8 @@
 
 mod postgres;
 
-use std::process::{Command, ExitCode};
+use std::io::{BufRead, BufReader};
+use std::process::{Command, ExitCode, Stdio};
 
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -40,15 +41,31 @@ fn cargo() -> Command {
 fn test(extra: &[String]) -> Result<(), String> {
     let cluster = postgres::Cluster::start()?;
     eprintln!("xtask: PostgreSQL test cluster at {}", cluster.admin_url());
-    let status = cargo()
+    let mut child = cargo()
         .args(["test", "--workspace"])
         .args(extra)
         .env("PLUGBOARD_TEST_POSTGRES_URL", cluster.admin_url())
-        .status()
+        .stdout(Stdio::piped())
+        .spawn()
         .map_err(|e| format!("cannot run cargo test: {e}"))?;
+    // Pass the output through, adding up each test binary's result line.
+    let (mut passed, mut failed) = (0u64, 0u64);
+    if let Some(stdout) = child.stdout.take() {
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            println!("{line}");
+            if let Some((p, f)) = parse_result_line(&line) {
+                passed += p;
+                failed += f;
+            }
+        }
+    }
+    let status = child.wait().map_err(|e| format!("cargo test: {e}"))?;
     drop(cluster);
-    if status.success() {
+    println!("tests: {passed} passed, {failed} failed");
+    if status.success() && passed > 0 {
         Ok(())
+    } else if passed == 0 {
+        Err("no test ran".to_string())
     } else {
         Err("tests failed".to_string())
     }
@@ -61,4 +78,20 @@ fn hold_postgres() -> Result<(), String> {
     let mut line = String::new();
     let _ = std::io::stdin().read_line(&mut line);
     Ok(())
+}
+
+/// Reads `test result: ok. 12 passed; 0 failed; …` into (passed, failed).
+fn parse_result_line(line: &str) -> Option<(u64, u64)> {
+    let rest = line.strip_prefix("test result: ")?;
+    let count = |word: &str| -> Option<u64> {
+        rest.split(';')
+            .find_map(|part| {
+                part.trim()
+                    .trim_start_matches("ok. ")
+                    .trim_start_matches("FAILED. ")
+                    .strip_suffix(word)
+            })
+            .and_then(|n| n.trim().parse().ok())
+    };
+    Some((count(" passed")?, count(" failed")?))
 }
