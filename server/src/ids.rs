@@ -25,7 +25,8 @@ fn base32(bytes: &[u8]) -> String {
     out
 }
 
-fn random_base32(len_bytes: usize) -> String {
+/// `len_bytes` random bytes, as lower-case base32.
+pub fn random_base32(len_bytes: usize) -> String {
     let mut bytes = vec![0u8; len_bytes];
     rand::rngs::OsRng.fill_bytes(&mut bytes);
     base32(&bytes)

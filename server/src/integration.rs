@@ -172,6 +172,17 @@ pub fn validate(
         v.out
             .insert("token_auth_method".into(), Value::String(method));
         v.url("issuer", false, UrlUse::Issuer);
+        let asks_openid = v
+            .out
+            .get("scopes")
+            .and_then(Value::as_array)
+            .is_some_and(|s| s.iter().any(|x| x == "openid"));
+        if asks_openid && !v.out.contains_key("issuer") && !v.errors.contains_key("issuer") {
+            v.errors.insert(
+                "issuer".into(),
+                "is required when scopes include openid: the ID token's `iss` is checked against it".into(),
+            );
+        }
         v.url("jwks_url", false, UrlUse::Server);
         v.url("userinfo_url", false, UrlUse::Server);
         v.url("revocation_url", false, UrlUse::Server);
@@ -641,5 +652,54 @@ mod tests {
             &obj(json!({"key": "other"}))
         )
         .is_err());
+    }
+}
+
+/// The stored settings of an integration, typed (what `validate` produced).
+#[derive(Debug, Clone, serde::Deserialize)]
+pub struct Settings {
+    pub label: String,
+    #[serde(default)]
+    pub description: Option<String>,
+    #[serde(default)]
+    pub logo_url: Option<String>,
+    #[serde(default)]
+    pub multiple_accounts: bool,
+    #[serde(default)]
+    pub authorization_url: Option<String>,
+    #[serde(default)]
+    pub token_url: Option<String>,
+    #[serde(default)]
+    pub client_id: Option<String>,
+    #[serde(default)]
+    pub scopes: Vec<String>,
+    #[serde(default = "default_separator")]
+    pub scope_separator: String,
+    #[serde(default)]
+    pub authorization_params: BTreeMap<String, String>,
+    #[serde(default)]
+    pub token_auth_method: Option<String>,
+    #[serde(default)]
+    pub issuer: Option<String>,
+    #[serde(default)]
+    pub jwks_url: Option<String>,
+    #[serde(default)]
+    pub userinfo_url: Option<String>,
+    #[serde(default)]
+    pub revocation_url: Option<String>,
+}
+
+fn default_separator() -> String {
+    " ".to_string()
+}
+
+impl Settings {
+    pub fn parse(config: &str) -> Result<Settings, String> {
+        serde_json::from_str(config).map_err(|e| format!("integration settings: {e}"))
+    }
+
+    /// Whether the integration asks for an OpenID Connect ID token.
+    pub fn wants_openid(&self) -> bool {
+        self.scopes.iter().any(|s| s == "openid")
     }
 }

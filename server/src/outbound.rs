@@ -376,6 +376,14 @@ impl Outbound {
         request: reqwest::RequestBuilder,
     ) -> Result<OutboundResponse, OutboundError> {
         let request = request.build().map_err(|_| OutboundError::InvalidUrl)?;
+        self.execute(request).await
+    }
+
+    /// Sends a built request and reads its body up to the size limit.
+    pub async fn execute(
+        &self,
+        request: reqwest::Request,
+    ) -> Result<OutboundResponse, OutboundError> {
         // Literal addresses never reach the resolver, so they are checked here.
         check_url_target(request.url(), &self.allow)?;
         let deadline = tokio::time::Instant::now() + self.limits.total_timeout;

@@ -182,7 +182,7 @@ async fn integration_round_trip_never_returns_secrets(engine: Engine) {
     );
     assert_eq!(
         created["callback_url"],
-        format!("http://127.0.0.1:8080/oauth/callback/{id}")
+        format!("{}/oauth/callback/{id}", app.base_url)
     );
     assert_eq!(created["key"], "teamleader");
     assert_eq!(created["scopes"], json!(["contacts", "companies"]));

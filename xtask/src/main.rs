@@ -38,7 +38,36 @@ fn cargo() -> Command {
     Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_string()))
 }
 
+/// Installs the test provider's npm packages when they are missing or stale.
+fn npm_install(dir: &str) -> Result<(), String> {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    let dir = root.join(dir);
+    let installed = dir.join("node_modules/.package-lock.json");
+    let fresh = match (
+        std::fs::metadata(&installed),
+        std::fs::metadata(dir.join("package-lock.json")),
+    ) {
+        (Ok(i), Ok(l)) => i.modified().ok() >= l.modified().ok(),
+        _ => false,
+    };
+    if fresh {
+        return Ok(());
+    }
+    eprintln!("xtask: npm ci in {}", dir.display());
+    let status = Command::new("npm")
+        .args(["ci", "--no-audit", "--no-fund"])
+        .current_dir(&dir)
+        .status()
+        .map_err(|e| format!("cannot run npm (Node.js 20 or later is needed): {e}"))?;
+    if status.success() {
+        Ok(())
+    } else {
+        Err(format!("npm ci failed in {}", dir.display()))
+    }
+}
+
 fn test(extra: &[String]) -> Result<(), String> {
+    npm_install("tests/provider")?;
     let cluster = postgres::Cluster::start()?;
     eprintln!("xtask: PostgreSQL test cluster at {}", cluster.admin_url());
     let mut child = cargo()

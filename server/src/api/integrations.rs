@@ -23,13 +23,6 @@ pub fn router() -> Router<AppState> {
         )
 }
 
-/// The redirect URI to register at the provider: one per integration, so a
-/// code can only ever reach the token endpoint of the integration it was issued for.
-pub(crate) fn callback_url(app: &AppState, integration_id: &str) -> String {
-    app.settings
-        .public_url_for(&format!("/oauth/callback/{integration_id}"))
-}
-
 /// An integration as read: its settings without secrets, plus `id` and `callback_url`.
 fn view(app: &AppState, row: &IntegrationRow) -> ApiResult<Value> {
     let config: Map<String, Value> =
@@ -41,7 +34,7 @@ fn view(app: &AppState, row: &IntegrationRow) -> ApiResult<Value> {
     out.extend(config);
     out.insert(
         "callback_url".into(),
-        Value::String(callback_url(app, &row.id)),
+        Value::String(super::callback_url(&app.settings, &row.id)),
     );
     out.insert("created_at".into(), Value::String(rfc3339(row.created_at)));
     out.insert("updated_at".into(), Value::String(rfc3339(row.updated_at)));

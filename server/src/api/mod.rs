@@ -4,7 +4,9 @@ mod connect_sessions;
 mod connections;
 mod integrations;
 mod keys;
+mod pages;
 mod projects;
+mod sdk;
 
 pub use projects::check_project_name;
 
@@ -50,6 +52,12 @@ impl std::ops::Deref for AppState {
     }
 }
 
+/// The redirect URI to register at the provider: one per integration, so a
+/// code can only ever reach the token endpoint of the integration it was issued for.
+pub fn callback_url(settings: &Settings, integration_id: &str) -> String {
+    settings.public_url_for(&format!("/oauth/callback/{integration_id}"))
+}
+
 /// Request bodies larger than this are refused before they are parsed.
 pub const MAX_BODY_BYTES: usize = 256 * 1024;
 
@@ -62,6 +70,8 @@ pub fn router(state: AppState) -> Router {
         .merge(integrations::router())
         .merge(connect_sessions::router())
         .merge(connections::router())
+        .merge(sdk::router())
+        .merge(pages::router())
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
@@ -84,7 +94,7 @@ async fn method_not_allowed() -> ApiError {
     )
 }
 
-fn bearer(headers: &HeaderMap) -> Option<&str> {
+pub(crate) fn bearer(headers: &HeaderMap) -> Option<&str> {
     let value = headers.get(header::AUTHORIZATION)?.to_str().ok()?;
     let (scheme, token) = value.split_once(' ')?;
     scheme.eq_ignore_ascii_case("bearer").then(|| token.trim())

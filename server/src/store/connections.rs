@@ -258,3 +258,205 @@ impl Store {
         }))
     }
 }
+
+/// Credentials from an OAuth 2.0 authorization, to save as a connection.
+pub struct OAuthConnection<'a> {
+    pub project_id: &'a str,
+    pub integration_id: &'a str,
+    pub integration_key: &'a str,
+    pub end_user_id: &'a str,
+    /// Reconnecting this connection in place, when set.
+    pub reconnect_id: Option<&'a str>,
+    pub multiple_accounts: bool,
+    /// The provider's stable id for the account, when it told us.
+    pub subject: Option<&'a str>,
+    pub label: Option<&'a str>,
+    pub scopes: &'a [String],
+    pub access_token: &'a str,
+    pub refresh_token: Option<&'a str>,
+    pub token_type: &'a str,
+    pub token_expires_at: Option<i64>,
+    pub now: i64,
+}
+
+/// What saving an authorization did, by the contract's rules.
+#[derive(Debug, PartialEq, Eq)]
+pub enum SaveOutcome {
+    Created(String),
+    /// The same provider account (or the named connection) was updated in place.
+    Updated(String),
+    /// `multiple_accounts` is off and the end user already has another account connected.
+    AccountLimit,
+    /// Reconnecting a named connection with a different provider account.
+    AccountMismatch,
+    /// The connection named for reconnecting is not the end user's (or is gone).
+    ReconnectTargetMissing,
+}
+
+/// Replaces one sealed field of a connection inside a transaction.
+macro_rules! put_connection_secret {
+    ($tx:expr, $vault:expr, $id:expr, $field:expr, $value:expr) => {{
+        let sealed = $vault.seal(
+            Binding {
+                table: SECRETS_TABLE,
+                row: $id,
+                field: $field,
+            },
+            $value.as_bytes(),
+        );
+        sqlx::query("DELETE FROM connection_secrets WHERE connection_id = $1 AND field = $2")
+            .bind($id)
+            .bind($field)
+            .execute(&mut *$tx)
+            .await?;
+        sqlx::query(
+            "INSERT INTO connection_secrets (connection_id, field, ciphertext) VALUES ($1, $2, $3)",
+        )
+        .bind($id)
+        .bind($field)
+        .bind(sealed)
+        .execute(&mut *$tx)
+        .await?;
+    }};
+}
+
+impl Store {
+    /// Saves an end user's authorization: updates the connection of the same
+    /// provider account (or the named one), or creates one, or refuses by the
+    /// `multiple_accounts` and reconnect rules. One transaction; saves for the
+    /// same integration are serialised, so two racing authorizations cannot
+    /// both slip past `account_limit`.
+    pub async fn save_oauth_connection(
+        &self,
+        vault: &KeyRing,
+        c: OAuthConnection<'_>,
+    ) -> StoreResult<SaveOutcome> {
+        let scopes = to_json(&c.scopes);
+        Ok(on_pool!(self, |pool| {
+            let mut tx = pool.begin().await?;
+            sqlx::query("UPDATE integrations SET updated_at = updated_at WHERE id = $1")
+                .bind(c.integration_id)
+                .execute(&mut *tx)
+                .await?;
+            let same_account: Option<(String,)> = match c.subject {
+                Some(subject) => sqlx::query_as(
+                    "SELECT id FROM connections WHERE integration_id = $1 AND end_user_id = $2 AND subject = $3",
+                )
+                .bind(c.integration_id)
+                .bind(c.end_user_id)
+                .bind(subject)
+                .fetch_optional(&mut *tx)
+                .await?,
+                None => None,
+            };
+            let target = if let Some(reconnect_id) = c.reconnect_id {
+                let named: Option<(String, Option<String>)> = sqlx::query_as(
+                    "SELECT id, subject FROM connections WHERE id = $1 AND project_id = $2 AND integration_id = $3 AND end_user_id = $4",
+                )
+                .bind(reconnect_id)
+                .bind(c.project_id)
+                .bind(c.integration_id)
+                .bind(c.end_user_id)
+                .fetch_optional(&mut *tx)
+                .await?;
+                let Some((id, old_subject)) = named else {
+                    return Ok(SaveOutcome::ReconnectTargetMissing);
+                };
+                let other_account = match (&old_subject, c.subject) {
+                    (Some(old), Some(new)) => old != new,
+                    _ => false,
+                };
+                let is_another_connection =
+                    same_account.as_ref().is_some_and(|(other,)| *other != id);
+                if other_account || is_another_connection {
+                    return Ok(SaveOutcome::AccountMismatch);
+                }
+                Some(id)
+            } else if let Some((id,)) = same_account {
+                Some(id)
+            } else {
+                if !c.multiple_accounts {
+                    let (count,): (i64,) = sqlx::query_as(
+                        "SELECT COUNT(*) FROM connections WHERE integration_id = $1 AND end_user_id = $2",
+                    )
+                    .bind(c.integration_id)
+                    .bind(c.end_user_id)
+                    .fetch_one(&mut *tx)
+                    .await?;
+                    if count > 0 {
+                        return Ok(SaveOutcome::AccountLimit);
+                    }
+                }
+                None
+            };
+            let (id, created) = match target {
+                Some(id) => {
+                    sqlx::query(
+                        "UPDATE connections SET subject = COALESCE($1, subject), label = COALESCE($2, label), \
+                         status = 'active', scopes = $3, token_type = $4, token_expires_at = $5, updated_at = $6 \
+                         WHERE id = $7",
+                    )
+                    .bind(c.subject)
+                    .bind(c.label)
+                    .bind(&scopes)
+                    .bind(c.token_type)
+                    .bind(c.token_expires_at)
+                    .bind(c.now)
+                    .bind(&id)
+                    .execute(&mut *tx)
+                    .await?;
+                    (id, false)
+                }
+                None => {
+                    let id = crate::ids::new_id("conn");
+                    sqlx::query(
+                        "INSERT INTO connections (id, project_id, integration_id, end_user_id, subject, label, status, \
+                         scopes, token_type, token_expires_at, created_at, updated_at) \
+                         VALUES ($1, $2, $3, $4, $5, $6, 'active', $7, $8, $9, $10, $10)",
+                    )
+                    .bind(&id)
+                    .bind(c.project_id)
+                    .bind(c.integration_id)
+                    .bind(c.end_user_id)
+                    .bind(c.subject)
+                    .bind(c.label)
+                    .bind(&scopes)
+                    .bind(c.token_type)
+                    .bind(c.token_expires_at)
+                    .bind(c.now)
+                    .execute(&mut *tx)
+                    .await?;
+                    (id, true)
+                }
+            };
+            let kind = if created {
+                "connection.created"
+            } else {
+                "connection.updated"
+            };
+            put_connection_secret!(tx, vault, &id, "access_token", c.access_token);
+            // A provider that sends no new refresh token keeps the old one valid.
+            if let Some(refresh_token) = c.refresh_token {
+                put_connection_secret!(tx, vault, &id, "refresh_token", refresh_token);
+            }
+            insert_event!(
+                &mut *tx,
+                NewEvent {
+                    project_id: c.project_id,
+                    kind,
+                    connection_id: Some(&id),
+                    integration: Some(c.integration_key),
+                    end_user_id: Some(c.end_user_id),
+                    data: serde_json::json!({ "label": c.label, "scopes": c.scopes }),
+                    now: c.now,
+                }
+            );
+            tx.commit().await?;
+            if created {
+                SaveOutcome::Created(id)
+            } else {
+                SaveOutcome::Updated(id)
+            }
+        }))
+    }
+}

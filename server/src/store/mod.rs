@@ -7,6 +7,7 @@
 //! driver. The compile-time `query!` macros are not used: they can check only
 //! one engine.
 
+mod attempts;
 mod connections;
 mod events;
 mod integrations;
@@ -14,7 +15,10 @@ mod projects;
 mod sessions;
 mod vault_rows;
 
-pub use connections::{ConnectionCursor, ConnectionRow, NewConnection};
+pub use attempts::{AttemptOutcome, AttemptRow, NewAttempt};
+pub use connections::{
+    ConnectionCursor, ConnectionRow, NewConnection, OAuthConnection, SaveOutcome,
+};
 pub use events::{EventRow, NewEvent};
 pub use integrations::{DeleteIntegration, IntegrationRow};
 pub use projects::{DeleteKey, ProjectRow, SecretKeyRow};

@@ -99,6 +99,19 @@ impl Store {
         Ok((row, minted))
     }
 
+    pub async fn get_session(&self, id: &str) -> StoreResult<Option<SessionRow>> {
+        let record = on_pool!(self, |pool| {
+            sqlx::query_as::<_, SessionRecord>(
+                "SELECT id, project_id, hash, end_user_id, integrations, allowed_origins, created_at, expires_at \
+                 FROM connect_sessions WHERE id = $1",
+            )
+            .bind(id)
+            .fetch_optional(pool)
+            .await?
+        });
+        record.map(SessionRecord::into_row).transpose()
+    }
+
     /// The session a presented token belongs to: one lookup by prefix and one
     /// constant-time compare, whatever the token's shape.
     pub async fn authenticate_session(

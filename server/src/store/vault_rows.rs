@@ -7,9 +7,10 @@ use super::{on_pool, Store, StoreError, StoreResult};
 use crate::vault::{self, Binding, KeyRing};
 
 /// Every table that holds sealed values, with the column naming the row it belongs to.
-const SEALED_TABLES: [(&str, &str); 2] = [
+const SEALED_TABLES: [(&str, &str); 3] = [
     (super::integrations::SECRETS_TABLE, "integration_id"),
     (super::connections::SECRETS_TABLE, "connection_id"),
+    (super::attempts::SECRETS_TABLE, "attempt_id"),
 ];
 
 /// What a re-encryption pass did.

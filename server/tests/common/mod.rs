@@ -89,6 +89,8 @@ pub struct TestApp {
     pub clock: ManualClock,
     pub database_url: String,
     pub key_spec: String,
+    /// Where the app listens, e.g. `http://127.0.0.1:41234`.
+    pub base_url: String,
     _dir: tempfile::TempDir,
 }
 
@@ -116,16 +118,48 @@ impl TestApp {
     }
 
     pub async fn build(engine: Engine, allow: &str, operator_token: Option<&str>) -> TestApp {
+        Self::build_at(
+            engine,
+            allow,
+            operator_token,
+            time::macros::datetime!(2030-01-01 00:00 UTC),
+        )
+        .await
+    }
+
+    /// A TestApp whose clock starts now: for flows with a real provider, whose tokens carry real times.
+    pub async fn starting_now(engine: Engine) -> TestApp {
+        Self::build_at(
+            engine,
+            "127.0.0.1,::1",
+            Some(OPERATOR_TOKEN),
+            time::OffsetDateTime::now_utc(),
+        )
+        .await
+    }
+
+    /// Builds the app and serves it on a loopback port, so that providers and
+    /// browsers can reach it as they would a deployed server.
+    pub async fn build_at(
+        engine: Engine,
+        allow: &str,
+        operator_token: Option<&str>,
+        start: time::OffsetDateTime,
+    ) -> TestApp {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let base_url = format!("http://{}", listener.local_addr().expect("addr"));
         let dir = tempfile::tempdir().expect("tempdir");
         let database_url = fresh_database_url(engine, dir.path()).await;
         let store = Store::connect(&database_url).await.expect("open store");
         store.migrate().await.expect("migrate");
         let key_spec = KeyRing::generate_spec();
         let vault = KeyRing::parse(&key_spec).expect("key ring");
-        let clock = ManualClock::new(time::macros::datetime!(2030-01-01 00:00 UTC));
+        let clock = ManualClock::new(start);
         let allow_hosts = AllowList::parse(allow).expect("allow list");
         let settings = Settings {
-            public_url: url::Url::parse("http://127.0.0.1:8080/").expect("url"),
+            public_url: url::Url::parse(&format!("{base_url}/")).expect("url"),
             operator_token: operator_token.map(str::to_string),
             allow_hosts: allow_hosts.clone(),
             trust_proxy: false,
@@ -135,14 +169,27 @@ impl TestApp {
             vault: Arc::new(vault),
             clock: Arc::new(clock.clone()),
             settings,
-            outbound: Outbound::new(allow_hosts, Limits::default()).expect("outbound"),
+            outbound: Outbound::new(
+                allow_hosts,
+                Limits {
+                    total_timeout: std::time::Duration::from_secs(3),
+                    max_body_bytes: 1024 * 1024,
+                    ..Limits::default()
+                },
+            )
+            .expect("outbound"),
         }));
+        let router = api::router(state.clone());
+        tokio::spawn(async move {
+            let _ = axum::serve(listener, router).await;
+        });
         TestApp {
             engine,
             state,
             clock,
             database_url,
             key_spec,
+            base_url,
             _dir: dir,
         }
     }
@@ -275,3 +322,4 @@ pub fn oauth_integration(key: &str) -> Value {
         "multiple_accounts": true
     })
 }
+pub mod provider;

@@ -1,0 +1,149 @@
+//! The popup's pages: `/connect/{attempt_id}` (binds the attempt to this
+//! browser and goes to the provider) and `/oauth/callback/{integration_id}`
+//! (the provider's redirect back). They are for people: plain HTML, every
+//! value escaped, a strict Content-Security-Policy, and a script that posts
+//! the result to the one origin that started the attempt.
+
+use std::collections::BTreeMap;
+
+use axum::extract::State;
+use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::Router;
+
+use super::AppState;
+use crate::connect::{self, CallbackParams, Page};
+use crate::error::{ApiResult, Path, Query};
+use crate::ids;
+
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .route("/connect/{attempt_id}", get(popup))
+        .route("/oauth/callback/{integration_id}", get(callback))
+}
+
+async fn popup(State(app): State<AppState>, Path(attempt_id): Path<String>) -> ApiResult<Response> {
+    Ok(render(connect::open_popup(&app, &attempt_id).await?))
+}
+
+async fn callback(
+    State(app): State<AppState>,
+    Path(integration_id): Path<String>,
+    query: Result<Query<CallbackParams>, crate::error::ApiError>,
+    headers: HeaderMap,
+) -> ApiResult<Response> {
+    // A query that does not even parse is a callback without a usable state.
+    let params = query.map(|Query(p)| p).unwrap_or_default();
+    Ok(render(
+        connect::callback(&app, &integration_id, &params, &cookies(&headers)).await?,
+    ))
+}
+
+fn cookies(headers: &HeaderMap) -> BTreeMap<String, String> {
+    headers
+        .get_all(header::COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .filter_map(|pair| pair.trim().split_once('='))
+        .map(|(k, v)| (k.trim().to_string(), v.trim().to_string()))
+        .collect()
+}
+
+pub fn escape(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for c in text.chars() {
+        match c {
+            '&' => out.push_str("&amp;"),
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            '"' => out.push_str("&quot;"),
+            '\'' => out.push_str("&#39;"),
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+/// JSON safe to place inside a `<script>` element.
+fn script_json(value: &serde_json::Value) -> String {
+    value
+        .to_string()
+        .replace('<', "\\u003c")
+        .replace('>', "\\u003e")
+        .replace('&', "\\u0026")
+}
+
+const SCRIPT: &str = r#"(function () {
+  var data = JSON.parse(document.getElementById('pb-result').textContent);
+  var sent = false;
+  if (data && window.opener) {
+    try { window.opener.postMessage(data.message, data.origin); sent = true; } catch (e) {}
+  }
+  if (sent) { window.close(); }
+  else { document.getElementById('pb-return').hidden = false; }
+})();"#;
+
+fn render(page: Page) -> Response {
+    let mut headers = HeaderMap::new();
+    headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    headers.insert(
+        header::REFERRER_POLICY,
+        HeaderValue::from_static("no-referrer"),
+    );
+    headers.insert(
+        header::X_CONTENT_TYPE_OPTIONS,
+        HeaderValue::from_static("nosniff"),
+    );
+    if let Some(cookie) = page
+        .set_cookie
+        .as_deref()
+        .and_then(|c| HeaderValue::from_str(c).ok())
+    {
+        headers.insert(header::SET_COOKIE, cookie);
+    }
+    if let Some(location) = page
+        .redirect
+        .as_deref()
+        .and_then(|l| HeaderValue::from_str(l).ok())
+    {
+        headers.insert(header::LOCATION, location);
+        return (StatusCode::FOUND, headers).into_response();
+    }
+    let nonce = ids::random_base32(16);
+    let csp = format!(
+        "default-src 'none'; script-src 'nonce-{nonce}'; style-src 'unsafe-inline'; base-uri 'none'; \
+         form-action 'none'; frame-ancestors 'none'"
+    );
+    if let Ok(value) = HeaderValue::from_str(&csp) {
+        headers.insert(header::CONTENT_SECURITY_POLICY, value);
+    }
+    headers.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/html; charset=utf-8"),
+    );
+    let result = match &page.post {
+        Some((origin, message)) => serde_json::json!({ "origin": origin, "message": message }),
+        None => serde_json::Value::Null,
+    };
+    let body = format!(
+        "<!doctype html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">\
+         <meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\
+         <title>{title}</title>\
+         <style>body{{font:16px system-ui,sans-serif;max-width:32rem;margin:3rem auto;padding:0 1rem;color:#222}}</style>\
+         </head><body><h1>{title}</h1><p>{message}</p>\
+         <p id=\"pb-return\" hidden>Return to the app to continue; you can close this window.</p>\
+         <script type=\"application/json\" id=\"pb-result\">{result}</script>\
+         <script nonce=\"{nonce}\">{SCRIPT}</script></body></html>\n",
+        title = escape(&page.title),
+        message = escape(&page.message),
+        result = script_json(&result),
+    );
+    let status = if page.ok {
+        StatusCode::OK
+    } else {
+        StatusCode::BAD_REQUEST
+    };
+    (status, headers, body).into_response()
+}

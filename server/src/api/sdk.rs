@@ -1,0 +1,316 @@
+//! `/v1/sdk/*`: the endpoints the browser SDK calls with a connect session
+//! token. They answer CORS preflights for any origin and put
+//! `Access-Control-Allow-Origin` on every answer, errors included, so a page
+//! refused with `origin_not_allowed` can read why; data goes only to the
+//! session's allowed origins, which the `SessionAuth` extractor enforces.
+
+use std::collections::BTreeMap;
+
+use axum::extract::{FromRequestParts, Request, State};
+use axum::http::request::Parts;
+use axum::http::{header, HeaderValue, StatusCode};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::Router;
+use serde::{Deserialize, Serialize};
+
+use super::{bearer, AppState};
+use crate::clock::rfc3339;
+use crate::connect;
+use crate::error::{ApiError, ApiResult, ErrorCode, Json, Path, Query};
+use crate::integration::Settings;
+use crate::store::{ConnectionRow, SessionLookup, SessionRow};
+
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .route("/v1/sdk/apps", get(apps).options(preflight))
+        .route("/v1/sdk/connections", get(connections).options(preflight))
+        .route(
+            "/v1/sdk/connections/{id}",
+            axum::routing::delete(disconnect).options(preflight),
+        )
+        .route(
+            "/v1/sdk/connect",
+            axum::routing::post(start).options(preflight),
+        )
+        .route(
+            "/v1/sdk/connect/{attempt_id}",
+            get(attempt_status).options(preflight),
+        )
+        .layer(middleware::from_fn(allow_origin))
+}
+
+/// The `Origin` a browser sent, unless it is the opaque `null`.
+fn request_origin(headers: &axum::http::HeaderMap) -> Option<&str> {
+    headers
+        .get(header::ORIGIN)
+        .and_then(|v| v.to_str().ok())
+        .filter(|o| !o.is_empty() && *o != "null")
+}
+
+async fn allow_origin(request: Request, next: Next) -> Response {
+    let origin = request_origin(request.headers()).and_then(|o| HeaderValue::from_str(o).ok());
+    let mut response = next.run(request).await;
+    if let Some(origin) = origin {
+        let headers = response.headers_mut();
+        headers.insert(header::ACCESS_CONTROL_ALLOW_ORIGIN, origin);
+        headers.append(header::VARY, HeaderValue::from_static("Origin"));
+    }
+    response
+}
+
+async fn preflight() -> Response {
+    (
+        StatusCode::NO_CONTENT,
+        [
+            (header::ACCESS_CONTROL_ALLOW_METHODS, "GET, POST, DELETE"),
+            (
+                header::ACCESS_CONTROL_ALLOW_HEADERS,
+                "authorization, content-type",
+            ),
+            (header::ACCESS_CONTROL_MAX_AGE, "600"),
+        ],
+    )
+        .into_response()
+}
+
+/// A request bearing a valid session token, from one of its allowed origins.
+pub struct SessionAuth {
+    pub session: SessionRow,
+    pub origin: String,
+}
+
+impl FromRequestParts<AppState> for SessionAuth {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, app: &AppState) -> Result<Self, ApiError> {
+        let presented = bearer(&parts.headers).unwrap_or("");
+        let session = match app.store.authenticate_session(presented, app.now()).await? {
+            SessionLookup::Valid(session) => session,
+            SessionLookup::Expired => {
+                return Err(ApiError::new(
+                    ErrorCode::SessionExpired,
+                    "the connect session has expired; get a new session token",
+                ))
+            }
+            SessionLookup::Unknown => return Err(ApiError::unauthorized()),
+        };
+        let origin = request_origin(&parts.headers)
+            .unwrap_or_default()
+            .to_string();
+        if !session.allowed_origins.contains(&origin) {
+            return Err(ApiError::new(
+                ErrorCode::OriginNotAllowed,
+                "this page's origin is not in the connect session's allowed_origins",
+            ));
+        }
+        Ok(SessionAuth { session, origin })
+    }
+}
+
+/// An app as the SDK shows it.
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct AppView {
+    key: String,
+    label: String,
+    description: Option<String>,
+    logo_url: Option<String>,
+    auth_type: String,
+    multiple_accounts: bool,
+}
+
+/// A connected account as the SDK shows it.
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct ConnectedAccountView {
+    id: String,
+    app: String,
+    label: Option<String>,
+    status: String,
+    scopes: Vec<String>,
+    created_at: String,
+}
+
+impl From<ConnectionRow> for ConnectedAccountView {
+    fn from(row: ConnectionRow) -> Self {
+        ConnectedAccountView {
+            id: row.id,
+            app: row.integration,
+            label: row.label,
+            status: row.status,
+            scopes: row.scopes,
+            created_at: rfc3339(row.created_at),
+        }
+    }
+}
+
+fn allows(session: &SessionRow, key: &str) -> bool {
+    session
+        .integrations
+        .as_ref()
+        .is_none_or(|list| list.iter().any(|k| k == key))
+}
+
+async fn apps(State(app): State<AppState>, auth: SessionAuth) -> ApiResult<Json<Vec<AppView>>> {
+    let rows = app
+        .store
+        .list_integrations(&auth.session.project_id)
+        .await?;
+    let mut out = Vec::new();
+    for row in rows.into_iter().filter(|r| allows(&auth.session, &r.key)) {
+        let settings = Settings::parse(&row.config).map_err(ApiError::internal)?;
+        out.push(AppView {
+            key: row.key,
+            label: settings.label,
+            description: settings.description,
+            logo_url: settings.logo_url,
+            auth_type: row.auth_type,
+            multiple_accounts: settings.multiple_accounts,
+        });
+    }
+    Ok(Json(out))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ConnectionsParams {
+    app: Option<String>,
+}
+
+/// The end user's own connected accounts, at most 200 (a person's accounts, not a data set).
+async fn connections(
+    State(app): State<AppState>,
+    auth: SessionAuth,
+    Query(params): Query<ConnectionsParams>,
+) -> ApiResult<Json<Vec<ConnectedAccountView>>> {
+    let rows = app
+        .store
+        .list_connections(
+            &auth.session.project_id,
+            Some(&auth.session.end_user_id),
+            params.app.as_deref(),
+            None,
+            200,
+        )
+        .await?;
+    Ok(Json(
+        rows.into_iter()
+            .filter(|r| allows(&auth.session, &r.integration))
+            .map(ConnectedAccountView::from)
+            .collect(),
+    ))
+}
+
+async fn own_connection(app: &AppState, auth: &SessionAuth, id: &str) -> ApiResult<ConnectionRow> {
+    app.store
+        .get_connection(&auth.session.project_id, id)
+        .await?
+        .filter(|c| c.end_user_id.as_deref() == Some(auth.session.end_user_id.as_str()))
+        .filter(|c| allows(&auth.session, &c.integration))
+        .ok_or_else(|| ApiError::not_found("connected account"))
+}
+
+async fn disconnect(
+    State(app): State<AppState>,
+    auth: SessionAuth,
+    Path(id): Path<String>,
+) -> ApiResult<StatusCode> {
+    let connection = own_connection(&app, &auth, &id).await?;
+    if app
+        .store
+        .delete_connection(&auth.session.project_id, &connection.id, app.now())
+        .await?
+    {
+        Ok(StatusCode::NO_CONTENT)
+    } else {
+        Err(ApiError::not_found("connected account"))
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+struct StartBody {
+    app: String,
+    connected_account_id: Option<String>,
+    #[serde(default)]
+    params: BTreeMap<String, String>,
+}
+
+async fn start(
+    State(app): State<AppState>,
+    auth: SessionAuth,
+    Json(body): Json<StartBody>,
+) -> ApiResult<(StatusCode, Json<connect::StartedAttempt>)> {
+    if body.params.len() > 20
+        || body
+            .params
+            .iter()
+            .any(|(k, v)| k.len() > 64 || v.len() > 512)
+    {
+        return Err(ApiError::field(
+            "params",
+            "at most 20 parameters, names up to 64 and values up to 512 characters",
+        ));
+    }
+    let started = connect::start(
+        &app,
+        &auth.session,
+        &auth.origin,
+        &body.app,
+        body.connected_account_id.as_deref(),
+        &body.params,
+    )
+    .await?;
+    Ok((StatusCode::CREATED, Json(started)))
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct AttemptStatus {
+    id: String,
+    status: String,
+    connected_account_id: Option<String>,
+    error: Option<AttemptError>,
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct AttemptError {
+    code: String,
+    message: String,
+    provider_code: Option<String>,
+}
+
+/// How an attempt ended, or that it has not yet: the SDK's source of truth
+/// when the popup's message cannot reach it.
+async fn attempt_status(
+    State(app): State<AppState>,
+    auth: SessionAuth,
+    Path(attempt_id): Path<String>,
+) -> ApiResult<Json<AttemptStatus>> {
+    let attempt = app
+        .store
+        .get_attempt(&attempt_id)
+        .await?
+        .filter(|a| {
+            a.project_id == auth.session.project_id && a.end_user_id == auth.session.end_user_id
+        })
+        .ok_or_else(|| ApiError::not_found("connect attempt"))?;
+    let status = if attempt.status == "pending" && attempt.expires_at <= app.now() {
+        "expired".to_string()
+    } else {
+        attempt.status
+    };
+    Ok(Json(AttemptStatus {
+        id: attempt.id,
+        status,
+        connected_account_id: attempt.connection_id,
+        error: attempt.error_code.map(|code| AttemptError {
+            code,
+            message: attempt.error_message.unwrap_or_default(),
+            provider_code: attempt.provider_code,
+        }),
+    }))
+}

@@ -1,0 +1,558 @@
+//! The connect flow: an attempt started by the SDK, the popup that binds it to
+//! one browser and sends it to the provider, and the callback that ends it.
+//!
+//! Rules (PRODUCT.md, "Connect sessions and the popup"): an attempt is
+//! single-use and lives 10 minutes; its `state`, PKCE verifier and nonces are
+//! spent by the first callback that passes the browser-binding check, whatever
+//! its outcome; a callback without the binding cookie spends nothing.
+
+use std::collections::BTreeMap;
+
+use serde::Serialize;
+use subtle::ConstantTimeEq;
+
+use crate::api::App;
+use crate::error::{ApiError, ApiResult, ErrorCode};
+use crate::ids;
+use crate::integration::Settings;
+use crate::oauth::{self, Failure};
+use crate::store::{
+    AttemptOutcome, AttemptRow, NewAttempt, OAuthConnection, SaveOutcome, SessionRow,
+};
+
+/// How long an attempt may take, from start to callback.
+pub const ATTEMPT_TTL_SECONDS: i64 = 600;
+
+/// The cookie that binds an attempt to the browser that opened its popup.
+pub fn binding_cookie_name(attempt_id: &str) -> String {
+    format!("pb_connect_{attempt_id}")
+}
+
+/// The path the binding cookie is sent to: the callbacks only.
+pub const BINDING_COOKIE_PATH: &str = "/oauth/callback/";
+
+/// A started attempt, as the SDK needs it.
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct StartedAttempt {
+    pub attempt_id: String,
+    pub popup_url: String,
+    /// Echoed in the popup's message, so the SDK can tell its own result apart.
+    pub nonce: String,
+    pub expires_at: String,
+}
+
+/// Starts an attempt for the session's end user at the integration `app_key`.
+pub async fn start(
+    app: &App,
+    session: &SessionRow,
+    origin: &str,
+    app_key: &str,
+    reconnect_id: Option<&str>,
+    params: &BTreeMap<String, String>,
+) -> ApiResult<StartedAttempt> {
+    let integration = app
+        .store
+        .get_integration_by_key(&session.project_id, app_key)
+        .await?
+        .ok_or_else(|| ApiError::not_found("app"))?;
+    if let Some(allowed) = &session.integrations {
+        if !allowed.iter().any(|k| k == app_key) {
+            return Err(ApiError::new(
+                ErrorCode::Forbidden,
+                "this connect session does not allow that app",
+            ));
+        }
+    }
+    if let Some(id) = reconnect_id {
+        let connection = app.store.get_connection(&session.project_id, id).await?;
+        let owned = connection.is_some_and(|c| {
+            c.end_user_id.as_deref() == Some(session.end_user_id.as_str())
+                && c.integration == app_key
+        });
+        if !owned {
+            return Err(ApiError::not_found("connected account"));
+        }
+    }
+    let settings = Settings::parse(&integration.config).map_err(ApiError::internal)?;
+    let now = app.now();
+    let attempt_id = ids::new_id("att");
+    let state = ids::random_base32(32);
+    let (challenge, verifier) = oauth::new_pkce();
+    let nonce = settings.wants_openid().then(|| ids::random_base32(24));
+    let redirect_uri = crate::api::callback_url(&app.settings, &integration.id);
+    let authorization_url = oauth::authorization_url(
+        &settings,
+        &redirect_uri,
+        &state,
+        &challenge,
+        nonce.as_deref(),
+    )
+    .map_err(|f| ApiError::internal(f.message))?;
+    let row = AttemptRow {
+        id: attempt_id.clone(),
+        project_id: session.project_id.clone(),
+        session_id: session.id.clone(),
+        integration_id: integration.id.clone(),
+        end_user_id: session.end_user_id.clone(),
+        origin: origin.to_string(),
+        message_nonce: ids::random_base32(16),
+        binding_hash: None,
+        redirect_uri,
+        reconnect_id: reconnect_id.map(str::to_string),
+        params: serde_json::to_string(params).unwrap_or_else(|_| "{}".into()),
+        status: "pending".into(),
+        error_code: None,
+        error_message: None,
+        provider_code: None,
+        connection_id: None,
+        created_at: now,
+        expires_at: now + ATTEMPT_TTL_SECONDS,
+        opened_at: None,
+        spent_at: None,
+        completed_at: None,
+    };
+    let mut secrets = vec![
+        ("pkce_verifier", verifier.as_str()),
+        ("authorization_url", authorization_url.as_str()),
+    ];
+    if let Some(nonce) = &nonce {
+        secrets.push(("oidc_nonce", nonce));
+    }
+    app.store
+        .insert_attempt(
+            &app.vault,
+            NewAttempt {
+                row: &row,
+                state_hash: &ids::hash_secret(&state),
+                secrets: &secrets,
+            },
+        )
+        .await?;
+    Ok(StartedAttempt {
+        popup_url: app
+            .settings
+            .public_url_for(&format!("/connect/{attempt_id}")),
+        attempt_id,
+        nonce: row.message_nonce,
+        expires_at: crate::clock::rfc3339(row.expires_at),
+    })
+}
+
+/// The message the popup posts to the page that started the attempt: ids, a
+/// status, an error code and the nonce — never a code or a token.
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct PopupMessage {
+    #[serde(rename = "type")]
+    pub kind: &'static str,
+    pub attempt_id: String,
+    pub status: String,
+    pub connected_account_id: Option<String>,
+    pub error: Option<String>,
+    pub nonce: String,
+}
+
+/// A page the popup shows: for people, and with a message for the opener when there is one to send.
+#[derive(Debug)]
+pub struct Page {
+    pub ok: bool,
+    pub title: String,
+    pub message: String,
+    /// The exact origin to post to, and what.
+    pub post: Option<(String, PopupMessage)>,
+    /// A `Set-Cookie` value to send.
+    pub set_cookie: Option<String>,
+    /// Where to send the browser instead of showing a page.
+    pub redirect: Option<String>,
+}
+
+impl Page {
+    fn refused(title: &str, message: impl Into<String>) -> Page {
+        Page {
+            ok: false,
+            title: title.into(),
+            message: message.into(),
+            post: None,
+            set_cookie: None,
+            redirect: None,
+        }
+    }
+}
+
+fn cookie(app: &App, name: &str, value: &str, max_age: i64) -> String {
+    let secure = if app.settings.public_url.scheme() == "https" {
+        "; Secure"
+    } else {
+        ""
+    };
+    format!("{name}={value}; Path={BINDING_COOKIE_PATH}; Max-Age={max_age}; HttpOnly; SameSite=Lax{secure}")
+}
+
+fn failed_message(attempt: &AttemptRow, code: &str) -> PopupMessage {
+    PopupMessage {
+        kind: "plugboard:connect",
+        attempt_id: attempt.id.clone(),
+        status: "failed".into(),
+        connected_account_id: None,
+        error: Some(code.to_string()),
+        nonce: attempt.message_nonce.clone(),
+    }
+}
+
+/// The popup's first page: binds the attempt to this browser, then sends it to the provider.
+pub async fn open_popup(app: &App, attempt_id: &str) -> ApiResult<Page> {
+    let Some(attempt) = app.store.get_attempt(attempt_id).await? else {
+        return Ok(Page::refused(
+            "This sign-in link is not valid",
+            "Start again from the app.",
+        ));
+    };
+    let now = app.now();
+    if attempt.expires_at <= now {
+        let mut page = Page::refused(
+            "This sign-in link has expired",
+            "Close this window and start again from the app.",
+        );
+        page.post = Some((
+            attempt.origin.clone(),
+            failed_message(&attempt, "session_expired"),
+        ));
+        return Ok(page);
+    }
+    let binding = ids::random_base32(32);
+    if !app
+        .store
+        .open_attempt(&attempt.id, &ids::hash_secret(&binding), now)
+        .await?
+    {
+        // Opened before, perhaps in another browser: the first one keeps it.
+        return Ok(Page::refused(
+            "This sign-in link was already used",
+            "Close this window and start again from the app.",
+        ));
+    }
+    let secrets = app.store.attempt_secrets(&app.vault, &attempt.id).await?;
+    let Some(url) = secrets.get("authorization_url") else {
+        return Err(ApiError::internal(
+            "a pending attempt has no authorization URL",
+        ));
+    };
+    Ok(Page {
+        ok: true,
+        title: "Redirecting".into(),
+        message: String::new(),
+        post: None,
+        set_cookie: Some(cookie(
+            app,
+            &binding_cookie_name(&attempt.id),
+            &binding,
+            ATTEMPT_TTL_SECONDS,
+        )),
+        redirect: Some(url.clone()),
+    })
+}
+
+/// The callback's query parameters.
+#[derive(Debug, Default, serde::Deserialize)]
+pub struct CallbackParams {
+    pub code: Option<String>,
+    pub state: Option<String>,
+    pub error: Option<String>,
+    pub error_description: Option<String>,
+    pub iss: Option<String>,
+}
+
+/// Handles the provider's redirect back to `/oauth/callback/{integration_id}`.
+pub async fn callback(
+    app: &App,
+    integration_id: &str,
+    params: &CallbackParams,
+    cookies: &BTreeMap<String, String>,
+) -> ApiResult<Page> {
+    let invalid = || {
+        Page::refused(
+            "This sign-in link is not valid",
+            "Close this window and start again from the app.",
+        )
+    };
+    let Some(state) = params.state.as_deref().filter(|s| !s.is_empty()) else {
+        return Ok(invalid());
+    };
+    let Some(attempt) = app
+        .store
+        .find_attempt_by_state(&ids::hash_secret(state))
+        .await?
+    else {
+        return Ok(invalid());
+    };
+    // The state of one integration's attempt arriving at another's callback is a mix-up.
+    if attempt.integration_id != integration_id {
+        return Ok(invalid());
+    }
+    let presented = cookies
+        .get(&binding_cookie_name(&attempt.id))
+        .map(|v| ids::hash_secret(v));
+    let bound = match (&presented, &attempt.binding_hash) {
+        (Some(p), Some(b)) => bool::from(p.as_slice().ct_eq(b.as_slice())),
+        _ => false,
+    };
+    if !bound {
+        // Nothing is spent: the browser that started the attempt can still finish it.
+        return Ok(Page::refused(
+            "This sign-in did not start in this browser",
+            "Finish signing in from the window the app opened, or start again from the app.",
+        ));
+    }
+    let now = app.now();
+    if !app.store.spend_attempt(&attempt.id, now).await? {
+        return Ok(Page::refused(
+            "This sign-in link was already used",
+            "Close this window; the app has the result.",
+        ));
+    }
+    let clear_cookie = cookie(app, &binding_cookie_name(&attempt.id), "", 0);
+    let secrets = app.store.attempt_secrets(&app.vault, &attempt.id).await?;
+    let outcome = finish(app, &attempt, params, &secrets, now).await;
+    let (ok, title, message, connection_id, failure) = match outcome {
+        Ok((connection_id, created)) => (
+            true,
+            "Account connected".to_string(),
+            if created {
+                "You can close this window."
+            } else {
+                "The account was updated. You can close this window."
+            }
+            .to_string(),
+            Some(connection_id),
+            None,
+        ),
+        Err(failure) => (
+            false,
+            "The account was not connected".to_string(),
+            failure.message.clone(),
+            None,
+            Some(failure),
+        ),
+    };
+    app.store
+        .finish_attempt(
+            &attempt.id,
+            AttemptOutcome {
+                status: if ok { "succeeded" } else { "failed" },
+                error_code: failure.as_ref().map(|f| f.code),
+                error_message: failure.as_ref().map(|f| f.message.as_str()),
+                provider_code: failure.as_ref().and_then(|f| f.provider_code.as_deref()),
+                connection_id: connection_id.as_deref(),
+                now,
+            },
+        )
+        .await?;
+    let post = PopupMessage {
+        kind: "plugboard:connect",
+        attempt_id: attempt.id.clone(),
+        status: if ok { "succeeded" } else { "failed" }.into(),
+        connected_account_id: connection_id,
+        error: failure.as_ref().map(|f| f.code.to_string()),
+        nonce: attempt.message_nonce.clone(),
+    };
+    Ok(Page {
+        ok,
+        title,
+        message,
+        post: Some((attempt.origin.clone(), post)),
+        set_cookie: Some(clear_cookie),
+        redirect: None,
+    })
+}
+
+/// Everything after the attempt is spent: checks, the code exchange, the account rules.
+async fn finish(
+    app: &App,
+    attempt: &AttemptRow,
+    params: &CallbackParams,
+    secrets: &BTreeMap<String, String>,
+    now: i64,
+) -> Result<(String, bool), Failure> {
+    let internal = |e: &dyn std::fmt::Display| {
+        tracing::error!(error = %e, attempt = %attempt.id, "connect attempt failed inside Plugboard");
+        Failure {
+            code: "internal",
+            message: "Plugboard could not finish the sign-in.".into(),
+            provider_code: None,
+        }
+    };
+    let expired = |what: &str| Failure {
+        code: "session_expired",
+        message: format!(
+            "The {what} expired before the sign-in finished. Start again from the app."
+        ),
+        provider_code: None,
+    };
+    if attempt.expires_at <= now {
+        return Err(expired("sign-in link"));
+    }
+    let session = app
+        .store
+        .get_session(&attempt.session_id)
+        .await
+        .map_err(|e| internal(&e))?;
+    if session.is_none_or(|s| s.expires_at <= now) {
+        return Err(expired("connect session"));
+    }
+    let integration = app
+        .store
+        .get_integration_by_id(&attempt.integration_id)
+        .await
+        .map_err(|e| internal(&e))?
+        .ok_or_else(|| Failure {
+            code: "not_found",
+            message: "The app was removed.".into(),
+            provider_code: None,
+        })?;
+    let settings = Settings::parse(&integration.config).map_err(|e| internal(&e))?;
+    // RFC 9207: a response that names another issuer is never exchanged.
+    if let (Some(iss), Some(expected)) = (params.iss.as_deref(), settings.issuer.as_deref()) {
+        if iss != expected {
+            return Err(Failure::provider(
+                "The response came from a different issuer than the app's; it was not used.",
+                Some("invalid_issuer".into()),
+            ));
+        }
+    }
+    if let Some(error) = params.error.as_deref() {
+        let description = params
+            .error_description
+            .as_deref()
+            .map(|d| d.chars().take(300).collect::<String>());
+        if error == "access_denied" {
+            return Err(Failure {
+                code: "access_denied",
+                message: description.unwrap_or_else(|| "Access was not granted.".into()),
+                provider_code: Some(error.into()),
+            });
+        }
+        let message = match description {
+            Some(d) => format!("The provider reported an error: {error}: {d}"),
+            None => format!("The provider reported an error: {error}"),
+        };
+        return Err(Failure::provider(
+            message,
+            Some(error.chars().take(64).collect()),
+        ));
+    }
+    let Some(code) = params.code.as_deref().filter(|c| !c.is_empty()) else {
+        return Err(Failure::provider(
+            "The provider sent no authorization code.",
+            None,
+        ));
+    };
+    let verifier = secrets
+        .get("pkce_verifier")
+        .ok_or_else(|| internal(&"no PKCE verifier"))?;
+    let client_secret = app
+        .store
+        .integration_secrets(&app.vault, &integration.id)
+        .await
+        .map_err(|e| internal(&e))?
+        .remove("client_secret")
+        .unwrap_or_default();
+    let tokens = oauth::exchange_code(
+        &app.outbound,
+        &settings,
+        &client_secret,
+        code,
+        verifier,
+        &attempt.redirect_uri,
+    )
+    .await?;
+
+    let mut subject = None;
+    let mut label = None;
+    if let Some(id_token) = tokens.id_token.as_deref() {
+        let claims = oauth::check_id_token(
+            &app.outbound,
+            &settings,
+            id_token,
+            secrets.get("oidc_nonce").map(String::as_str),
+            now,
+        )
+        .await?;
+        label = claims
+            .email
+            .clone()
+            .or(claims.preferred_username.clone())
+            .or(claims.name.clone());
+        subject = claims.sub;
+    } else if settings.wants_openid() {
+        return Err(Failure::provider(
+            "The provider sent no ID token although openid was asked for.",
+            None,
+        ));
+    }
+    if let Some(userinfo_url) = settings.userinfo_url.as_deref() {
+        let info = oauth::fetch_userinfo(&app.outbound, userinfo_url, &tokens.access_token).await?;
+        if let (Some(known), Some(theirs)) = (&subject, &info.sub) {
+            if known != theirs {
+                return Err(Failure::provider(
+                    "The provider's userinfo names another account than its ID token.",
+                    None,
+                ));
+            }
+        }
+        subject = subject.or(info.sub.clone());
+        label = info
+            .email
+            .or(info.preferred_username)
+            .or(info.name)
+            .or(label);
+    }
+    let label = label.or_else(|| subject.clone());
+    let outcome = app
+        .store
+        .save_oauth_connection(
+            &app.vault,
+            OAuthConnection {
+                project_id: &attempt.project_id,
+                integration_id: &integration.id,
+                integration_key: &integration.key,
+                end_user_id: &attempt.end_user_id,
+                reconnect_id: attempt.reconnect_id.as_deref(),
+                multiple_accounts: settings.multiple_accounts,
+                subject: subject.as_deref(),
+                label: label.as_deref(),
+                scopes: &tokens.scopes,
+                access_token: &tokens.access_token,
+                refresh_token: tokens.refresh_token.as_deref(),
+                token_type: &tokens.token_type,
+                token_expires_at: tokens
+                    .expires_in
+                    .map(|s| now.saturating_add(i64::try_from(s).unwrap_or(i64::MAX))),
+                now,
+            },
+        )
+        .await
+        .map_err(|e| internal(&e))?;
+    match outcome {
+        SaveOutcome::Created(id) => Ok((id, true)),
+        SaveOutcome::Updated(id) => Ok((id, false)),
+        SaveOutcome::AccountLimit => Err(Failure {
+            code: "account_limit",
+            message:
+                "Only one account can be connected to this app; disconnect the other one first."
+                    .into(),
+            provider_code: None,
+        }),
+        SaveOutcome::AccountMismatch => Err(Failure {
+            code: "account_mismatch",
+            message: "You signed in with a different account than the one being reconnected."
+                .into(),
+            provider_code: None,
+        }),
+        SaveOutcome::ReconnectTargetMissing => Err(Failure {
+            code: "not_found",
+            message: "The account being reconnected no longer exists.".into(),
+            provider_code: None,
+        }),
+    }
+}

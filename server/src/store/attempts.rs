@@ -1,0 +1,221 @@
+//! Connect attempts: single-use, short-lived records of one trip through a
+//! provider's consent screen. The `state` is stored only as a hash; the PKCE
+//! verifier and the OpenID nonce are sealed in the vault.
+
+use std::collections::BTreeMap;
+
+use sqlx::FromRow;
+
+use super::{on_pool, Store, StoreResult};
+use crate::vault::{Binding, KeyRing};
+
+pub(crate) const SECRETS_TABLE: &str = "connect_attempt_secrets";
+
+#[derive(Debug, Clone, FromRow)]
+pub struct AttemptRow {
+    pub id: String,
+    pub project_id: String,
+    pub session_id: String,
+    pub integration_id: String,
+    pub end_user_id: String,
+    pub origin: String,
+    pub message_nonce: String,
+    pub binding_hash: Option<Vec<u8>>,
+    pub redirect_uri: String,
+    pub reconnect_id: Option<String>,
+    pub params: String,
+    pub status: String,
+    pub error_code: Option<String>,
+    pub error_message: Option<String>,
+    pub provider_code: Option<String>,
+    pub connection_id: Option<String>,
+    pub created_at: i64,
+    pub expires_at: i64,
+    pub opened_at: Option<i64>,
+    pub spent_at: Option<i64>,
+    pub completed_at: Option<i64>,
+}
+
+const COLUMNS: &str = "id, project_id, session_id, integration_id, end_user_id, origin, message_nonce, binding_hash, \
+     redirect_uri, reconnect_id, params, status, error_code, error_message, provider_code, connection_id, \
+     created_at, expires_at, opened_at, spent_at, completed_at";
+
+/// An attempt to record, with its secrets in the clear (sealed on write).
+pub struct NewAttempt<'a> {
+    pub row: &'a AttemptRow,
+    pub state_hash: &'a [u8],
+    pub secrets: &'a [(&'a str, &'a str)],
+}
+
+/// How an attempt ended, to record.
+pub struct AttemptOutcome<'a> {
+    pub status: &'a str,
+    pub error_code: Option<&'a str>,
+    pub error_message: Option<&'a str>,
+    pub provider_code: Option<&'a str>,
+    pub connection_id: Option<&'a str>,
+    pub now: i64,
+}
+
+impl Store {
+    pub async fn insert_attempt(&self, vault: &KeyRing, new: NewAttempt<'_>) -> StoreResult<()> {
+        let r = new.row;
+        on_pool!(self, |pool| {
+            let mut tx = pool.begin().await?;
+            sqlx::query(
+                "INSERT INTO connect_attempts (id, project_id, session_id, integration_id, end_user_id, origin, \
+                 message_nonce, state_hash, redirect_uri, reconnect_id, params, status, created_at, expires_at) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)",
+            )
+            .bind(&r.id)
+            .bind(&r.project_id)
+            .bind(&r.session_id)
+            .bind(&r.integration_id)
+            .bind(&r.end_user_id)
+            .bind(&r.origin)
+            .bind(&r.message_nonce)
+            .bind(new.state_hash)
+            .bind(&r.redirect_uri)
+            .bind(&r.reconnect_id)
+            .bind(&r.params)
+            .bind(&r.status)
+            .bind(r.created_at)
+            .bind(r.expires_at)
+            .execute(&mut *tx)
+            .await?;
+            for (field, value) in new.secrets {
+                let sealed = vault.seal(
+                    Binding {
+                        table: SECRETS_TABLE,
+                        row: &r.id,
+                        field,
+                    },
+                    value.as_bytes(),
+                );
+                sqlx::query(
+                    "INSERT INTO connect_attempt_secrets (attempt_id, field, ciphertext) VALUES ($1, $2, $3)",
+                )
+                .bind(&r.id)
+                .bind(*field)
+                .bind(sealed)
+                .execute(&mut *tx)
+                .await?;
+            }
+            tx.commit().await?;
+        });
+        Ok(())
+    }
+
+    pub async fn get_attempt(&self, id: &str) -> StoreResult<Option<AttemptRow>> {
+        Ok(on_pool!(self, |pool| {
+            sqlx::query_as::<_, AttemptRow>(&format!(
+                "SELECT {COLUMNS} FROM connect_attempts WHERE id = $1"
+            ))
+            .bind(id)
+            .fetch_optional(pool)
+            .await?
+        }))
+    }
+
+    pub async fn find_attempt_by_state(
+        &self,
+        state_hash: &[u8],
+    ) -> StoreResult<Option<AttemptRow>> {
+        Ok(on_pool!(self, |pool| {
+            sqlx::query_as::<_, AttemptRow>(&format!(
+                "SELECT {COLUMNS} FROM connect_attempts WHERE state_hash = $1"
+            ))
+            .bind(state_hash)
+            .fetch_optional(pool)
+            .await?
+        }))
+    }
+
+    /// Binds a pending attempt to the browser that opened its popup first.
+    /// False when it was already opened (or is no longer pending).
+    pub async fn open_attempt(&self, id: &str, binding_hash: &[u8], now: i64) -> StoreResult<bool> {
+        let updated = on_pool!(self, |pool| {
+            sqlx::query(
+                "UPDATE connect_attempts SET binding_hash = $1, opened_at = $2 \
+                 WHERE id = $3 AND binding_hash IS NULL AND status = 'pending'",
+            )
+            .bind(binding_hash)
+            .bind(now)
+            .bind(id)
+            .execute(pool)
+            .await?
+            .rows_affected()
+        });
+        Ok(updated == 1)
+    }
+
+    /// Spends an attempt: true for exactly one caller, ever.
+    pub async fn spend_attempt(&self, id: &str, now: i64) -> StoreResult<bool> {
+        let updated = on_pool!(self, |pool| {
+            sqlx::query(
+                "UPDATE connect_attempts SET spent_at = $1 WHERE id = $2 AND spent_at IS NULL",
+            )
+            .bind(now)
+            .bind(id)
+            .execute(pool)
+            .await?
+            .rows_affected()
+        });
+        Ok(updated == 1)
+    }
+
+    /// The attempt's sealed values (PKCE verifier, OpenID nonce), opened.
+    pub async fn attempt_secrets(
+        &self,
+        vault: &KeyRing,
+        id: &str,
+    ) -> StoreResult<BTreeMap<String, String>> {
+        let rows: Vec<(String, Vec<u8>)> = on_pool!(self, |pool| {
+            sqlx::query_as(
+                "SELECT field, ciphertext FROM connect_attempt_secrets WHERE attempt_id = $1",
+            )
+            .bind(id)
+            .fetch_all(pool)
+            .await?
+        });
+        let mut out = BTreeMap::new();
+        for (field, ciphertext) in rows {
+            let value = vault.open_string(
+                Binding {
+                    table: SECRETS_TABLE,
+                    row: id,
+                    field: &field,
+                },
+                &ciphertext,
+            )?;
+            out.insert(field, value);
+        }
+        Ok(out)
+    }
+
+    /// Records how an attempt ended and forgets its secrets, which are spent.
+    pub async fn finish_attempt(&self, id: &str, outcome: AttemptOutcome<'_>) -> StoreResult<()> {
+        on_pool!(self, |pool| {
+            let mut tx = pool.begin().await?;
+            sqlx::query(
+                "UPDATE connect_attempts SET status = $1, error_code = $2, error_message = $3, provider_code = $4, \
+                 connection_id = $5, completed_at = $6 WHERE id = $7",
+            )
+            .bind(outcome.status)
+            .bind(outcome.error_code)
+            .bind(outcome.error_message)
+            .bind(outcome.provider_code)
+            .bind(outcome.connection_id)
+            .bind(outcome.now)
+            .bind(id)
+            .execute(&mut *tx)
+            .await?;
+            sqlx::query("DELETE FROM connect_attempt_secrets WHERE attempt_id = $1")
+                .bind(id)
+                .execute(&mut *tx)
+                .await?;
+            tx.commit().await?;
+        });
+        Ok(())
+    }
+}

@@ -1,0 +1,856 @@
+//! The connect flow's server half, end to end over HTTP against a real
+//! OpenID provider (oidc-provider), on SQLite and PostgreSQL: the SDK's
+//! endpoints, the popup, the callback, and the account rules. Also
+//! SECURITY.md items 1–10 and 13.
+
+mod common;
+
+use axum::body::Body;
+use axum::http::{Request, StatusCode};
+use common::provider::{sign_in_until_callback, Browser, Consent, Provider, Visit};
+use common::{Engine, Reply, TestApp};
+use serde_json::{json, Value};
+
+const ORIGIN: &str = "http://localhost:3000";
+
+on_both_engines!(
+    connects_a_first_and_a_second_account_and_updates_the_same_one,
+    reconnecting_a_named_connection_updates_it_or_refuses_another_account,
+    a_single_account_app_refuses_a_second_account,
+    refused_consent_is_access_denied_and_escaped,
+    an_expired_session_is_refused_at_start_and_at_the_callback,
+    unknown_apps_and_foreign_integrations_are_refused,
+    states_are_single_use_and_need_the_binding_cookie,
+    a_wrong_issuer_stops_before_the_code_exchange,
+    an_injected_code_fails_pkce,
+    origins_the_session_does_not_allow_get_nothing,
+    sdk_endpoints_list_and_disconnect_only_the_end_users_own,
+    popup_ignores_redirect_targets_from_the_request,
+);
+
+struct Setup {
+    app: TestApp,
+    provider: Provider,
+    key: String,
+    callback_url: String,
+}
+
+async fn setup(engine: Engine, extra: Value) -> Setup {
+    setup_with(engine, extra, "client_secret_basic").await
+}
+
+async fn setup_with(engine: Engine, extra: Value, auth_method: &str) -> Setup {
+    let app = TestApp::starting_now(engine).await;
+    let provider = Provider::start("127.0.0.1");
+    let (_, key) = app.project("Acme").await;
+    let mut body = provider.integration("acme");
+    body["token_auth_method"] = json!(auth_method);
+    for (k, v) in extra.as_object().cloned().unwrap_or_default() {
+        body[k] = v;
+    }
+    let reply = app
+        .call("POST", "/v1/integrations", Some(&key), Some(body))
+        .await;
+    assert_eq!(reply.status, StatusCode::CREATED, "{}", reply.text);
+    let callback_url = reply.body["callback_url"].as_str().unwrap().to_string();
+    let (client_id, client_secret) = provider.register(&callback_url, auth_method).await;
+    let reply = app
+        .call(
+            "PATCH",
+            "/v1/integrations/acme",
+            Some(&key),
+            Some(json!({ "client_id": client_id, "client_secret": client_secret })),
+        )
+        .await;
+    assert_eq!(reply.status, StatusCode::OK, "{}", reply.text);
+    Setup {
+        app,
+        provider,
+        key,
+        callback_url,
+    }
+}
+
+impl Setup {
+    async fn session(&self, end_user: &str, extra: Value) -> String {
+        let mut body = json!({ "end_user_id": end_user, "allowed_origins": [ORIGIN] });
+        for (k, v) in extra.as_object().cloned().unwrap_or_default() {
+            body[k] = v;
+        }
+        let reply = self
+            .app
+            .call("POST", "/v1/connect/sessions", Some(&self.key), Some(body))
+            .await;
+        assert_eq!(reply.status, StatusCode::CREATED, "{}", reply.text);
+        reply.body["token"].as_str().unwrap().to_string()
+    }
+
+    /// A call to the SDK's endpoints, as a page on `origin` makes it.
+    async fn sdk(
+        &self,
+        method: &str,
+        path: &str,
+        token: &str,
+        body: Option<Value>,
+        origin: &str,
+    ) -> Reply {
+        let builder = Request::builder()
+            .method(method)
+            .uri(path)
+            .header("authorization", format!("Bearer {token}"))
+            .header("origin", origin)
+            .header("content-type", "application/json");
+        let request = match body {
+            Some(b) => builder.body(Body::from(b.to_string())),
+            None => builder.body(Body::empty()),
+        }
+        .unwrap();
+        self.app.send(request).await
+    }
+
+    /// Starts an attempt; returns the SDK's answer.
+    async fn start(&self, token: &str, body: Value) -> Reply {
+        self.sdk("POST", "/v1/sdk/connect", token, Some(body), ORIGIN)
+            .await
+    }
+
+    /// The whole journey in a fresh browser: start, sign in as `account`,
+    /// answer consent, land on the callback. Returns the callback page and the attempt id.
+    async fn connect(
+        &self,
+        token: &str,
+        account: &str,
+        consent: Consent,
+        body: Value,
+    ) -> (Visit, String) {
+        let started = self.start(token, body).await;
+        assert_eq!(started.status, StatusCode::CREATED, "{}", started.text);
+        let popup = started.body["popupUrl"].as_str().unwrap().to_string();
+        let mut browser = Browser::new();
+        let callback =
+            sign_in_until_callback(&mut browser, &popup, account, consent, &self.callback_url)
+                .await;
+        let page = browser.get(&callback).await;
+        (
+            page,
+            started.body["attemptId"].as_str().unwrap().to_string(),
+        )
+    }
+
+    async fn accounts(&self, token: &str) -> Vec<Value> {
+        let reply = self
+            .sdk("GET", "/v1/sdk/connections", token, None, ORIGIN)
+            .await;
+        assert_eq!(reply.status, StatusCode::OK, "{}", reply.text);
+        reply.body.as_array().unwrap().clone()
+    }
+
+    async fn status(&self, token: &str, attempt: &str) -> Value {
+        let reply = self
+            .sdk(
+                "GET",
+                &format!("/v1/sdk/connect/{attempt}"),
+                token,
+                None,
+                ORIGIN,
+            )
+            .await;
+        assert_eq!(reply.status, StatusCode::OK, "{}", reply.text);
+        reply.body
+    }
+}
+
+/// The message the callback page posts to its opener.
+fn posted(page: &Visit) -> Value {
+    let start =
+        page.body.find("id=\"pb-result\">").expect("result element") + "id=\"pb-result\">".len();
+    let end = page.body[start..].find("</script>").unwrap() + start;
+    serde_json::from_str(&page.body[start..end]).unwrap()
+}
+
+async fn connects_a_first_and_a_second_account_and_updates_the_same_one(engine: Engine) {
+    let s = setup(engine, json!({})).await;
+    let token = s.session("user-1", json!({})).await;
+
+    let (page, attempt) = s
+        .connect(&token, "alice", Consent::Allow, json!({ "app": "acme" }))
+        .await;
+    assert_eq!(page.status, 200, "{}", page.body);
+    let result = posted(&page);
+    assert_eq!(result["origin"], ORIGIN);
+    let message = &result["message"];
+    assert_eq!(message["type"], "plugboard:connect");
+    assert_eq!(message["status"], "succeeded");
+    assert_eq!(message["attemptId"], attempt.as_str());
+    let alice = message["connectedAccountId"].as_str().unwrap().to_string();
+    assert!(
+        !page.body.contains("access_token") && !page.body.contains("code="),
+        "no code or token in the page"
+    );
+    let status = s.status(&token, &attempt).await;
+    assert_eq!(status["status"], "succeeded");
+    assert_eq!(status["connectedAccountId"], alice.as_str());
+
+    let accounts = s.accounts(&token).await;
+    assert_eq!(accounts.len(), 1);
+    assert_eq!(accounts[0]["id"], alice.as_str());
+    assert_eq!(accounts[0]["app"], "acme");
+    assert_eq!(accounts[0]["label"], "alice@example.test");
+    assert_eq!(accounts[0]["status"], "active");
+    let scopes: Vec<&str> = accounts[0]["scopes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_str().unwrap())
+        .collect();
+    assert!(
+        scopes.contains(&"openid") && scopes.contains(&"email"),
+        "{scopes:?}"
+    );
+
+    // The credentials are stored sealed, and work at the provider.
+    let secrets = s
+        .app
+        .store()
+        .connection_secrets(&s.app.state.vault, &alice)
+        .await
+        .unwrap();
+    assert!(secrets.contains_key("refresh_token"));
+    let me = reqwest::Client::new()
+        .get(format!("{}/me", s.provider.issuer))
+        .bearer_auth(&secrets["access_token"])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(me.status(), 200);
+
+    // A second account.
+    let (page, _) = s
+        .connect(&token, "bob", Consent::Allow, json!({ "app": "acme" }))
+        .await;
+    assert_eq!(posted(&page)["message"]["status"], "succeeded");
+    assert_eq!(s.accounts(&token).await.len(), 2);
+
+    // The same account again: updated, not added.
+    let (page, _) = s
+        .connect(&token, "alice", Consent::Allow, json!({ "app": "acme" }))
+        .await;
+    assert_eq!(
+        posted(&page)["message"]["connectedAccountId"],
+        alice.as_str()
+    );
+    let accounts = s.accounts(&token).await;
+    assert_eq!(accounts.len(), 2);
+    let new_secrets = s
+        .app
+        .store()
+        .connection_secrets(&s.app.state.vault, &alice)
+        .await
+        .unwrap();
+    assert_ne!(
+        new_secrets["access_token"], secrets["access_token"],
+        "the new tokens replaced the old"
+    );
+
+    let events = s.app.call("GET", "/v1/events", Some(&s.key), None).await;
+    let kinds: Vec<&str> = events.body["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["type"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        kinds,
+        vec![
+            "connection.created",
+            "connection.created",
+            "connection.updated"
+        ]
+    );
+    // The backend sees the same connections.
+    let list = s
+        .app
+        .call(
+            "GET",
+            "/v1/connections?end_user_id=user-1",
+            Some(&s.key),
+            None,
+        )
+        .await;
+    assert_eq!(list.body["data"].as_array().unwrap().len(), 2);
+}
+
+async fn reconnecting_a_named_connection_updates_it_or_refuses_another_account(engine: Engine) {
+    let s = setup(engine, json!({})).await;
+    let token = s.session("user-1", json!({})).await;
+    let (page, _) = s
+        .connect(&token, "alice", Consent::Allow, json!({ "app": "acme" }))
+        .await;
+    let alice = posted(&page)["message"]["connectedAccountId"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let before = s
+        .app
+        .store()
+        .connection_secrets(&s.app.state.vault, &alice)
+        .await
+        .unwrap();
+
+    let body = json!({ "app": "acme", "connectedAccountId": alice });
+    let (page, _) = s
+        .connect(&token, "alice", Consent::Allow, body.clone())
+        .await;
+    assert_eq!(
+        posted(&page)["message"]["connectedAccountId"],
+        alice.as_str()
+    );
+    let after = s
+        .app
+        .store()
+        .connection_secrets(&s.app.state.vault, &alice)
+        .await
+        .unwrap();
+    assert_ne!(before["access_token"], after["access_token"]);
+
+    let (page, attempt) = s.connect(&token, "mallory", Consent::Allow, body).await;
+    assert_eq!(page.status, 400);
+    assert_eq!(posted(&page)["message"]["error"], "account_mismatch");
+    assert_eq!(
+        s.status(&token, &attempt).await["error"]["code"],
+        "account_mismatch"
+    );
+    let accounts = s.accounts(&token).await;
+    assert_eq!(accounts.len(), 1);
+    assert_eq!(accounts[0]["label"], "alice@example.test");
+    let unchanged = s
+        .app
+        .store()
+        .connection_secrets(&s.app.state.vault, &alice)
+        .await
+        .unwrap();
+    assert_eq!(
+        unchanged["access_token"], after["access_token"],
+        "nothing of mallory's was stored"
+    );
+
+    // Another end user's connection cannot be named.
+    let other = s.session("user-2", json!({})).await;
+    let reply = s
+        .start(
+            &other,
+            json!({ "app": "acme", "connectedAccountId": alice }),
+        )
+        .await;
+    assert_eq!(
+        (reply.status, reply.code()),
+        (StatusCode::NOT_FOUND, "not_found")
+    );
+}
+
+async fn a_single_account_app_refuses_a_second_account(engine: Engine) {
+    let s = setup(engine, json!({ "multiple_accounts": false })).await;
+    let token = s.session("user-1", json!({})).await;
+    let (page, _) = s
+        .connect(&token, "alice", Consent::Allow, json!({ "app": "acme" }))
+        .await;
+    let alice = posted(&page)["message"]["connectedAccountId"].clone();
+    let (page, attempt) = s
+        .connect(&token, "bob", Consent::Allow, json!({ "app": "acme" }))
+        .await;
+    assert_eq!(page.status, 400);
+    assert_eq!(posted(&page)["message"]["error"], "account_limit");
+    assert_eq!(
+        s.status(&token, &attempt).await["error"]["code"],
+        "account_limit"
+    );
+    // The same account is still welcome.
+    let (page, _) = s
+        .connect(&token, "alice", Consent::Allow, json!({ "app": "acme" }))
+        .await;
+    assert_eq!(posted(&page)["message"]["connectedAccountId"], alice);
+    assert_eq!(s.accounts(&token).await.len(), 1);
+}
+
+async fn refused_consent_is_access_denied_and_escaped(engine: Engine) {
+    let s = setup(engine, json!({})).await;
+    let token = s.session("user-1", json!({})).await;
+    let (page, attempt) = s
+        .connect(&token, "alice", Consent::Deny, json!({ "app": "acme" }))
+        .await;
+    assert_eq!(page.status, 400);
+    assert_eq!(posted(&page)["message"]["error"], "access_denied");
+    let status = s.status(&token, &attempt).await;
+    assert_eq!(status["status"], "failed");
+    assert_eq!(status["error"]["code"], "access_denied");
+    // SECURITY 7: the provider's description is shown as text, never as markup.
+    assert!(!page.body.contains("<script>alert"), "{}", page.body);
+    assert!(!page.body.contains("<b>No thanks"), "{}", page.body);
+    assert!(page.body.contains("&lt;b&gt;No thanks"), "{}", page.body);
+    let csp = page
+        .headers
+        .get("content-security-policy")
+        .unwrap()
+        .to_str()
+        .unwrap();
+    assert!(csp.contains("default-src 'none'") && csp.contains("script-src 'nonce-"));
+    assert!(s.accounts(&token).await.is_empty());
+}
+
+async fn an_expired_session_is_refused_at_start_and_at_the_callback(engine: Engine) {
+    let s = setup(engine, json!({})).await;
+    let token = s.session("user-1", json!({ "ttl_seconds": 60 })).await;
+    let started = s.start(&token, json!({ "app": "acme" })).await;
+    let popup = started.body["popupUrl"].as_str().unwrap().to_string();
+    let attempt = started.body["attemptId"].as_str().unwrap().to_string();
+    let mut browser = Browser::new();
+    let callback = sign_in_until_callback(
+        &mut browser,
+        &popup,
+        "alice",
+        Consent::Allow,
+        &s.callback_url,
+    )
+    .await;
+
+    s.app.clock.advance(61);
+    let page = browser.get(&callback).await;
+    assert_eq!(page.status, 400);
+    assert!(page.body.contains("expired"), "{}", page.body);
+    assert_eq!(posted(&page)["message"]["error"], "session_expired");
+    let reply = s.start(&token, json!({ "app": "acme" })).await;
+    assert_eq!(
+        (reply.status, reply.code()),
+        (StatusCode::UNAUTHORIZED, "session_expired")
+    );
+    let reply = s
+        .sdk(
+            "GET",
+            &format!("/v1/sdk/connect/{attempt}"),
+            &token,
+            None,
+            ORIGIN,
+        )
+        .await;
+    assert_eq!(reply.code(), "session_expired");
+    let list = s
+        .app
+        .call("GET", "/v1/connections", Some(&s.key), None)
+        .await;
+    assert_eq!(list.body["data"], json!([]));
+}
+
+async fn unknown_apps_and_foreign_integrations_are_refused(engine: Engine) {
+    let s = setup(engine, json!({})).await;
+    let token = s.session("user-1", json!({})).await;
+    let reply = s.start(&token, json!({ "app": "nope" })).await;
+    assert_eq!(
+        (reply.status, reply.code()),
+        (StatusCode::NOT_FOUND, "not_found")
+    );
+    // A session for other integrations only may not connect this one (SECURITY 10).
+    s.app.integration(&s.key, "other", json!({})).await;
+    let limited = s
+        .session("user-1", json!({ "integrations": ["other"] }))
+        .await;
+    let reply = s.start(&limited, json!({ "app": "acme" })).await;
+    assert_eq!(
+        (reply.status, reply.code()),
+        (StatusCode::FORBIDDEN, "forbidden")
+    );
+    let apps = s.sdk("GET", "/v1/sdk/apps", &limited, None, ORIGIN).await;
+    assert_eq!(apps.body.as_array().unwrap().len(), 1);
+    assert_eq!(apps.body[0]["key"], "other");
+
+    // A state presented at another integration's callback (or an unknown one) is refused and spends nothing.
+    let started = s.start(&token, json!({ "app": "acme" })).await;
+    let mut browser = Browser::new();
+    let popup = started.body["popupUrl"].as_str().unwrap();
+    let callback = sign_in_until_callback(
+        &mut browser,
+        popup,
+        "alice",
+        Consent::Allow,
+        &s.callback_url,
+    )
+    .await;
+    let query = callback.split_once('?').unwrap().1.to_string();
+    for elsewhere in [format!(
+        "{}/oauth/callback/int_unknown?{query}",
+        s.app.base_url
+    )] {
+        let page = browser.get(&elsewhere).await;
+        assert_eq!(page.status, 400, "{}", page.body);
+    }
+    let page = browser.get(&callback).await;
+    assert_eq!(
+        page.status, 200,
+        "the real callback still completes: {}",
+        page.body
+    );
+}
+
+async fn states_are_single_use_and_need_the_binding_cookie(engine: Engine) {
+    let s = setup(engine, json!({})).await;
+    let token = s.session("user-1", json!({})).await;
+    let started = s.start(&token, json!({ "app": "acme" })).await;
+    let popup = started.body["popupUrl"].as_str().unwrap().to_string();
+    let attempt = started.body["attemptId"].as_str().unwrap().to_string();
+    let mut browser = Browser::new();
+    let callback = sign_in_until_callback(
+        &mut browser,
+        &popup,
+        "alice",
+        Consent::Allow,
+        &s.callback_url,
+    )
+    .await;
+    let cookie_name = format!("pb_connect_{attempt}");
+    let binding = browser
+        .cookie(&s.app.base_url, &cookie_name)
+        .expect("binding cookie");
+
+    // SECURITY 1: no state, an unknown state.
+    for bad in [
+        s.callback_url.clone(),
+        format!("{}?code=abc", s.callback_url),
+        format!("{}?code=abc&state=unknown", s.callback_url),
+    ] {
+        let page = browser.get(&bad).await;
+        assert_eq!(page.status, 400, "{bad}");
+    }
+    // SECURITY 2: the valid state from another browser (no binding cookie) spends nothing.
+    let mut other = Browser::new();
+    let page = other.get(&callback).await;
+    assert_eq!(page.status, 400);
+    assert!(
+        page.body.contains("did not start in this browser"),
+        "{}",
+        page.body
+    );
+    other.set_cookie(&s.app.base_url, &cookie_name, "forged-value");
+    assert_eq!(other.get(&callback).await.status, 400);
+    assert_eq!(s.status(&token, &attempt).await["status"], "pending");
+    // The popup URL cannot be claimed by a second browser either.
+    let page = other.get(&popup).await;
+    assert_eq!(page.status, 400);
+
+    // The real user's flow completes.
+    let page = browser.get(&callback).await;
+    assert_eq!(page.status, 200, "{}", page.body);
+    let connection = posted(&page)["message"]["connectedAccountId"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert!(
+        browser.cookie(&s.app.base_url, &cookie_name).is_none(),
+        "the binding cookie is cleared"
+    );
+
+    // SECURITY 1 and 10: the same state again, even with the cookie, is refused; no second token request.
+    browser.set_cookie(&s.app.base_url, &cookie_name, &binding);
+    let page = browser.get(&callback).await;
+    assert_eq!(page.status, 400);
+    assert!(page.body.contains("already used"), "{}", page.body);
+    // Had the code been sent twice, the provider would have revoked the tokens issued from it.
+    let secrets = s
+        .app
+        .store()
+        .connection_secrets(&s.app.state.vault, &connection)
+        .await
+        .unwrap();
+    let me = reqwest::Client::new()
+        .get(format!("{}/me", s.provider.issuer))
+        .bearer_auth(&secrets["access_token"])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(me.status(), 200);
+    assert_eq!(s.accounts(&token).await.len(), 1);
+}
+
+async fn a_wrong_issuer_stops_before_the_code_exchange(engine: Engine) {
+    let s = setup(engine, json!({})).await;
+    // The integration now expects another issuer; the provider's callback names its own.
+    let reply = s
+        .app
+        .call(
+            "PATCH",
+            "/v1/integrations/acme",
+            Some(&s.key),
+            Some(json!({ "issuer": "http://127.0.0.1:1" })),
+        )
+        .await;
+    assert_eq!(reply.status, StatusCode::OK, "{}", reply.text);
+    let token = s.session("user-1", json!({})).await;
+    let (page, attempt) = s
+        .connect(&token, "alice", Consent::Allow, json!({ "app": "acme" }))
+        .await;
+    assert_eq!(page.status, 400);
+    let status = s.status(&token, &attempt).await;
+    assert_eq!(status["error"]["code"], "provider_error");
+    assert_eq!(status["error"]["providerCode"], "invalid_issuer");
+    assert!(s.accounts(&token).await.is_empty());
+}
+
+async fn an_injected_code_fails_pkce(engine: Engine) {
+    let s = setup(engine, json!({})).await;
+    let token = s.session("victim", json!({})).await;
+    // The victim's attempt, opened in the victim's browser.
+    let started = s.start(&token, json!({ "app": "acme" })).await;
+    let mut victim = Browser::new();
+    let victim_callback = sign_in_until_callback(
+        &mut victim,
+        started.body["popupUrl"].as_str().unwrap(),
+        "victim",
+        Consent::Allow,
+        &s.callback_url,
+    )
+    .await;
+    // The attacker's own attempt yields a code for the attacker's account.
+    let attacker_token = s.session("attacker", json!({})).await;
+    let theirs = s.start(&attacker_token, json!({ "app": "acme" })).await;
+    let mut attacker = Browser::new();
+    let attacker_callback = sign_in_until_callback(
+        &mut attacker,
+        theirs.body["popupUrl"].as_str().unwrap(),
+        "attacker",
+        Consent::Allow,
+        &s.callback_url,
+    )
+    .await;
+    let code = url::Url::parse(&attacker_callback)
+        .unwrap()
+        .query_pairs()
+        .find(|(k, _)| k == "code")
+        .unwrap()
+        .1
+        .to_string();
+    let mut injected = url::Url::parse(&victim_callback).unwrap();
+    let pairs: Vec<(String, String)> = injected
+        .query_pairs()
+        .map(|(k, v)| {
+            if k == "code" {
+                (k.to_string(), code.clone())
+            } else {
+                (k.to_string(), v.to_string())
+            }
+        })
+        .collect();
+    injected.query_pairs_mut().clear().extend_pairs(pairs);
+
+    let page = victim.get(injected.as_str()).await;
+    assert_eq!(page.status, 400, "{}", page.body);
+    let status = s
+        .status(&token, started.body["attemptId"].as_str().unwrap())
+        .await;
+    assert_eq!(status["error"]["code"], "provider_error");
+    assert_eq!(status["error"]["providerCode"], "invalid_grant");
+    assert!(
+        s.accounts(&token).await.is_empty(),
+        "no connection from the injected code"
+    );
+}
+
+async fn origins_the_session_does_not_allow_get_nothing(engine: Engine) {
+    let s = setup(engine, json!({})).await;
+    let token = s.session("user-1", json!({})).await;
+    let evil = "http://evil.localhost:3000";
+    for (method, path, body) in [
+        ("POST", "/v1/sdk/connect", Some(json!({ "app": "acme" }))),
+        ("GET", "/v1/sdk/apps", None),
+        ("GET", "/v1/sdk/connections", None),
+    ] {
+        let reply = s.sdk(method, path, &token, body, evil).await;
+        assert_eq!(
+            (reply.status, reply.code()),
+            (StatusCode::FORBIDDEN, "origin_not_allowed"),
+            "{path}"
+        );
+        // The refused page can read why.
+        assert_eq!(
+            reply.headers.get("access-control-allow-origin").unwrap(),
+            evil
+        );
+    }
+    // Preflights are answered for any origin.
+    let preflight = s
+        .app
+        .send(
+            Request::builder()
+                .method("OPTIONS")
+                .uri("/v1/sdk/connect")
+                .header("origin", evil)
+                .header("access-control-request-method", "POST")
+                .header(
+                    "access-control-request-headers",
+                    "authorization, content-type",
+                )
+                .body(Body::empty())
+                .unwrap(),
+        )
+        .await;
+    assert_eq!(preflight.status, StatusCode::NO_CONTENT);
+    assert_eq!(
+        preflight
+            .headers
+            .get("access-control-allow-origin")
+            .unwrap(),
+        evil
+    );
+    assert!(preflight
+        .headers
+        .get("access-control-allow-headers")
+        .unwrap()
+        .to_str()
+        .unwrap()
+        .contains("authorization"));
+    // Backend endpoints send no CORS headers.
+    let backend = s
+        .app
+        .send(
+            Request::get("/v1/connections")
+                .header("authorization", format!("Bearer {}", s.key))
+                .header("origin", ORIGIN)
+                .body(Body::empty())
+                .unwrap(),
+        )
+        .await;
+    assert!(backend.headers.get("access-control-allow-origin").is_none());
+    // Nothing was started from the refused origin.
+    let list = s
+        .app
+        .call("GET", "/v1/connections", Some(&s.key), None)
+        .await;
+    assert_eq!(list.body["data"], json!([]));
+    // An allowed origin gets its data, with the header.
+    let ok = s.sdk("GET", "/v1/sdk/apps", &token, None, ORIGIN).await;
+    assert_eq!(ok.status, StatusCode::OK);
+    assert_eq!(
+        ok.headers.get("access-control-allow-origin").unwrap(),
+        ORIGIN
+    );
+    assert_eq!(ok.body[0]["key"], "acme");
+    assert_eq!(ok.body[0]["authType"], "oauth2_authorization_code");
+    assert_eq!(ok.body[0]["multipleAccounts"], true);
+}
+
+async fn sdk_endpoints_list_and_disconnect_only_the_end_users_own(engine: Engine) {
+    let s = setup_with(engine, json!({}), "client_secret_post").await;
+    let mine = s.session("user-1", json!({})).await;
+    let theirs = s.session("user-2", json!({})).await;
+    let (page, _) = s
+        .connect(&mine, "alice", Consent::Allow, json!({ "app": "acme" }))
+        .await;
+    assert_eq!(
+        page.status, 200,
+        "client_secret_post works too: {}",
+        page.body
+    );
+    let alice = posted(&page)["message"]["connectedAccountId"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let (page, attempt) = s
+        .connect(&theirs, "bob", Consent::Allow, json!({ "app": "acme" }))
+        .await;
+    let bob = posted(&page)["message"]["connectedAccountId"]
+        .as_str()
+        .unwrap()
+        .to_string();
+
+    assert_eq!(s.accounts(&mine).await.len(), 1);
+    // SECURITY 14: another end user's connection and attempt answer as unknown ones.
+    for path in [
+        format!("/v1/sdk/connections/{bob}"),
+        "/v1/sdk/connections/conn_nope".to_string(),
+    ] {
+        let reply = s.sdk("DELETE", &path, &mine, None, ORIGIN).await;
+        assert_eq!(
+            (reply.status, reply.code()),
+            (StatusCode::NOT_FOUND, "not_found")
+        );
+    }
+    let reply = s
+        .sdk(
+            "GET",
+            &format!("/v1/sdk/connect/{attempt}"),
+            &mine,
+            None,
+            ORIGIN,
+        )
+        .await;
+    assert_eq!(reply.status, StatusCode::NOT_FOUND);
+    let reply = s
+        .sdk(
+            "DELETE",
+            &format!("/v1/sdk/connections/{alice}"),
+            &mine,
+            None,
+            ORIGIN,
+        )
+        .await;
+    assert_eq!(reply.status, StatusCode::NO_CONTENT);
+    assert!(s.accounts(&mine).await.is_empty());
+    assert_eq!(s.accounts(&theirs).await.len(), 1);
+    let reply = s
+        .sdk("GET", "/v1/sdk/connections?app=acme", &theirs, None, ORIGIN)
+        .await;
+    assert_eq!(reply.body.as_array().unwrap().len(), 1);
+    // A secret key is not a session token.
+    let reply = s.sdk("GET", "/v1/sdk/apps", &s.key, None, ORIGIN).await;
+    assert_eq!(
+        (reply.status, reply.code()),
+        (StatusCode::UNAUTHORIZED, "unauthorized")
+    );
+}
+
+async fn popup_ignores_redirect_targets_from_the_request(engine: Engine) {
+    let s = setup(engine, json!({})).await;
+    let token = s.session("user-1", json!({})).await;
+    let a = s.start(&token, json!({ "app": "acme" })).await;
+    let b = s.start(&token, json!({ "app": "acme" })).await;
+    let mut browser = Browser::new();
+    // SECURITY 13: a redirect target in the request is never followed.
+    let popup = format!(
+        "{}?return_to=https://evil.example/&redirect_uri=https://evil.example/",
+        a.body["popupUrl"].as_str().unwrap()
+    );
+    let visit = browser.get(&popup).await;
+    assert_eq!(visit.status, 302);
+    let location = url::Url::parse(visit.location.as_deref().unwrap()).unwrap();
+    assert!(
+        location
+            .as_str()
+            .starts_with(&format!("{}/auth?", s.provider.issuer)),
+        "{location}"
+    );
+    let query: std::collections::BTreeMap<String, String> =
+        location.query_pairs().into_owned().collect();
+    assert_eq!(query["redirect_uri"], s.callback_url);
+    // SECURITY 6: S256 with a fresh challenge every time; an OpenID nonce since openid is asked.
+    assert_eq!(query["code_challenge_method"], "S256");
+    assert!(query["nonce"].len() >= 32);
+    assert_eq!(
+        query["prompt"], "consent",
+        "the integration's extra parameters are sent"
+    );
+    let cookie = visit.headers.get("set-cookie").unwrap().to_str().unwrap();
+    assert!(
+        cookie.contains("HttpOnly")
+            && cookie.contains("SameSite=Lax")
+            && cookie.contains("Path=/oauth/callback/")
+    );
+    let visit_b = Browser::new()
+        .get(b.body["popupUrl"].as_str().unwrap())
+        .await;
+    let query_b: std::collections::BTreeMap<String, String> =
+        url::Url::parse(visit_b.location.as_deref().unwrap())
+            .unwrap()
+            .query_pairs()
+            .into_owned()
+            .collect();
+    assert_ne!(query["code_challenge"], query_b["code_challenge"]);
+    assert_ne!(query["state"], query_b["state"]);
+    assert_ne!(query["nonce"], query_b["nonce"]);
+}
