@@ -322,4 +322,5 @@ pub fn oauth_integration(key: &str) -> Value {
         "multiple_accounts": true
     })
 }
+pub mod fake;
 pub mod provider;
