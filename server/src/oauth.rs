@@ -353,6 +353,26 @@ async fn verify_signature(
     };
     let header = jsonwebtoken::decode_header(id_token)
         .map_err(|_| bad("its header cannot be read".into()))?;
+    // Only public-key signatures prove the provider signed it; an HMAC "verified"
+    // with a key from a public JWKS would prove nothing.
+    use jsonwebtoken::Algorithm as A;
+    if !matches!(
+        header.alg,
+        A::RS256
+            | A::RS384
+            | A::RS512
+            | A::PS256
+            | A::PS384
+            | A::PS512
+            | A::ES256
+            | A::ES384
+            | A::EdDSA
+    ) {
+        return Err(bad(format!(
+            "its signature algorithm {:?} is not accepted",
+            header.alg
+        )));
+    }
     let url =
         Url::parse(jwks_url).map_err(|_| bad("the integration's jwks_url is invalid".into()))?;
     let response = outbound

@@ -28,6 +28,7 @@ pub struct Received {
 pub struct FakePeer {
     pub url: String,
     pub received: Arc<Mutex<Vec<Received>>>,
+    behaviour: Arc<Mutex<Behaviour>>,
 }
 
 impl FakePeer {
@@ -35,15 +36,25 @@ impl FakePeer {
         let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
         let url = format!("http://{}", listener.local_addr().unwrap());
         let received = Arc::new(Mutex::new(Vec::new()));
-        let log = received.clone();
+        let behaviour = Arc::new(Mutex::new(behaviour));
+        let (log, script) = (received.clone(), behaviour.clone());
         tokio::spawn(async move {
             while let Ok((stream, _)) = listener.accept().await {
-                let behaviour = behaviour.clone();
+                let behaviour = script.lock().unwrap().clone();
                 let log = log.clone();
                 tokio::spawn(async move { serve(stream, behaviour, log).await });
             }
         });
-        FakePeer { url, received }
+        FakePeer {
+            url,
+            received,
+            behaviour,
+        }
+    }
+
+    /// Changes how the next connections are answered.
+    pub fn set(&self, behaviour: Behaviour) {
+        *self.behaviour.lock().unwrap() = behaviour;
     }
 
     pub fn requests(&self) -> Vec<Received> {
