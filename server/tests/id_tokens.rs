@@ -21,6 +21,9 @@ on_both_engines!(
     signatures_are_checked_against_the_providers_keys
 );
 
+/// Builds the ID token to answer with, given the attempt's nonce.
+type MakeToken<'a> = Box<dyn Fn(&str) -> Option<String> + 'a>;
+
 struct Oidc {
     app: TestApp,
     peer: FakePeer,
@@ -141,7 +144,7 @@ async fn id_token_claims_are_checked(engine: Engine) {
         json!({ "iss": issuer, "aud": "client-123", "sub": "acct-1", "exp": now + 300, "iat": now,
                 "nonce": nonce, "email": "someone@example.test" })
     };
-    let cases: Vec<(&str, Box<dyn Fn(&str) -> Option<String>>)> = vec![
+    let cases: Vec<(&str, MakeToken)> = vec![
         (
             "a wrong nonce",
             Box::new(|_: &str| Some(jwt(&header, &good("another-sign-in")))),
