@@ -10,6 +10,7 @@ pub mod cli;
 pub mod clock;
 pub mod config;
 pub mod connect;
+pub mod disconnect;
 pub mod error;
 pub mod ids;
 pub mod integration;

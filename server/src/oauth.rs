@@ -433,3 +433,65 @@ pub async fn fetch_userinfo(
     serde_json::from_slice(&response.body)
         .map_err(|_| Failure::provider("the provider's userinfo answer is not a JSON object", None))
 }
+
+/// Revokes a token at the provider (RFC 7009), authenticating as the
+/// integration's client the way its token requests do.
+pub async fn revoke(
+    outbound: &Outbound,
+    settings: &Settings,
+    client_secret: &str,
+    token: &str,
+    hint: &str,
+) -> Result<(), Failure> {
+    let url = Url::parse(settings.revocation_url.as_deref().unwrap_or_default())
+        .map_err(|_| Failure::provider("the integration's revocation_url is invalid", None))?;
+    let client_id = settings.client_id.as_deref().unwrap_or_default();
+    let by_post = settings.token_auth_method.as_deref() == Some("client_secret_post");
+    let body = {
+        let mut form = url::form_urlencoded::Serializer::new(String::new());
+        form.append_pair("token", token)
+            .append_pair("token_type_hint", hint);
+        if by_post {
+            form.append_pair("client_id", client_id)
+                .append_pair("client_secret", client_secret);
+        }
+        form.finish()
+    };
+    let mut request = outbound.request(reqwest::Method::POST, url);
+    if !by_post {
+        // RFC 6749 section 2.3.1: both parts are form-encoded before Basic encoding.
+        let encode =
+            |s: &str| url::form_urlencoded::byte_serialize(s.as_bytes()).collect::<String>();
+        let credentials = base64::engine::general_purpose::STANDARD.encode(format!(
+            "{}:{}",
+            encode(client_id),
+            encode(client_secret)
+        ));
+        request = request.header("authorization", format!("Basic {credentials}"));
+    }
+    let response = outbound
+        .send(
+            request
+                .header("content-type", "application/x-www-form-urlencoded")
+                .body(body),
+        )
+        .await
+        .map_err(|e| outbound_failure("revocation endpoint", &e))?;
+    if (200..300).contains(&response.status) {
+        return Ok(());
+    }
+    let provider_code = serde_json::from_slice::<serde_json::Value>(&response.body)
+        .ok()
+        .and_then(|v| {
+            v["error"]
+                .as_str()
+                .map(|s| s.chars().take(64).collect::<String>())
+        });
+    Err(Failure::provider(
+        format!(
+            "the provider's revocation endpoint answered {}",
+            response.status
+        ),
+        provider_code,
+    ))
+}

@@ -26,6 +26,8 @@ on_both_engines!(
     origins_the_session_does_not_allow_get_nothing,
     sdk_endpoints_list_and_disconnect_only_the_end_users_own,
     popup_ignores_redirect_targets_from_the_request,
+    disconnecting_revokes_at_the_provider_then_deletes,
+    a_failed_revocation_still_disconnects_and_is_recorded,
 );
 
 struct Setup {
@@ -853,4 +855,184 @@ async fn popup_ignores_redirect_targets_from_the_request(engine: Engine) {
     assert_ne!(query["code_challenge"], query_b["code_challenge"]);
     assert_ne!(query["state"], query_b["state"]);
     assert_ne!(query["nonce"], query_b["nonce"]);
+}
+
+/// Whether the provider still honours an access token.
+async fn token_works(s: &Setup, access_token: &str) -> bool {
+    let me = reqwest::Client::new()
+        .get(format!("{}/me", s.provider.issuer))
+        .bearer_auth(access_token)
+        .send()
+        .await
+        .unwrap();
+    me.status() == 200
+}
+
+async fn disconnecting_revokes_at_the_provider_then_deletes(engine: Engine) {
+    let s = setup(engine, json!({})).await;
+    let token = s.session("user-1", json!({})).await;
+    let mut tokens = Vec::new();
+    let mut ids = Vec::new();
+    for account in ["alice", "bob", "carol"] {
+        let (page, _) = s
+            .connect(&token, account, Consent::Allow, json!({ "app": "acme" }))
+            .await;
+        let id = posted(&page)["message"]["connectedAccountId"]
+            .as_str()
+            .unwrap()
+            .to_string();
+        let secrets = s
+            .app
+            .store()
+            .connection_secrets(&s.app.state.vault, &id)
+            .await
+            .unwrap();
+        assert!(token_works(&s, &secrets["access_token"]).await);
+        tokens.push(secrets["access_token"].clone());
+        ids.push(id);
+    }
+
+    // By the end user, through the SDK.
+    let reply = s
+        .sdk(
+            "DELETE",
+            &format!("/v1/sdk/connections/{}", ids[0]),
+            &token,
+            None,
+            ORIGIN,
+        )
+        .await;
+    assert_eq!(reply.status, StatusCode::NO_CONTENT);
+    assert!(
+        !token_works(&s, &tokens[0]).await,
+        "revoked at the provider"
+    );
+    assert!(
+        token_works(&s, &tokens[1]).await,
+        "other accounts untouched"
+    );
+    // By the backend.
+    let reply = s
+        .app
+        .call(
+            "DELETE",
+            &format!("/v1/connections/{}", ids[1]),
+            Some(&s.key),
+            None,
+        )
+        .await;
+    assert_eq!(reply.status, StatusCode::NO_CONTENT);
+    assert!(!token_works(&s, &tokens[1]).await);
+    // With the integration.
+    let reply = s
+        .app
+        .call(
+            "DELETE",
+            "/v1/integrations/acme?cascade=true",
+            Some(&s.key),
+            None,
+        )
+        .await;
+    assert_eq!(reply.status, StatusCode::NO_CONTENT);
+    assert!(!token_works(&s, &tokens[2]).await);
+
+    let events = s
+        .app
+        .call("GET", "/v1/events?limit=200", Some(&s.key), None)
+        .await;
+    let deleted: Vec<&Value> = events.body["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["type"] == "connection.deleted")
+        .collect();
+    let reasons: Vec<(&str, &str)> = deleted
+        .iter()
+        .map(|e| {
+            (
+                e["data"]["reason"].as_str().unwrap(),
+                e["data"]["revocation"].as_str().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        reasons,
+        vec![
+            ("disconnected_by_end_user", "revoked"),
+            ("deleted", "revoked"),
+            ("integration_deleted", "revoked")
+        ]
+    );
+}
+
+async fn a_failed_revocation_still_disconnects_and_is_recorded(engine: Engine) {
+    let s = setup(engine, json!({})).await;
+    let token = s.session("user-1", json!({})).await;
+    let (page, _) = s
+        .connect(&token, "alice", Consent::Allow, json!({ "app": "acme" }))
+        .await;
+    let id = posted(&page)["message"]["connectedAccountId"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let peer = common::fake::FakePeer::start(common::fake::Behaviour::Respond(
+        common::fake::json_response(503, r#"{"error":"temporarily_unavailable"}"#),
+    ))
+    .await;
+    let reply = s
+        .app
+        .call(
+            "PATCH",
+            "/v1/integrations/acme",
+            Some(&s.key),
+            Some(json!({ "revocation_url": format!("{}/revoke", peer.url) })),
+        )
+        .await;
+    assert_eq!(reply.status, StatusCode::OK, "{}", reply.text);
+
+    let reply = s
+        .sdk(
+            "DELETE",
+            &format!("/v1/sdk/connections/{id}"),
+            &token,
+            None,
+            ORIGIN,
+        )
+        .await;
+    assert_eq!(reply.status, StatusCode::NO_CONTENT);
+    assert!(s.accounts(&token).await.is_empty(), "deleted all the same");
+    let request = &peer.requests()[0];
+    assert!(
+        request.body.contains("token_type_hint=refresh_token"),
+        "{}",
+        request.body
+    );
+    assert!(request
+        .head
+        .to_ascii_lowercase()
+        .contains("authorization: basic "));
+    let events = s
+        .app
+        .call(
+            "GET",
+            &format!("/v1/events?connection_id={id}"),
+            Some(&s.key),
+            None,
+        )
+        .await;
+    let last = events.body["data"]
+        .as_array()
+        .unwrap()
+        .last()
+        .unwrap()
+        .clone();
+    assert_eq!(last["type"], "connection.deleted");
+    assert_eq!(last["data"]["revocation"], "failed");
+    assert!(
+        last["data"]["revocation_error"]
+            .as_str()
+            .unwrap()
+            .contains("503"),
+        "{last}"
+    );
 }

@@ -128,11 +128,12 @@ async fn remove(
     auth: ProjectAuth,
     Path(id): Path<String>,
 ) -> ApiResult<StatusCode> {
-    if app
+    let connection = app
         .store
-        .delete_connection(&auth.project_id, &id, app.now())
+        .get_connection(&auth.project_id, &id)
         .await?
-    {
+        .ok_or_else(|| ApiError::not_found("connection"))?;
+    if crate::disconnect::disconnect(&app, &connection, "deleted").await? {
         Ok(StatusCode::NO_CONTENT)
     } else {
         Err(ApiError::not_found("connection"))

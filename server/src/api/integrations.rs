@@ -172,6 +172,23 @@ async fn remove(
     Path(key): Path<String>,
     Query(params): Query<DeleteParams>,
 ) -> ApiResult<StatusCode> {
+    if params.cascade {
+        // Each connection is disconnected as the end user would: revoked at
+        // the provider where it offers revocation, then deleted.
+        let integration = find(&app, &auth.project_id, &key).await?;
+        loop {
+            let page = app
+                .store
+                .list_connections(&auth.project_id, None, Some(&integration.key), None, 200)
+                .await?;
+            if page.is_empty() {
+                break;
+            }
+            for connection in &page {
+                crate::disconnect::disconnect(&app, connection, "integration_deleted").await?;
+            }
+        }
+    }
     match app.store.delete_integration(&auth.project_id, &key, params.cascade, app.now()).await? {
         DeleteIntegration::Deleted { .. } => Ok(StatusCode::NO_CONTENT),
         DeleteIntegration::NotFound => Err(ApiError::not_found("integration")),

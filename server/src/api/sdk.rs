@@ -218,11 +218,7 @@ async fn disconnect(
     Path(id): Path<String>,
 ) -> ApiResult<StatusCode> {
     let connection = own_connection(&app, &auth, &id).await?;
-    if app
-        .store
-        .delete_connection(&auth.session.project_id, &connection.id, app.now())
-        .await?
-    {
+    if crate::disconnect::disconnect(&app, &connection, "disconnected_by_end_user").await? {
         Ok(StatusCode::NO_CONTENT)
     } else {
         Err(ApiError::not_found("connected account"))

@@ -13,6 +13,7 @@ pub(crate) const SECRETS_TABLE: &str = "connection_secrets";
 #[derive(Debug, Clone)]
 pub struct ConnectionRow {
     pub id: String,
+    pub project_id: String,
     pub integration_id: String,
     /// The integration's key, as clients name it.
     pub integration: String,
@@ -28,6 +29,7 @@ pub struct ConnectionRow {
 #[derive(FromRow)]
 struct ConnectionRecord {
     id: String,
+    project_id: String,
     integration_id: String,
     integration: String,
     end_user_id: Option<String>,
@@ -44,6 +46,7 @@ impl ConnectionRecord {
         Ok(ConnectionRow {
             scopes: from_json("connections.scopes", &self.scopes)?,
             id: self.id,
+            project_id: self.project_id,
             integration_id: self.integration_id,
             integration: self.integration,
             end_user_id: self.end_user_id,
@@ -57,7 +60,7 @@ impl ConnectionRecord {
 }
 
 const SELECT: &str =
-    "SELECT c.id, c.integration_id, i.key AS integration, c.end_user_id, c.subject, c.label, \
+    "SELECT c.id, c.project_id, c.integration_id, i.key AS integration, c.end_user_id, c.subject, c.label, \
      c.status, c.scopes, c.created_at, c.updated_at \
      FROM connections c JOIN integrations i ON i.id = c.integration_id";
 
@@ -226,6 +229,7 @@ impl Store {
         project_id: &str,
         id: &str,
         now: i64,
+        data: serde_json::Value,
     ) -> StoreResult<bool> {
         let Some(connection) = self.get_connection(project_id, id).await? else {
             return Ok(false);
@@ -249,7 +253,7 @@ impl Store {
                     connection_id: Some(id),
                     integration: Some(&connection.integration),
                     end_user_id: connection.end_user_id.as_deref(),
-                    data: serde_json::json!({ "reason": "deleted" }),
+                    data,
                     now,
                 }
             );
