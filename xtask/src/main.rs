@@ -6,6 +6,7 @@
 //!   (for running single tests by hand).
 
 mod postgres;
+mod sdk;
 
 use std::io::{BufRead, BufReader};
 use std::process::{Command, ExitCode, Stdio};
@@ -15,11 +16,13 @@ fn main() -> ExitCode {
     let result = match args.first().map(String::as_str) {
         Some("test") => test(&args[1..]),
         Some("postgres") => hold_postgres(),
+        Some("sdk") => sdk::sdk(),
         _ => {
             eprintln!(
                 "usage: cargo xtask <task>\n\n\
                  tasks:\n  \
                  test [cargo test args]   run every test, on SQLite and a throwaway PostgreSQL\n  \
+                 sdk                      build the WebAssembly SDK into the npm package in npm/\n  \
                  postgres                 start a throwaway PostgreSQL and print its URL until Ctrl-C"
             );
             Err("unknown task".to_string())
@@ -34,14 +37,30 @@ fn main() -> ExitCode {
     }
 }
 
+/// The workspace root.
+fn root() -> std::path::PathBuf {
+    std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
+}
+
+/// Runs a command to completion, failing with its name when it fails.
+fn run(command: &mut Command) -> Result<(), String> {
+    let status = command
+        .status()
+        .map_err(|e| format!("cannot run {command:?}: {e}"))?;
+    if status.success() {
+        Ok(())
+    } else {
+        Err(format!("{command:?} failed ({status})"))
+    }
+}
+
 fn cargo() -> Command {
     Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_string()))
 }
 
 /// Installs the test provider's npm packages when they are missing or stale.
 fn npm_install(dir: &str) -> Result<(), String> {
-    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
-    let dir = root.join(dir);
+    let dir = root().join(dir);
     let installed = dir.join("node_modules/.package-lock.json");
     let fresh = match (
         std::fs::metadata(&installed),
@@ -66,35 +85,92 @@ fn npm_install(dir: &str) -> Result<(), String> {
     }
 }
 
-fn test(extra: &[String]) -> Result<(), String> {
-    npm_install("tests/provider")?;
-    let cluster = postgres::Cluster::start()?;
-    eprintln!("xtask: PostgreSQL test cluster at {}", cluster.admin_url());
-    let mut child = cargo()
-        .args(["test", "--workspace"])
-        .args(extra)
-        .env("PLUGBOARD_TEST_POSTGRES_URL", cluster.admin_url())
+/// Totals of test results read from the runners' closing lines.
+#[derive(Default)]
+struct Tally {
+    passed: u64,
+    failed: u64,
+}
+
+/// Runs a test command, passing its output through and adding up its results
+/// (cargo's `test result:` lines and node's `# pass` / `# fail` lines).
+fn run_counted(command: &mut Command, tally: &mut Tally) -> Result<bool, String> {
+    let mut child = command
         .stdout(Stdio::piped())
         .spawn()
-        .map_err(|e| format!("cannot run cargo test: {e}"))?;
-    // Pass the output through, adding up each test binary's result line.
-    let (mut passed, mut failed) = (0u64, 0u64);
+        .map_err(|e| format!("cannot run {command:?}: {e}"))?;
     if let Some(stdout) = child.stdout.take() {
         for line in BufReader::new(stdout).lines().map_while(Result::ok) {
             println!("{line}");
             if let Some((p, f)) = parse_result_line(&line) {
-                passed += p;
-                failed += f;
+                tally.passed += p;
+                tally.failed += f;
+            } else if let Some(n) = line
+                .strip_prefix("# pass ")
+                .and_then(|n| n.trim().parse::<u64>().ok())
+            {
+                tally.passed += n;
+            } else if let Some(n) = line
+                .strip_prefix("# fail ")
+                .and_then(|n| n.trim().parse::<u64>().ok())
+            {
+                tally.failed += n;
             }
         }
     }
-    let status = child.wait().map_err(|e| format!("cargo test: {e}"))?;
+    let status = child.wait().map_err(|e| format!("{command:?}: {e}"))?;
+    Ok(status.success())
+}
+
+fn test(extra: &[String]) -> Result<(), String> {
+    npm_install("tests/provider")?;
+    npm_install("tests/browser")?;
+    // The package the browser tests load, built as users get it.
+    sdk::sdk()?;
+    run(cargo().args(["build", "--package", "plugboard", "--bin", "plugboard"]))?;
+    let cluster = postgres::Cluster::start()?;
+    eprintln!("xtask: PostgreSQL test cluster at {}", cluster.admin_url());
+    let binary = sdk::target_dir().join("debug").join("plugboard");
+    let mut tally = Tally::default();
+    let mut ok = run_counted(
+        cargo()
+            .args(["test", "--workspace"])
+            .args(extra)
+            .env("PLUGBOARD_TEST_POSTGRES_URL", cluster.admin_url()),
+        &mut tally,
+    )?;
+    // The npm package as users install it, then the SDK in Chromium: all of
+    // it on SQLite, and its core again on PostgreSQL.
+    let node_suites: [(&str, &[&str]); 2] = [
+        (
+            "sqlite",
+            &[
+                "npm/test/package.test.mjs",
+                "tests/browser/core.test.mjs",
+                "tests/browser/popup.test.mjs",
+            ],
+        ),
+        ("postgres", &["tests/browser/core.test.mjs"]),
+    ];
+    for (engine, files) in node_suites {
+        eprintln!("xtask: browser and package tests on {engine}");
+        ok &= run_counted(
+            Command::new("node")
+                .args(["--test", "--test-timeout=120000"])
+                .args(files)
+                .current_dir(root())
+                .env("PLUGBOARD_BIN", &binary)
+                .env("PLUGBOARD_BROWSER_ENGINE", engine)
+                .env("PLUGBOARD_TEST_POSTGRES_URL", cluster.admin_url()),
+            &mut tally,
+        )?;
+    }
     drop(cluster);
-    println!("tests: {passed} passed, {failed} failed");
-    if status.success() && passed > 0 {
-        Ok(())
-    } else if passed == 0 {
+    println!("tests: {} passed, {} failed", tally.passed, tally.failed);
+    if tally.passed == 0 {
         Err("no test ran".to_string())
+    } else if ok && tally.failed == 0 {
+        Ok(())
     } else {
         Err("tests failed".to_string())
     }

@@ -1,0 +1,105 @@
+// Types of @plugboard/sdk.
+
+/** Every code a Plugboard failure can carry, over HTTP and in the SDK alike. */
+export type ErrorCode =
+  | 'unauthorized'
+  | 'session_expired'
+  | 'forbidden'
+  | 'origin_not_allowed'
+  | 'not_found'
+  | 'conflict'
+  | 'account_ambiguous'
+  | 'account_limit'
+  | 'account_mismatch'
+  | 'validation_failed'
+  | 'rate_limited'
+  | 'provider_error'
+  | 'upstream_error'
+  | 'internal'
+  | 'access_denied'
+  | 'popup_blocked'
+  | 'user_cancelled'
+  | 'connect_in_progress'
+  | 'network_error';
+
+/** What every promise of the SDK rejects with. */
+export interface PlugboardError extends Error {
+  readonly name: 'PlugboardError';
+  readonly code: ErrorCode;
+  /** The provider's own error code, such as `invalid_scope`. */
+  readonly providerCode?: string;
+  /** For `validation_failed`: what is wrong with each field. */
+  readonly fields?: Readonly<Record<string, string>>;
+}
+
+/** The kinds of credentials an app uses. */
+export type AuthType =
+  | 'oauth2_authorization_code'
+  | 'oauth2_client_credentials'
+  | 'oauth2_refresh_token'
+  | 'api_key'
+  | 'api_key_secret'
+  | 'api_key_url'
+  | 'basic'
+  | 'basic_url'
+  | 'basic_api_key'
+  | 'aws_sigv4';
+
+/** An app (a configured provider) the end user can connect. */
+export interface App {
+  readonly key: string;
+  readonly label: string;
+  readonly description: string | null;
+  readonly logoUrl: string | null;
+  readonly authType: AuthType;
+  readonly multipleAccounts: boolean;
+}
+
+/** One of the end user's accounts at a provider. */
+export interface ConnectedAccount {
+  readonly id: string;
+  /** The app's key. */
+  readonly app: string;
+  /** A human label from the provider, such as an e-mail address. */
+  readonly label: string | null;
+  readonly status: 'active' | 'needs_reauth';
+  /** The scopes the provider actually granted. */
+  readonly scopes: readonly string[];
+  /** RFC 3339. */
+  readonly createdAt: string;
+}
+
+export interface PlugboardConfig {
+  /** Where Plugboard is served, e.g. `https://plugboard.example.com`. */
+  serverUrl: string;
+  /** A connect session token your backend minted for the signed-in user. */
+  sessionToken: string;
+  /** Called for a new session token when the current one has expired. */
+  fetchSessionToken?: () => Promise<string>;
+}
+
+export interface ConnectOptions {
+  /** Reconnect this account in place (the end user must sign in to the same provider account). */
+  connectedAccountId?: string;
+  /** Per-connection variables, such as a data centre or a shop name. */
+  params?: Readonly<Record<string, string>>;
+}
+
+export interface DisconnectOptions {
+  /** Which account, when several are connected to the app. */
+  connectedAccountId?: string;
+}
+
+export declare class Plugboard {
+  private constructor();
+  /** Loads the SDK and returns a client for one connect session. */
+  static create(config: PlugboardConfig): Promise<Plugboard>;
+  /** Opens the provider's consent screen in a popup; call it from a click handler. */
+  connectApp(appKey: string, options?: ConnectOptions): Promise<ConnectedAccount>;
+  /** The end user's connected accounts, of one app or of all. */
+  getConnectedAccounts(appKey?: string): Promise<ConnectedAccount[]>;
+  /** Disconnects an account: revoked at the provider where it can be, then deleted. */
+  disconnectApp(appKey: string, options?: DisconnectOptions): Promise<void>;
+  /** The apps this session may connect. */
+  listApps(): Promise<App[]>;
+}

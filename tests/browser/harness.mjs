@@ -1,0 +1,250 @@
+// What the browser tests run against, all on loopback and on three different
+// sites: the customer's page on http://localhost, Plugboard on
+// http://127.0.0.1 and the OpenID provider on http://[::1].
+
+import { spawn, execFileSync } from 'node:child_process';
+import { createServer } from 'node:http';
+import { createInterface } from 'node:readline';
+import { randomBytes } from 'node:crypto';
+import { mkdtempSync, readFileSync, writeFileSync, existsSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join, dirname, extname, normalize } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { chromium } from 'playwright-core';
+
+const here = dirname(fileURLToPath(import.meta.url));
+const repo = join(here, '..', '..');
+export const OPERATOR_TOKEN = 'browser-tests-operator-token-0123';
+
+const children = new Set();
+function track(child) {
+  children.add(child);
+  child.on('exit', () => children.delete(child));
+  return child;
+}
+process.on('exit', () => {
+  for (const child of children) child.kill('SIGKILL');
+});
+
+async function freePort(host = '127.0.0.1') {
+  const server = createServer();
+  await new Promise((resolve) => server.listen(0, host, resolve));
+  const { port } = server.address();
+  await new Promise((resolve) => server.close(resolve));
+  return port;
+}
+
+async function waitFor(check, what, timeoutMs = 20000) {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    try {
+      if (await check()) return;
+    } catch {
+      // not yet
+    }
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 100));
+  }
+}
+
+/** A fresh database URL: SQLite in a temporary directory, or a new database on the test cluster. */
+function databaseUrl(engine, dataDir) {
+  if (engine === 'sqlite') return `sqlite://${join(dataDir, 'plugboard.db')}?mode=rwc`;
+  const admin = process.env.PLUGBOARD_TEST_POSTGRES_URL;
+  if (!admin) throw new Error('PLUGBOARD_TEST_POSTGRES_URL is not set: run the suite with `cargo xtask test`');
+  const name = `b_${randomBytes(8).toString('hex')}`;
+  execFileSync('psql', [admin, '-q', '-c', `CREATE DATABASE ${name}`]);
+  return admin.replace(/\/[^/]*$/, `/${name}`);
+}
+
+/** Plugboard's server, built by cargo (PLUGBOARD_BIN), on 127.0.0.1. */
+export async function startPlugboard(engine = 'sqlite') {
+  const bin = process.env.PLUGBOARD_BIN || join(repo, 'target', 'debug', 'plugboard');
+  if (!existsSync(bin)) throw new Error(`no plugboard binary at ${bin}: run the suite with \`cargo xtask test\``);
+  const dataDir = mkdtempSync(join(tmpdir(), 'plugboard-browser-'));
+  const port = await freePort();
+  const url = `http://127.0.0.1:${port}`;
+  const child = track(
+    spawn(bin, ['serve'], {
+      env: {
+        PATH: process.env.PATH,
+        RUST_LOG: 'warn',
+        PLUGBOARD_LISTEN: `127.0.0.1:${port}`,
+        PLUGBOARD_PUBLIC_URL: url,
+        PLUGBOARD_DATA_DIR: dataDir,
+        DATABASE_URL: databaseUrl(engine, dataDir),
+        PLUGBOARD_MASTER_KEY: randomBytes(32).toString('base64'),
+        PLUGBOARD_OPERATOR_TOKEN: OPERATOR_TOKEN,
+        PLUGBOARD_ALLOW_HOSTS: '127.0.0.1,::1',
+      },
+      stdio: ['ignore', 'ignore', 'inherit'],
+    }),
+  );
+  await waitFor(async () => (await fetch(`${url}/healthz`)).ok, 'plugboard to serve');
+  return {
+    url,
+    async stop() {
+      child.kill('SIGTERM');
+      rmSync(dataDir, { recursive: true, force: true });
+    },
+    async api(method, path, { key, body, origin } = {}) {
+      const headers = {};
+      if (key) headers.authorization = `Bearer ${key}`;
+      if (origin) headers.origin = origin;
+      if (body !== undefined) headers['content-type'] = 'application/json';
+      const response = await fetch(`${url}${path}`, { method, headers, body: body === undefined ? undefined : JSON.stringify(body) });
+      const text = await response.text();
+      return { status: response.status, body: text ? JSON.parse(text) : null };
+    },
+  };
+}
+
+/** The OpenID provider of tests/provider, on [::1]; optionally behind a proxy that adds a COOP header to its pages. */
+export async function startProvider({ coop = false } = {}) {
+  const child = track(
+    spawn('node', ['provider.mjs'], {
+      cwd: join(repo, 'tests', 'provider'),
+      env: { ...process.env, PROVIDER_HOST: '::1' },
+      stdio: ['pipe', 'pipe', 'ignore'],
+    }),
+  );
+  const lines = createInterface({ input: child.stdout });
+  const issuer = await new Promise((resolve, reject) => {
+    lines.once('line', (line) => resolve(JSON.parse(line).issuer));
+    child.once('exit', () => reject(new Error('the provider exited')));
+  });
+  lines.on('line', () => {});
+  return {
+    issuer,
+    async register(redirectUri) {
+      const response = await fetch(`${issuer}/reg`, {
+        method: 'POST',
+        headers: { 'content-type': 'application/json' },
+        body: JSON.stringify({
+          redirect_uris: [redirectUri],
+          grant_types: ['authorization_code', 'refresh_token'],
+          response_types: ['code'],
+        }),
+      });
+      return response.json();
+    },
+    stop() {
+      child.kill('SIGTERM');
+    },
+  };
+}
+
+/**
+ * A reverse proxy in front of the provider that adds
+ * `Cross-Origin-Opener-Policy: same-origin` to every answer, as many real
+ * providers' sign-in pages do. It listens on [::1] too: the same site.
+ */
+export async function startCoopProxy(issuer) {
+  const target = new URL(issuer);
+  const server = createServer((req, res) => {
+    const upstream = new URL(req.url, issuer);
+    const headers = { ...req.headers, host: target.host };
+    const chunks = [];
+    req.on('data', (c) => chunks.push(c));
+    req.on('end', async () => {
+      const response = await fetch(upstream, {
+        method: req.method,
+        headers,
+        body: ['GET', 'HEAD'].includes(req.method) ? undefined : Buffer.concat(chunks),
+        redirect: 'manual',
+      });
+      const out = {};
+      response.headers.forEach((value, name) => {
+        if (name !== 'content-encoding' && name !== 'content-length' && name !== 'set-cookie') out[name] = value;
+      });
+      const cookies = response.headers.getSetCookie();
+      if (cookies.length) out['set-cookie'] = cookies;
+      out['cross-origin-opener-policy'] = 'same-origin';
+      res.writeHead(response.status, out);
+      res.end(Buffer.from(await response.arrayBuffer()));
+    });
+  });
+  await new Promise((resolve) => server.listen(0, '::1', resolve));
+  const { port } = server.address();
+  return { url: `http://[::1]:${port}`, stop: () => server.close() };
+}
+
+const TYPES = { '.html': 'text/html; charset=utf-8', '.js': 'text/javascript', '.wasm': 'application/wasm', '.json': 'application/json' };
+
+/**
+ * The customer's page on http://localhost: serves the test page and the SDK
+ * package as installed from its tarball, and `/renew`, which (as the
+ * customer's backend would) mints a new session token.
+ */
+export async function startPage({ sdkDir, renew }) {
+  const stats = { renewals: 0 };
+  const handler = async (req, res) => {
+    const url = new URL(req.url, 'http://localhost');
+    if (url.pathname === '/renew') {
+      stats.renewals += 1;
+      const token = await renew();
+      res.writeHead(200, { 'content-type': 'text/plain' });
+      return res.end(token);
+    }
+    let file;
+    if (url.pathname === '/' || url.pathname === '/index.html') file = join(here, 'page.html');
+    else if (url.pathname.startsWith('/sdk/')) file = normalize(join(sdkDir, url.pathname.slice('/sdk/'.length)));
+    if (!file || !file.startsWith(here) && !file.startsWith(sdkDir) || !existsSync(file)) {
+      res.writeHead(404);
+      return res.end();
+    }
+    res.writeHead(200, { 'content-type': TYPES[extname(file)] || 'application/octet-stream' });
+    res.end(readFileSync(file));
+  };
+  // localhost is both 127.0.0.1 and ::1: listen on both, on one port.
+  const v4 = createServer(handler);
+  await new Promise((resolve) => v4.listen(0, '127.0.0.1', resolve));
+  const { port } = v4.address();
+  const v6 = createServer(handler);
+  await new Promise((resolve) => v6.listen(port, '::1', resolve));
+  return {
+    origin: `http://localhost:${port}`,
+    stats,
+    stop() {
+      v4.close();
+      v6.close();
+    },
+  };
+}
+
+/** Packs npm/ and installs the tarball into a scratch project; returns the installed package's directory. */
+export function installSdk() {
+  const out = mkdtempSync(join(tmpdir(), 'plugboard-sdk-'));
+  const json = execFileSync('npm', ['pack', join(repo, 'npm'), '--pack-destination', out, '--json'], { encoding: 'utf8' });
+  const tarball = join(out, JSON.parse(json)[0].filename);
+  writeFileSync(join(out, 'package.json'), JSON.stringify({ name: 'scratch', private: true }));
+  execFileSync('npm', ['install', '--no-audit', '--no-fund', tarball], { cwd: out, stdio: 'ignore' });
+  return join(out, 'node_modules', '@plugboard', 'sdk');
+}
+
+/** Debian's Chromium, headless, with a fresh profile. */
+export async function startBrowser() {
+  const profile = mkdtempSync(join(tmpdir(), 'plugboard-chromium-'));
+  const context = await chromium.launchPersistentContext(profile, {
+    executablePath: process.env.CHROMIUM || '/usr/bin/chromium',
+    headless: true,
+    // Keep Chromium's popup blocker on: the SDK must open its popup inside the click.
+    ignoreDefaultArgs: ['--disable-popup-blocking'],
+    args: [
+      '--no-sandbox',
+      '--disable-gpu',
+      '--disable-quic',
+      '--no-first-run',
+      '--disable-background-networking',
+      '--disable-component-update',
+      '--disable-sync',
+    ],
+  });
+  return {
+    context,
+    async stop() {
+      await context.close();
+      rmSync(profile, { recursive: true, force: true });
+    },
+  };
+}

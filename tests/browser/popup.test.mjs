@@ -1,0 +1,119 @@
+// @plugboard/sdk in headless Chromium: the popup's rules and the attacks on
+// them (SECURITY.md 11 and 12), on SQLite.
+
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { startCoopProxy } from './harness.mjs';
+import { env, accounts, addIntegration, clickConnect, consent, mint, openPage, outcome, signIn } from './setup.mjs';
+
+test('closing the popup rejects with user_cancelled', async () => {
+  const page = await openPage(await mint('user-2'));
+  const popup = await clickConnect(page, 'acme');
+  await popup.waitForSelector('input[name=login]');
+  await popup.close();
+  const result = await outcome(page);
+  assert.equal(result.error, 'user_cancelled');
+  assert.equal(result.name, 'PlugboardError');
+  assert.deepEqual(await accounts(page), []);
+  await page.close();
+});
+
+test('refusing consent rejects with access_denied', async () => {
+  const page = await openPage(await mint('user-3'));
+  const popup = await clickConnect(page, 'acme');
+  await signIn(popup, 'carol');
+  await consent(popup, 'Deny');
+  assert.equal((await outcome(page)).error, 'access_denied');
+  assert.deepEqual(await accounts(page), []);
+  await page.close();
+});
+
+test('one attempt at a time; a popup outside a click is blocked', async () => {
+  const page = await openPage(await mint('user-4'));
+  const popup = await clickConnect(page, 'acme');
+  // A second click while the popup is open.
+  const second = await page.evaluate(() => window.pb.connectApp('acme').then(() => 'resolved', (e) => e.code));
+  assert.equal(second, 'connect_in_progress');
+  await popup.close();
+  assert.equal((await outcome(page)).error, 'user_cancelled');
+  await page.close();
+  // Without a user's click (here: straight from page load), Chromium blocks the popup.
+  const unprompted = await openPage(await mint('user-4'), { autoconnect: 'acme' });
+  assert.equal((await outcome(unprompted)).error, 'popup_blocked');
+  await unprompted.close();
+});
+
+test('an expired session is renewed through fetchSessionToken', async () => {
+  const page = await openPage(await mint('renewed-user', { ttl: 1 }), { renew: true });
+  await new Promise((r) => setTimeout(r, 1500));
+  const before = env.site.stats.renewals;
+  assert.deepEqual(await accounts(page), []);
+  assert.equal(env.site.stats.renewals, before + 1, 'the SDK asked the page for a new token once');
+  // Without fetchSessionToken the same situation is an error.
+  const plain = await openPage(await mint('user-5', { ttl: 1 }));
+  await new Promise((r) => setTimeout(r, 1500));
+  await plain.evaluate(() => window.record(window.pb.getConnectedAccounts()));
+  assert.equal((await outcome(plain)).error, 'session_expired');
+  await page.close();
+  await plain.close();
+});
+
+test('a page on an origin the session does not allow gets origin_not_allowed', async () => {
+  const token = await mint('user-6', { origins: ['http://localhost:1'] });
+  const page = await openPage(token);
+  await clickConnect(page, 'acme');
+  const result = await outcome(page);
+  assert.equal(result.error, 'origin_not_allowed');
+  const list = await env.plugboard.api('GET', '/v1/connections?end_user_id=user-6', { key: env.key });
+  assert.deepEqual(list.body.data, []);
+  await page.close();
+});
+
+test('SECURITY 11: a page the session does not allow receives no message from the popup', async () => {
+  // An attempt started by an allowed page (its Origin recorded)...
+  const token = await mint('user-7');
+  const started = await env.plugboard.api('POST', '/v1/sdk/connect', { key: token, origin: env.site.origin, body: { app: 'acme' } });
+  assert.equal(started.status, 201);
+  // ...whose popup URL a page on another origin (127.0.0.1 is another site than localhost) opens.
+  const stranger = await env.browser.context.newPage();
+  const strangerOrigin = env.site.origin.replace('localhost', '127.0.0.1');
+  await stranger.goto(`${strangerOrigin}/#${new URLSearchParams({ server: env.plugboard.url, token })}`);
+  await stranger.waitForFunction(() => window.ready || window.loadError);
+  await stranger.evaluate((url) => { window.plan = { url }; }, started.body.popupUrl);
+  const popupEvent = stranger.context().waitForEvent('page');
+  await stranger.click('#open');
+  const popup = await popupEvent;
+  await signIn(popup, 'dave');
+  await consent(popup);
+  await popup.waitForEvent('close');
+  await stranger.waitForTimeout(500);
+  assert.deepEqual(await stranger.evaluate(() => window.messages), [], 'no message reached the stranger');
+  await stranger.close();
+});
+
+test('SECURITY 12: a popup cut off by COOP tells the user to return; the SDK asks the server', async (t) => {
+  const proxy = await startCoopProxy(env.provider.issuer);
+  await addIntegration('coop', proxy.url);
+  const page = await openPage(await mint('user-8'));
+  const popup = await clickConnect(page, 'coop');
+  await signIn(popup, 'erin');
+  await consent(popup);
+  // Back on Plugboard's callback page, without an opener: it says to return.
+  await popup.waitForSelector('#pb-return:not([hidden])');
+  assert.equal(await popup.evaluate(() => window.opener), null);
+  const result = await outcome(page);
+  t.diagnostic(`connectApp ${result.error ? `rejected with ${result.error}` : 'resolved'} while the opener was cut off`);
+  if (result.error) {
+    // The popup looked closed to the page from the moment COOP cut it off;
+    // after its three seconds of asking, the SDK gave up, but the server kept the account.
+    assert.equal(result.error, 'user_cancelled');
+  } else {
+    assert.equal(result.value.label, 'erin@example.test');
+  }
+  const list = await accounts(page, 'coop');
+  assert.deepEqual(list.map((a) => a.label), ['erin@example.test']);
+  assert.deepEqual(await page.evaluate(() => window.messages.filter((m) => m.data && m.data.type)), [], 'no message, and never to "*"');
+  await popup.close();
+  await page.close();
+  proxy.stop();
+});
