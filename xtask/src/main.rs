@@ -17,12 +17,14 @@ fn main() -> ExitCode {
         Some("test") => test(&args[1..]),
         Some("postgres") => hold_postgres(),
         Some("sdk") => sdk::sdk(),
+        Some("bench") => bench(),
         _ => {
             eprintln!(
                 "usage: cargo xtask <task>\n\n\
                  tasks:\n  \
                  test [cargo test args]   run every test, on SQLite and a throwaway PostgreSQL\n  \
                  sdk                      build the WebAssembly SDK into the npm package in npm/\n  \
+                 bench                    measure: the size of what the npm package ships\n  \
                  postgres                 start a throwaway PostgreSQL and print its URL until Ctrl-C"
             );
             Err("unknown task".to_string())
@@ -174,6 +176,23 @@ fn test(extra: &[String]) -> Result<(), String> {
     } else {
         Err("tests failed".to_string())
     }
+}
+
+/// Measurements. For now: the bytes the npm package ships, raw and gzipped,
+/// built exactly as `cargo xtask sdk` builds them.
+fn bench() -> Result<(), String> {
+    sdk::sdk()?;
+    println!("{:<28} {:>10} {:>10}", "shipped file", "bytes", "gzipped");
+    let (mut raw_total, mut gz_total) = (0, 0);
+    for file in sdk::shipped_files() {
+        let (raw, gz) = sdk::sizes(&file)?;
+        raw_total += raw;
+        gz_total += gz;
+        println!("{:<28} {raw:>10} {gz:>10}", file.file_name().unwrap_or_default().to_string_lossy());
+    }
+    println!("{:<28} {raw_total:>10} {gz_total:>10}", "total");
+    println!("gzip keeps {:.1}% of the bytes", 100.0 * gz_total as f64 / raw_total.max(1) as f64);
+    Ok(())
 }
 
 fn hold_postgres() -> Result<(), String> {
