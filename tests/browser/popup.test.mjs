@@ -117,3 +117,34 @@ test('SECURITY 12: a popup cut off by COOP tells the user to return; the SDK ask
   await page.close();
   proxy.stop();
 });
+
+test('SECURITY 11: the SDK ignores a message not sent by its popup from Plugboard\'s origin', async () => {
+  const page = await openPage(await mint('user-9'));
+  const started = page.waitForResponse((r) => r.url().endsWith('/v1/sdk/connect') && r.request().method() === 'POST');
+  const popup = await clickConnect(page, 'acme');
+  const attempt = await (await started).json();
+  await popup.waitForSelector('input[name=login]');
+  // Everything right but the sender: the page itself, on its own origin.
+  await page.evaluate((a) => {
+    window.postMessage(
+      { type: 'plugboard:connect', attemptId: a.attemptId, status: 'succeeded', connectedAccountId: 'conn_forged', error: null, nonce: a.nonce },
+      '*',
+    );
+  }, attempt);
+  await page.waitForTimeout(800);
+  assert.equal(await page.evaluate(() => window.outcome), null, 'the forged message settled nothing');
+  await popup.close();
+  assert.equal((await outcome(page)).error, 'user_cancelled');
+  await page.close();
+});
+
+test('an unreachable server is network_error', async () => {
+  const page = await openPage(await mint('user-10'));
+  const code = await page.evaluate(async () => {
+    const { Plugboard } = await import('/sdk/index.js');
+    const pb = await Plugboard.create({ serverUrl: 'http://127.0.0.1:9', sessionToken: 'pb_cs_x' });
+    return pb.listApps().then(() => 'resolved', (e) => e.code);
+  });
+  assert.equal(code, 'network_error');
+  await page.close();
+});

@@ -188,10 +188,16 @@ fn bench() -> Result<(), String> {
         let (raw, gz) = sdk::sizes(&file)?;
         raw_total += raw;
         gz_total += gz;
-        println!("{:<28} {raw:>10} {gz:>10}", file.file_name().unwrap_or_default().to_string_lossy());
+        println!(
+            "{:<28} {raw:>10} {gz:>10}",
+            file.file_name().unwrap_or_default().to_string_lossy()
+        );
     }
     println!("{:<28} {raw_total:>10} {gz_total:>10}", "total");
-    println!("gzip keeps {:.1}% of the bytes", 100.0 * gz_total as f64 / raw_total.max(1) as f64);
+    println!(
+        "gzip keeps {:.1}% of the bytes",
+        100.0 * gz_total as f64 / raw_total.max(1) as f64
+    );
     Ok(())
 }
 
