@@ -18,6 +18,7 @@ fn main() -> ExitCode {
         Some("postgres") => hold_postgres(),
         Some("sdk") => sdk::sdk(),
         Some("bench") => bench(),
+        Some("demo") => demo(),
         _ => {
             eprintln!(
                 "usage: cargo xtask <task>\n\n\
@@ -25,6 +26,7 @@ fn main() -> ExitCode {
                  test [cargo test args]   run every test, on SQLite and a throwaway PostgreSQL\n  \
                  sdk                      build the WebAssembly SDK into the npm package in npm/\n  \
                  bench                    measure: the size of what the npm package ships\n  \
+                 demo                     run the demo: Plugboard, a local provider and a customer app\n  \
                  postgres                 start a throwaway PostgreSQL and print its URL until Ctrl-C"
             );
             Err("unknown task".to_string())
@@ -127,6 +129,7 @@ fn run_counted(command: &mut Command, tally: &mut Tally) -> Result<bool, String>
 fn test(extra: &[String]) -> Result<(), String> {
     npm_install("tests/provider")?;
     npm_install("tests/browser")?;
+    npm_install("examples/customer-app")?;
     // The package the browser tests load, built as users get it.
     sdk::sdk()?;
     run(cargo().args(["build", "--package", "plugboard", "--bin", "plugboard"]))?;
@@ -150,6 +153,7 @@ fn test(extra: &[String]) -> Result<(), String> {
                 "npm/test/package.test.mjs",
                 "tests/browser/core.test.mjs",
                 "tests/browser/popup.test.mjs",
+                "tests/browser/demo.test.mjs",
             ],
         ),
         ("postgres", &["tests/browser/core.test.mjs"]),
@@ -175,6 +179,26 @@ fn test(extra: &[String]) -> Result<(), String> {
         Ok(())
     } else {
         Err("tests failed".to_string())
+    }
+}
+
+/// The demo: builds what it needs, then runs `examples/demo.mjs` until Ctrl-C.
+fn demo() -> Result<(), String> {
+    npm_install("tests/provider")?;
+    sdk::sdk()?;
+    npm_install("examples/customer-app")?;
+    run(cargo().args(["build", "--package", "plugboard", "--bin", "plugboard"]))?;
+    let binary = sdk::target_dir().join("debug").join("plugboard");
+    let status = Command::new("node")
+        .arg("examples/demo.mjs")
+        .current_dir(root())
+        .env("PLUGBOARD_BIN", binary)
+        .status()
+        .map_err(|e| format!("cannot run node: {e}"))?;
+    if status.success() {
+        Ok(())
+    } else {
+        Err(format!("the demo stopped ({status})"))
     }
 }
 
