@@ -201,27 +201,8 @@ impl Store {
         vault: &KeyRing,
         id: &str,
     ) -> StoreResult<BTreeMap<String, String>> {
-        let rows: Vec<(String, Vec<u8>)> = on_pool!(self, |pool| {
-            sqlx::query_as(
-                "SELECT field, ciphertext FROM integration_secrets WHERE integration_id = $1",
-            )
-            .bind(id)
-            .fetch_all(pool)
-            .await?
-        });
-        let mut out = BTreeMap::new();
-        for (field, ciphertext) in rows {
-            let value = vault.open_string(
-                Binding {
-                    table: SECRETS_TABLE,
-                    row: id,
-                    field: &field,
-                },
-                &ciphertext,
-            )?;
-            out.insert(field, value);
-        }
-        Ok(out)
+        self.open_sealed(vault, SECRETS_TABLE, "integration_id", id)
+            .await
     }
 
     /// Deletes an integration. With connections left, only when `cascade`:

@@ -23,6 +23,38 @@ pub struct Reencrypted {
 }
 
 impl Store {
+    /// Every sealed value of one row of `table` (`owner` names the row's id
+    /// column), opened. `table` and `owner` are the store's constants, never input.
+    pub(crate) async fn open_sealed(
+        &self,
+        vault: &KeyRing,
+        table: &str,
+        owner: &str,
+        id: &str,
+    ) -> StoreResult<BTreeMap<String, String>> {
+        let rows: Vec<(String, Vec<u8>)> = on_pool!(self, |pool| {
+            sqlx::query_as(&format!(
+                "SELECT field, ciphertext FROM {table} WHERE {owner} = $1"
+            ))
+            .bind(id)
+            .fetch_all(pool)
+            .await?
+        });
+        let mut out = BTreeMap::new();
+        for (field, ciphertext) in rows {
+            let value = vault.open_string(
+                Binding {
+                    table,
+                    row: id,
+                    field: &field,
+                },
+                &ciphertext,
+            )?;
+            out.insert(field, value);
+        }
+        Ok(out)
+    }
+
     /// How many sealed values use each key id.
     pub async fn vault_key_usage(&self) -> StoreResult<BTreeMap<String, u64>> {
         let mut usage = BTreeMap::new();
