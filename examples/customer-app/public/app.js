@@ -56,7 +56,8 @@ async function render() {
       });
       rows.append(element('li', { class: 'account' }, element('span', { class: 'label' }, account.label ?? account.id), ' ', disconnect));
     }
-    list.append(element('li', { class: 'app' }, element('strong', {}, app.label), ' ', connect, rows));
+    const about = app.description ? element('p', { class: 'description' }, app.description) : '';
+    list.append(element('li', { class: 'app' }, element('strong', {}, app.label), ' ', connect, about, rows));
   }
   if (apps.length === 0) list.append(element('li', {}, 'No apps are configured in Plugboard yet.'));
 }
