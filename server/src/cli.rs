@@ -158,6 +158,19 @@ async fn serve(args: ServeArgs) -> Result<(), Fatal> {
         settings: settings.clone(),
         outbound,
     }));
+    // Expired connect sessions and spent attempts are purged in the background.
+    let purging = store.clone();
+    let purge = tokio::spawn(async move {
+        let mut every = tokio::time::interval(std::time::Duration::from_secs(600));
+        loop {
+            every.tick().await;
+            let now = time::OffsetDateTime::now_utc().unix_timestamp();
+            match purging.purge_expired(now, PURGE_AFTER_SECONDS).await {
+                Ok(purged) => tracing::debug!(?purged, "purged expired connect sessions"),
+                Err(e) => tracing::warn!(error = %e, "purging expired connect sessions failed"),
+            }
+        }
+    });
     let listener = tokio::net::TcpListener::bind(args.listen)
         .await
         .map_err(|e| Fatal(format!("cannot listen on {}: {e}", args.listen)))?;
@@ -172,9 +185,13 @@ async fn serve(args: ServeArgs) -> Result<(), Fatal> {
     axum::serve(listener, api::router(state))
         .with_graceful_shutdown(shutdown_signal())
         .await?;
+    purge.abort();
     store.close().await;
     Ok(())
 }
+
+/// How long an expired connect session (and its attempts' statuses) is kept.
+const PURGE_AFTER_SECONDS: i64 = 86_400;
 
 async fn shutdown_signal() {
     let ctrl_c = tokio::signal::ctrl_c();

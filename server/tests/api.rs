@@ -22,6 +22,7 @@ on_both_engines!(
     projects_cannot_reach_each_others_data,
     wrong_secret_keys_all_get_the_same_401,
     bad_input_gets_the_error_shape_never_a_500,
+    expired_sessions_and_attempt_secrets_are_purged,
 );
 
 async fn health_reports_ok(engine: Engine) {
@@ -1020,4 +1021,72 @@ async fn bad_input_gets_the_error_shape_never_a_500(engine: Engine) {
         )
         .await;
     assert_eq!(reply.status, StatusCode::UNPROCESSABLE_ENTITY);
+}
+
+/// Expired sessions and the sealed values of expired attempts are forgotten.
+async fn expired_sessions_and_attempt_secrets_are_purged(engine: Engine) {
+    let app = TestApp::new(engine).await;
+    let (_, key) = app.project("Acme").await;
+    app.integration(&key, "teamleader", json!({})).await;
+    let session = app
+        .call(
+            "POST",
+            "/v1/connect/sessions",
+            Some(&key),
+            Some(json!({ "end_user_id": "u1", "allowed_origins": ["https://app.example.com"], "ttl_seconds": 60 })),
+        )
+        .await;
+    let token = session.body["token"].as_str().unwrap().to_string();
+    let started = app
+        .send(
+            Request::post("/v1/sdk/connect")
+                .header("authorization", format!("Bearer {token}"))
+                .header("origin", "https://app.example.com")
+                .header("content-type", "application/json")
+                .body(Body::from(json!({ "app": "teamleader" }).to_string()))
+                .unwrap(),
+        )
+        .await;
+    assert_eq!(started.status, StatusCode::CREATED, "{}", started.text);
+    let before = app
+        .store()
+        .vault_key_usage()
+        .await
+        .unwrap()
+        .values()
+        .sum::<u64>();
+    assert_eq!(
+        before, 3,
+        "the client secret, the PKCE verifier and the authorization URL"
+    );
+
+    let now = app.state.now();
+    let nothing = app.store().purge_expired(now, 86_400).await.unwrap();
+    assert_eq!(
+        (nothing.sessions, nothing.attempt_secrets),
+        (0, 0),
+        "nothing live is purged"
+    );
+    let purged = app.store().purge_expired(now + 601, 86_400).await.unwrap();
+    assert_eq!((purged.sessions, purged.attempt_secrets), (0, 2));
+    assert_eq!(
+        app.store()
+            .vault_key_usage()
+            .await
+            .unwrap()
+            .values()
+            .sum::<u64>(),
+        1
+    );
+    let purged = app
+        .store()
+        .purge_expired(now + 60 + 86_400, 86_400)
+        .await
+        .unwrap();
+    assert_eq!(purged.sessions, 1);
+    use plugboard::store::SessionLookup;
+    assert!(matches!(
+        app.store().authenticate_session(&token, now).await.unwrap(),
+        SessionLookup::Unknown
+    ));
 }

@@ -22,7 +22,7 @@ pub use connections::{
 pub use events::{EventRow, NewEvent};
 pub use integrations::{DeleteIntegration, IntegrationRow};
 pub use projects::{DeleteKey, ProjectRow, SecretKeyRow};
-pub use sessions::{NewSession, SessionLookup, SessionRow};
+pub use sessions::{NewSession, Purged, SessionLookup, SessionRow};
 pub use vault_rows::Reencrypted;
 
 use std::path::Path;

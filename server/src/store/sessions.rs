@@ -141,3 +141,37 @@ impl Store {
         Ok(SessionLookup::Valid(record.into_row()?))
     }
 }
+
+/// What a purge removed.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct Purged {
+    pub sessions: u64,
+    pub attempt_secrets: u64,
+}
+
+impl Store {
+    /// Forgets what has expired: the sealed PKCE verifiers and nonces of
+    /// attempts past their expiry (no callback can use them any more), and
+    /// sessions expired for longer than `keep_seconds`, with their attempts.
+    pub async fn purge_expired(&self, now: i64, keep_seconds: i64) -> StoreResult<Purged> {
+        Ok(on_pool!(self, |pool| {
+            let attempt_secrets = sqlx::query(
+                "DELETE FROM connect_attempt_secrets WHERE attempt_id IN \
+                 (SELECT id FROM connect_attempts WHERE expires_at <= $1)",
+            )
+            .bind(now)
+            .execute(pool)
+            .await?
+            .rows_affected();
+            let sessions = sqlx::query("DELETE FROM connect_sessions WHERE expires_at <= $1")
+                .bind(now - keep_seconds)
+                .execute(pool)
+                .await?
+                .rows_affected();
+            Purged {
+                sessions,
+                attempt_secrets,
+            }
+        }))
+    }
+}
