@@ -139,6 +139,30 @@ impl Setup {
         )
     }
 
+    /// Starts an attempt and signs in as `account` in a fresh browser, stopping
+    /// just before the provider's redirect back to Plugboard.
+    async fn until_callback(&self, token: &str, account: &str) -> Journey {
+        let started = self.start(token, json!({ "app": "acme" })).await;
+        assert_eq!(started.status, StatusCode::CREATED, "{}", started.text);
+        let popup = started.body["popupUrl"].as_str().unwrap().to_string();
+        let attempt = started.body["attemptId"].as_str().unwrap().to_string();
+        let mut browser = Browser::new();
+        let callback = sign_in_until_callback(
+            &mut browser,
+            &popup,
+            account,
+            Consent::Allow,
+            &self.callback_url,
+        )
+        .await;
+        Journey {
+            browser,
+            popup,
+            attempt,
+            callback,
+        }
+    }
+
     async fn accounts(&self, token: &str) -> Vec<Value> {
         let reply = self
             .sdk("GET", "/v1/sdk/connections", token, None, ORIGIN)
@@ -160,6 +184,14 @@ impl Setup {
         assert_eq!(reply.status, StatusCode::OK, "{}", reply.text);
         reply.body
     }
+}
+
+/// An attempt signed in at the provider, its callback not yet visited.
+struct Journey {
+    browser: Browser,
+    popup: String,
+    attempt: String,
+    callback: String,
 }
 
 /// The message the callback page posts to its opener.
@@ -396,18 +428,12 @@ async fn refused_consent_is_access_denied_and_escaped(engine: Engine) {
 async fn an_expired_session_is_refused_at_start_and_at_the_callback(engine: Engine) {
     let s = setup(engine, json!({})).await;
     let token = s.session("user-1", json!({ "ttl_seconds": 60 })).await;
-    let started = s.start(&token, json!({ "app": "acme" })).await;
-    let popup = started.body["popupUrl"].as_str().unwrap().to_string();
-    let attempt = started.body["attemptId"].as_str().unwrap().to_string();
-    let mut browser = Browser::new();
-    let callback = sign_in_until_callback(
-        &mut browser,
-        &popup,
-        "alice",
-        Consent::Allow,
-        &s.callback_url,
-    )
-    .await;
+    let Journey {
+        mut browser,
+        attempt,
+        callback,
+        ..
+    } = s.until_callback(&token, "alice").await;
 
     s.app.clock.advance(61);
     let page = browser.get(&callback).await;
@@ -489,18 +515,12 @@ async fn unknown_apps_and_foreign_integrations_are_refused(engine: Engine) {
 async fn states_are_single_use_and_need_the_binding_cookie(engine: Engine) {
     let s = setup(engine, json!({})).await;
     let token = s.session("user-1", json!({})).await;
-    let started = s.start(&token, json!({ "app": "acme" })).await;
-    let popup = started.body["popupUrl"].as_str().unwrap().to_string();
-    let attempt = started.body["attemptId"].as_str().unwrap().to_string();
-    let mut browser = Browser::new();
-    let callback = sign_in_until_callback(
-        &mut browser,
-        &popup,
-        "alice",
-        Consent::Allow,
-        &s.callback_url,
-    )
-    .await;
+    let Journey {
+        mut browser,
+        popup,
+        attempt,
+        callback,
+    } = s.until_callback(&token, "alice").await;
     let cookie_name = format!("pb_connect_{attempt}");
     let binding = browser
         .cookie(&s.app.base_url, &cookie_name)

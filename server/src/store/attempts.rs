@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 use sqlx::FromRow;
 
 use super::{on_pool, Store, StoreResult};
-use crate::vault::{Binding, KeyRing};
+use crate::vault::KeyRing;
 
 pub(crate) const SECRETS_TABLE: &str = "connect_attempt_secrets";
 
@@ -84,22 +84,7 @@ impl Store {
             .execute(&mut *tx)
             .await?;
             for (field, value) in new.secrets {
-                let sealed = vault.seal(
-                    Binding {
-                        table: SECRETS_TABLE,
-                        row: &r.id,
-                        field,
-                    },
-                    value.as_bytes(),
-                );
-                sqlx::query(
-                    "INSERT INTO connect_attempt_secrets (attempt_id, field, ciphertext) VALUES ($1, $2, $3)",
-                )
-                .bind(&r.id)
-                .bind(*field)
-                .bind(sealed)
-                .execute(&mut *tx)
-                .await?;
+                insert_sealed!(tx, vault, SECRETS_TABLE, "attempt_id", &r.id, field, value);
             }
             tx.commit().await?;
         });

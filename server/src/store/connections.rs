@@ -6,7 +6,7 @@ use sqlx::FromRow;
 
 use super::events::insert_event;
 use super::{from_json, on_pool, to_json, NewEvent, Store, StoreResult};
-use crate::vault::{Binding, KeyRing};
+use crate::vault::KeyRing;
 
 pub(crate) const SECRETS_TABLE: &str = "connection_secrets";
 
@@ -109,20 +109,7 @@ impl Store {
             .execute(&mut *tx)
             .await?;
             for (field, value) in new.secrets {
-                let sealed = vault.seal(
-                    Binding {
-                        table: SECRETS_TABLE,
-                        row: &id,
-                        field,
-                    },
-                    value.as_bytes(),
-                );
-                sqlx::query("INSERT INTO connection_secrets (connection_id, field, ciphertext) VALUES ($1, $2, $3)")
-                    .bind(&id)
-                    .bind(*field)
-                    .bind(sealed)
-                    .execute(&mut *tx)
-                    .await?;
+                insert_sealed!(tx, vault, SECRETS_TABLE, "connection_id", &id, field, value);
             }
             insert_event!(
                 &mut *tx,
@@ -281,27 +268,20 @@ pub enum SaveOutcome {
 /// Replaces one sealed field of a connection inside a transaction.
 macro_rules! put_connection_secret {
     ($tx:expr, $vault:expr, $id:expr, $field:expr, $value:expr) => {{
-        let sealed = $vault.seal(
-            Binding {
-                table: SECRETS_TABLE,
-                row: $id,
-                field: $field,
-            },
-            $value.as_bytes(),
-        );
         sqlx::query("DELETE FROM connection_secrets WHERE connection_id = $1 AND field = $2")
             .bind($id)
             .bind($field)
             .execute(&mut *$tx)
             .await?;
-        sqlx::query(
-            "INSERT INTO connection_secrets (connection_id, field, ciphertext) VALUES ($1, $2, $3)",
-        )
-        .bind($id)
-        .bind($field)
-        .bind(sealed)
-        .execute(&mut *$tx)
-        .await?;
+        insert_sealed!(
+            $tx,
+            $vault,
+            SECRETS_TABLE,
+            "connection_id",
+            $id,
+            $field,
+            $value
+        );
     }};
 }
 

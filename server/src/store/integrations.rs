@@ -7,7 +7,7 @@ use sqlx::FromRow;
 
 use super::events::insert_event;
 use super::{on_pool, NewEvent, Store, StoreResult};
-use crate::vault::{Binding, KeyRing};
+use crate::vault::KeyRing;
 
 pub(crate) const SECRETS_TABLE: &str = "integration_secrets";
 
@@ -63,22 +63,15 @@ impl Store {
             .await?;
             for (field, value) in secrets {
                 if let Some(value) = value {
-                    let sealed = vault.seal(
-                        Binding {
-                            table: SECRETS_TABLE,
-                            row: &row.id,
-                            field,
-                        },
-                        value.as_bytes(),
+                    insert_sealed!(
+                        tx,
+                        vault,
+                        SECRETS_TABLE,
+                        "integration_id",
+                        &row.id,
+                        field,
+                        value
                     );
-                    sqlx::query(
-                        "INSERT INTO integration_secrets (integration_id, field, ciphertext) VALUES ($1, $2, $3)",
-                    )
-                    .bind(&row.id)
-                    .bind(*field)
-                    .bind(sealed)
-                    .execute(&mut *tx)
-                    .await?;
                 }
             }
             tx.commit().await?;
@@ -120,22 +113,7 @@ impl Store {
                 .execute(&mut *tx)
                 .await?;
                 if let Some(value) = value {
-                    let sealed = vault.seal(
-                        Binding {
-                            table: SECRETS_TABLE,
-                            row: id,
-                            field,
-                        },
-                        value.as_bytes(),
-                    );
-                    sqlx::query(
-                        "INSERT INTO integration_secrets (integration_id, field, ciphertext) VALUES ($1, $2, $3)",
-                    )
-                    .bind(id)
-                    .bind(*field)
-                    .bind(sealed)
-                    .execute(&mut *tx)
-                    .await?;
+                    insert_sealed!(tx, vault, SECRETS_TABLE, "integration_id", id, field, value);
                 }
             }
             tx.commit().await?;

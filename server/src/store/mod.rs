@@ -7,6 +7,31 @@
 //! driver. The compile-time `query!` macros are not used: they can check only
 //! one engine.
 
+/// Seals `value` for (`table`, row `id`, `field`) and inserts it, inside a
+/// transaction. `table` and `owner` (the row-id column) are the store's own
+/// constants, never input.
+macro_rules! insert_sealed {
+    ($tx:expr, $vault:expr, $table:expr, $owner:expr, $id:expr, $field:expr, $value:expr) => {{
+        let sealed = $vault.seal(
+            $crate::vault::Binding {
+                table: $table,
+                row: $id,
+                field: $field,
+            },
+            $value.as_bytes(),
+        );
+        sqlx::query(&format!(
+            "INSERT INTO {} ({}, field, ciphertext) VALUES ($1, $2, $3)",
+            $table, $owner
+        ))
+        .bind($id)
+        .bind($field)
+        .bind(sealed)
+        .execute(&mut *$tx)
+        .await?;
+    }};
+}
+
 mod attempts;
 mod connections;
 mod events;
