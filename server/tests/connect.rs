@@ -607,28 +607,15 @@ async fn an_injected_code_fails_pkce(engine: Engine) {
     let s = setup(engine, json!({})).await;
     let token = s.session("victim", json!({})).await;
     // The victim's attempt, opened in the victim's browser.
-    let started = s.start(&token, json!({ "app": "acme" })).await;
-    let mut victim = Browser::new();
-    let victim_callback = sign_in_until_callback(
-        &mut victim,
-        started.body["popupUrl"].as_str().unwrap(),
-        "victim",
-        Consent::Allow,
-        &s.callback_url,
-    )
-    .await;
+    let Journey {
+        browser: mut victim,
+        attempt: victim_attempt,
+        callback: victim_callback,
+        ..
+    } = s.until_callback(&token, "victim").await;
     // The attacker's own attempt yields a code for the attacker's account.
     let attacker_token = s.session("attacker", json!({})).await;
-    let theirs = s.start(&attacker_token, json!({ "app": "acme" })).await;
-    let mut attacker = Browser::new();
-    let attacker_callback = sign_in_until_callback(
-        &mut attacker,
-        theirs.body["popupUrl"].as_str().unwrap(),
-        "attacker",
-        Consent::Allow,
-        &s.callback_url,
-    )
-    .await;
+    let attacker_callback = s.until_callback(&attacker_token, "attacker").await.callback;
     let code = url::Url::parse(&attacker_callback)
         .unwrap()
         .query_pairs()
@@ -651,9 +638,7 @@ async fn an_injected_code_fails_pkce(engine: Engine) {
 
     let page = victim.get(injected.as_str()).await;
     assert_eq!(page.status, 400, "{}", page.body);
-    let status = s
-        .status(&token, started.body["attemptId"].as_str().unwrap())
-        .await;
+    let status = s.status(&token, &victim_attempt).await;
     assert_eq!(status["error"]["code"], "provider_error");
     assert_eq!(status["error"]["providerCode"], "invalid_grant");
     assert!(
