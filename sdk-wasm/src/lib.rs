@@ -225,10 +225,12 @@ async fn connect(
     let attempt_id = get_string(&started, "attemptId").unwrap_or_default();
     let nonce = get_string(&started, "nonce").unwrap_or_default();
     let popup_url = get_string(&started, "popupUrl").unwrap_or_default();
+    // Given only to this popup, when its page asks: it proves the popup was
+    // opened by this page (a popup URL opened anywhere else cannot go on).
+    let proof = get_string(&started, "popupProof").unwrap_or_default();
     if popup.closed().unwrap_or(true) {
         return Err(error(error::USER_CANCELLED, "the connect popup was closed"));
     }
-    popup.location().set_href(&popup_url)?;
 
     // The fast path: the popup's message, accepted only from the server's
     // origin, from this popup, for this attempt, with this nonce.
@@ -254,10 +256,22 @@ async fn connect(
                     error: get_string(&data, "error"),
                 });
             }
+            let hello = get_string(&data, "type").as_deref() == Some("plugboard:hello")
+                && get_string(&data, "attemptId").as_deref() == Some(attempt_id.as_str());
+            if from_popup && hello {
+                let answer = object(&[
+                    ("type", JsValue::from_str("plugboard:proof")),
+                    ("attemptId", JsValue::from_str(&attempt_id)),
+                    ("proof", JsValue::from_str(&proof)),
+                ]);
+                // To the server's origin only: a popup that went elsewhere gets nothing.
+                let _ = popup.post_message(&answer, &origin);
+            }
         })
     };
     let window = window()?;
     window.add_event_listener_with_callback("message", listener.as_ref().unchecked_ref())?;
+    popup.location().set_href(&popup_url)?;
     let started_at = js_sys::Date::now();
     let mut closed = false;
     loop {

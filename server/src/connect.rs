@@ -32,11 +32,14 @@ pub fn binding_cookie_name(attempt_id: &str) -> String {
 pub const BINDING_COOKIE_PATH: &str = "/oauth/callback/";
 
 /// A started attempt, as the SDK needs it.
-#[derive(Debug, Serialize)]
+#[derive(Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct StartedAttempt {
     pub attempt_id: String,
     pub popup_url: String,
+    /// The SDK hands this to its own popup when asked, and never puts it in a
+    /// URL: it proves the popup was opened by the page that started the attempt.
+    pub popup_proof: String,
     /// Echoed in the popup's message, so the SDK can tell its own result apart.
     pub nonce: String,
     pub expires_at: String,
@@ -51,19 +54,20 @@ pub async fn start(
     reconnect_id: Option<&str>,
     params: &BTreeMap<String, String>,
 ) -> ApiResult<StartedAttempt> {
-    let integration = app
-        .store
-        .get_integration_by_key(&session.project_id, app_key)
-        .await?
-        .ok_or_else(|| ApiError::not_found("app"))?;
-    if let Some(allowed) = &session.integrations {
-        if !allowed.iter().any(|k| k == app_key) {
-            return Err(ApiError::new(
-                ErrorCode::Forbidden,
-                "this connect session does not allow that app",
-            ));
+    // An app outside the session answers exactly like one that does not exist.
+    let allowed = session
+        .integrations
+        .as_ref()
+        .is_none_or(|list| list.iter().any(|k| k == app_key));
+    let integration = match allowed {
+        true => {
+            app.store
+                .get_integration_by_key(&session.project_id, app_key)
+                .await?
         }
+        false => None,
     }
+    .ok_or_else(|| ApiError::not_found("app"))?;
     if let Some(id) = reconnect_id {
         let connection = app.store.get_connection(&session.project_id, id).await?;
         let owned = connection.is_some_and(|c| {
@@ -77,6 +81,7 @@ pub async fn start(
     let settings = Settings::parse(&integration.config).map_err(ApiError::internal)?;
     let now = app.now();
     let attempt_id = ids::new_id("att");
+    let proof = ids::random_base32(32);
     let state = ids::random_base32(32);
     let (challenge, verifier) = oauth::new_pkce();
     let nonce = settings.wants_openid().then(|| ids::random_base32(24));
@@ -107,10 +112,13 @@ pub async fn start(
         provider_code: None,
         connection_id: None,
         created_at: now,
-        expires_at: now + ATTEMPT_TTL_SECONDS,
+        // An attempt lives 10 minutes, or until its session ends if sooner.
+        expires_at: (now + ATTEMPT_TTL_SECONDS).min(session.expires_at),
         opened_at: None,
         spent_at: None,
         completed_at: None,
+        client_generation: integration.client_generation,
+        proof_hash: Some(ids::hash_secret(&proof)),
     };
     let mut secrets = vec![
         ("pkce_verifier", verifier.as_str()),
@@ -134,6 +142,7 @@ pub async fn start(
             .settings
             .public_url_for(&format!("/connect/{attempt_id}")),
         attempt_id,
+        popup_proof: proof,
         nonce: row.message_nonce,
         expires_at: crate::clock::rfc3339(row.expires_at),
     })
@@ -165,6 +174,19 @@ pub struct Page {
     pub set_cookie: Option<String>,
     /// Where to send the browser instead of showing a page.
     pub redirect: Option<String>,
+    /// The popup's first page: ask the opener for the attempt's proof.
+    pub handshake: Option<Handshake>,
+}
+
+/// What the popup's first page needs to ask its opener for the proof.
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Handshake {
+    /// The only origin asked, and the only one whose answer is read.
+    pub origin: String,
+    pub attempt_id: String,
+    /// Where the proof is presented (same origin as the page).
+    pub bind_url: String,
 }
 
 impl Page {
@@ -176,6 +198,7 @@ impl Page {
             post: None,
             set_cookie: None,
             redirect: None,
+            handshake: None,
         }
     }
 }
@@ -200,16 +223,40 @@ fn failed_message(attempt: &AttemptRow, code: &str) -> PopupMessage {
     }
 }
 
-/// The popup's first page: binds the attempt to this browser, then sends it to the provider.
+/// The popup's first page (SECURITY 33). It binds nothing yet: it asks its
+/// opener, at the exact origin that started the attempt, for the proof the
+/// SDK received when it started the attempt, and presents it with
+/// [`bind_popup`]. A link opened anywhere else — in another browser, with no
+/// opener, or from a page on another origin — never gets the proof, so it
+/// cannot complete the attempt, and spends nothing.
 pub async fn open_popup(app: &App, attempt_id: &str) -> ApiResult<Page> {
+    match usable_attempt(app, attempt_id).await? {
+        Err(page) => Ok(page),
+        Ok(attempt) => Ok(Page {
+            ok: true,
+            title: "Connecting".into(),
+            message: "Waiting for the app…".into(),
+            post: None,
+            set_cookie: None,
+            redirect: None,
+            handshake: Some(Handshake {
+                origin: attempt.origin,
+                attempt_id: attempt.id.clone(),
+                bind_url: format!("/connect/{}", attempt.id),
+            }),
+        }),
+    }
+}
+
+/// An attempt a popup may still bind, or the page that says why not.
+async fn usable_attempt(app: &App, attempt_id: &str) -> ApiResult<Result<AttemptRow, Page>> {
     let Some(attempt) = app.store.get_attempt(attempt_id).await? else {
-        return Ok(Page::refused(
+        return Ok(Err(Page::refused(
             "This sign-in link is not valid",
             "Start again from the app.",
-        ));
+        )));
     };
-    let now = app.now();
-    if attempt.expires_at <= now {
+    if attempt.expires_at <= app.now() {
         let mut page = Page::refused(
             "This sign-in link has expired",
             "Close this window and start again from the app.",
@@ -218,18 +265,53 @@ pub async fn open_popup(app: &App, attempt_id: &str) -> ApiResult<Page> {
             attempt.origin.clone(),
             failed_message(&attempt, "session_expired"),
         ));
-        return Ok(page);
+        return Ok(Err(page));
+    }
+    if attempt.binding_hash.is_some() || attempt.status != "pending" {
+        // Opened before, perhaps in another browser: the first one keeps it.
+        return Ok(Err(Page::refused(
+            "This sign-in link was already used",
+            "Close this window and start again from the app.",
+        )));
+    }
+    Ok(Ok(attempt))
+}
+
+/// What the popup learns once its proof is accepted.
+pub struct Bound {
+    /// The provider's authorization URL, where the popup goes next.
+    pub authorization_url: String,
+    /// The binding cookie, as a `Set-Cookie` value.
+    pub set_cookie: String,
+}
+
+/// Binds the attempt to this browser, given the proof the popup got from its
+/// opener: sets the binding cookie and answers the authorization URL.
+pub async fn bind_popup(app: &App, attempt_id: &str, proof: &str) -> ApiResult<Bound> {
+    let refused = |message: &str| ApiError::new(ErrorCode::Forbidden, message);
+    let attempt = match usable_attempt(app, attempt_id).await? {
+        Ok(attempt) => attempt,
+        Err(page) => return Err(refused(&format!("{}. {}", page.title, page.message))),
+    };
+    let proven = attempt
+        .proof_hash
+        .as_deref()
+        .is_some_and(|h| bool::from(ids::hash_secret(proof).as_slice().ct_eq(h)));
+    if !proven {
+        return Err(refused(
+            "This window was not opened by the app that started the sign-in. \
+             Close it and start again from the app.",
+        ));
     }
     let binding = ids::random_base32(32);
+    let now = app.now();
     if !app
         .store
         .open_attempt(&attempt.id, &ids::hash_secret(&binding), now)
         .await?
     {
-        // Opened before, perhaps in another browser: the first one keeps it.
-        return Ok(Page::refused(
-            "This sign-in link was already used",
-            "Close this window and start again from the app.",
+        return Err(refused(
+            "This sign-in link was already used. Close this window and start again from the app.",
         ));
     }
     let secrets = app.store.attempt_secrets(&app.vault, &attempt.id).await?;
@@ -238,18 +320,14 @@ pub async fn open_popup(app: &App, attempt_id: &str) -> ApiResult<Page> {
             "a pending attempt has no authorization URL",
         ));
     };
-    Ok(Page {
-        ok: true,
-        title: "Redirecting".into(),
-        message: String::new(),
-        post: None,
-        set_cookie: Some(cookie(
+    Ok(Bound {
+        authorization_url: url.clone(),
+        set_cookie: cookie(
             app,
             &binding_cookie_name(&attempt.id),
             &binding,
-            ATTEMPT_TTL_SECONDS,
-        )),
-        redirect: Some(url.clone()),
+            (attempt.expires_at - now).clamp(1, ATTEMPT_TTL_SECONDS),
+        ),
     })
 }
 
@@ -363,6 +441,7 @@ pub async fn callback(
         post: Some((attempt.origin.clone(), post)),
         set_cookie: Some(clear_cookie),
         redirect: None,
+        handshake: None,
     })
 }
 
@@ -410,7 +489,18 @@ async fn finish(
             message: "The app was removed.".into(),
             provider_code: None,
         })?;
-    let settings = Settings::parse(&integration.config).map_err(|e| internal(&e))?;
+    // The code goes to the client the authorization request was made for,
+    // even if the integration has moved to another one since.
+    let client = app
+        .store
+        .oauth_client(&app.vault, &integration, attempt.client_generation)
+        .await
+        .map_err(|e| internal(&e))?
+        .ok_or_else(|| internal(&"the attempt's OAuth client is gone"))?;
+    let settings = Settings::parse(&client.config).map_err(|e| internal(&e))?;
+    let multiple_accounts = Settings::parse(&integration.config)
+        .map_err(|e| internal(&e))?
+        .multiple_accounts;
     // RFC 9207: a response that names another issuer is never exchanged.
     if let (Some(iss), Some(expected)) = (params.iss.as_deref(), settings.issuer.as_deref()) {
         if iss != expected {
@@ -421,25 +511,26 @@ async fn finish(
         }
     }
     if let Some(error) = params.error.as_deref() {
+        // The provider's words, minus what the authorization request carried.
+        let redactor =
+            crate::redact::Redactor::new().secret(params.state.as_deref().unwrap_or_default());
         let description = params
             .error_description
             .as_deref()
-            .map(|d| d.chars().take(300).collect::<String>());
+            .map(|d| redactor.clean(d, 300));
+        let error = redactor.clean(error, 64);
         if error == "access_denied" {
             return Err(Failure {
                 code: "access_denied",
                 message: description.unwrap_or_else(|| "Access was not granted.".into()),
-                provider_code: Some(error.into()),
+                provider_code: Some(error),
             });
         }
         let message = match description {
             Some(d) => format!("The provider reported an error: {error}: {d}"),
             None => format!("The provider reported an error: {error}"),
         };
-        return Err(Failure::provider(
-            message,
-            Some(error.chars().take(64).collect()),
-        ));
+        return Err(Failure::provider(message, Some(error)));
     }
     let Some(code) = params.code.as_deref().filter(|c| !c.is_empty()) else {
         return Err(Failure::provider(
@@ -450,12 +541,10 @@ async fn finish(
     let verifier = secrets
         .get("pkce_verifier")
         .ok_or_else(|| internal(&"no PKCE verifier"))?;
-    let client_secret = app
-        .store
-        .integration_secrets(&app.vault, &integration.id)
-        .await
-        .map_err(|e| internal(&e))?
-        .remove("client_secret")
+    let client_secret = client
+        .secrets
+        .get("client_secret")
+        .cloned()
         .unwrap_or_default();
     let tokens = oauth::exchange_code(
         &app.outbound,
@@ -507,7 +596,11 @@ async fn finish(
             .or(info.name)
             .or(label);
     }
-    let label = label.or_else(|| subject.clone());
+    // A label is for display only: what could make it look like another account goes.
+    let label = label
+        .or_else(|| subject.clone())
+        .map(|l| crate::text::display_label(&l))
+        .filter(|l| !l.is_empty());
     let outcome = app
         .store
         .save_oauth_connection(
@@ -518,7 +611,7 @@ async fn finish(
                 integration_key: &integration.key,
                 end_user_id: &attempt.end_user_id,
                 reconnect_id: attempt.reconnect_id.as_deref(),
-                multiple_accounts: settings.multiple_accounts,
+                multiple_accounts,
                 subject: subject.as_deref(),
                 label: label.as_deref(),
                 scopes: &tokens.scopes,
@@ -528,6 +621,7 @@ async fn finish(
                 token_expires_at: tokens
                     .expires_in
                     .map(|s| now.saturating_add(i64::try_from(s).unwrap_or(i64::MAX))),
+                client_generation: attempt.client_generation,
                 now,
             },
         )

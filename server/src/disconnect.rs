@@ -8,7 +8,7 @@ use serde_json::json;
 use crate::api::App;
 use crate::integration::Settings;
 use crate::oauth;
-use crate::store::{ConnectionRow, StoreResult};
+use crate::store::{ConnectionRow, StoreError, StoreResult};
 
 /// What revocation at the provider did.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -28,20 +28,47 @@ pub async fn revoke(app: &App, connection: &ConnectionRow) -> StoreResult<Revoca
     else {
         return Ok(Revocation::NotOffered);
     };
-    let settings = match Settings::parse(&integration.config) {
+    // The connection's own client: a URL set after it was made never receives its tokens.
+    let client = match app
+        .store
+        .oauth_client(&app.vault, &integration, connection.client_generation)
+        .await
+    {
+        Ok(Some(client)) => client,
+        Ok(None) => return Ok(Revocation::NotOffered),
+        Err(StoreError::Vault(e)) => {
+            tracing::error!(connection = %connection.id, error = %e, "a stored client secret cannot be opened");
+            return Ok(Revocation::Failed(format!(
+                "the integration's client secret could not be opened: {e}"
+            )));
+        }
+        Err(e) => return Err(e),
+    };
+    let settings = match Settings::parse(&client.config) {
         Ok(s) if s.revocation_url.is_some() => s,
         _ => return Ok(Revocation::NotOffered),
     };
-    let client_secret = app
-        .store
-        .integration_secrets(&app.vault, &integration.id)
-        .await?
-        .remove("client_secret")
+    let client_secret = client
+        .secrets
+        .get("client_secret")
+        .cloned()
         .unwrap_or_default();
-    let tokens = app
+    let tokens = match app
         .store
         .connection_secrets(&app.vault, &connection.id)
-        .await?;
+        .await
+    {
+        Ok(tokens) => tokens,
+        // A value that cannot be opened (SECURITY 36) cannot be revoked; the
+        // connection is deleted all the same, and the error names the value.
+        Err(StoreError::Vault(e)) => {
+            tracing::error!(connection = %connection.id, error = %e, "a stored token cannot be opened");
+            return Ok(Revocation::Failed(format!(
+                "the stored tokens could not be opened: {e}"
+            )));
+        }
+        Err(e) => return Err(e),
+    };
     // The refresh token first: revoking it ends the grant at most providers.
     for (field, hint) in [
         ("refresh_token", "refresh_token"),

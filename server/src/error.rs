@@ -16,6 +16,7 @@ pub enum ErrorCode {
     Forbidden,
     OriginNotAllowed,
     NotFound,
+    MethodNotAllowed,
     Conflict,
     AccountAmbiguous,
     AccountLimit,
@@ -37,6 +38,7 @@ impl ErrorCode {
             ErrorCode::Forbidden => "forbidden",
             ErrorCode::OriginNotAllowed => "origin_not_allowed",
             ErrorCode::NotFound => "not_found",
+            ErrorCode::MethodNotAllowed => "method_not_allowed",
             ErrorCode::Conflict => "conflict",
             ErrorCode::AccountAmbiguous => "account_ambiguous",
             ErrorCode::AccountLimit => "account_limit",
@@ -58,6 +60,7 @@ impl ErrorCode {
             ErrorCode::Unauthorized | ErrorCode::SessionExpired => StatusCode::UNAUTHORIZED,
             ErrorCode::Forbidden | ErrorCode::OriginNotAllowed => StatusCode::FORBIDDEN,
             ErrorCode::NotFound => StatusCode::NOT_FOUND,
+            ErrorCode::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             ErrorCode::Conflict
             | ErrorCode::AccountAmbiguous
             | ErrorCode::AccountLimit

@@ -114,7 +114,10 @@ pub fn validate(
         }
     }
 
-    let label = v.string("label", false, 200);
+    let label = v
+        .string("label", false, 200)
+        .map(|l| crate::text::display_label(&l))
+        .filter(|l| !l.is_empty());
     v.out.insert(
         "label".into(),
         Value::String(label.or_else(|| key.clone()).unwrap_or_default()),
@@ -141,6 +144,7 @@ pub fn validate(
     let mut secrets = Vec::new();
     if auth_type.as_deref() == Some("oauth2_authorization_code") {
         v.url("authorization_url", true, UrlUse::Browser);
+        v.no_reserved_query("authorization_url");
         v.url("token_url", true, UrlUse::Server);
         v.string("client_id", true, 1024)
             .map(|s| v.out.insert("client_id".into(), Value::String(s)));
@@ -197,6 +201,33 @@ pub fn validate(
         }),
         _ => Err(v.errors),
     }
+}
+
+/// The fields whose URL receives a credential: the client secret (token,
+/// revocation), an access token (userinfo, the API), or decides which keys and
+/// issuer are trusted (JWKS, issuer). Changing one re-points where secrets go.
+pub const CREDENTIAL_URL_FIELDS: [&str; 6] = [
+    "token_url",
+    "revocation_url",
+    "userinfo_url",
+    "jwks_url",
+    "issuer",
+    "api_base_url",
+];
+
+/// The credential-receiving URL fields whose value differs between two
+/// versions of an integration's settings.
+pub fn repointed_fields(old: &Map<String, Value>, new: &Map<String, Value>) -> Vec<&'static str> {
+    CREDENTIAL_URL_FIELDS
+        .into_iter()
+        .filter(|f| old.get(*f) != new.get(*f))
+        .collect()
+}
+
+/// Whether the OAuth client changed: another client id, or a re-pointed URL.
+/// Connections made before keep the client they were made with.
+pub fn client_changed(old: &Map<String, Value>, new: &Map<String, Value>) -> bool {
+    old.get("client_id") != new.get("client_id") || !repointed_fields(old, new).is_empty()
 }
 
 /// Applies a PATCH (JSON merge patch: a field set to `null` is removed) to
@@ -441,6 +472,32 @@ impl Validator<'_> {
             }
         }
         self.out.insert(name.into(), Value::String(text));
+    }
+
+    /// The authorization request's own parameters may not come from the URL's
+    /// query, where they would be sent before (and so may be read instead of)
+    /// Plugboard's.
+    fn no_reserved_query(&mut self, name: &str) {
+        let Some(url) = self
+            .out
+            .get(name)
+            .and_then(Value::as_str)
+            .and_then(|u| Url::parse(u).ok())
+        else {
+            return;
+        };
+        let reserved: Vec<String> = url
+            .query_pairs()
+            .map(|(k, _)| k.into_owned())
+            .filter(|k| RESERVED_AUTHORIZATION_PARAMS.contains(&k.as_str()))
+            .collect();
+        if let Some(first) = reserved.first() {
+            self.out.remove(name);
+            self.fail(
+                name,
+                format!("its query must not set `{first}`: Plugboard sets it itself"),
+            );
+        }
     }
 
     fn scopes(&mut self) {

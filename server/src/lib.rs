@@ -16,5 +16,7 @@ pub mod ids;
 pub mod integration;
 pub mod oauth;
 pub mod outbound;
+pub mod redact;
 pub mod store;
+pub mod text;
 pub mod vault;

@@ -21,6 +21,7 @@ use url::Url;
 
 use crate::integration::Settings;
 use crate::outbound::{Outbound, OutboundError};
+use crate::redact::Redactor;
 
 /// Why an authorization did not produce credentials, in the contract's terms.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -164,7 +165,10 @@ fn outbound_failure(step: &str, e: &OutboundError) -> Failure {
             format!("the provider's {step} answered with more than {n} bytes")
         }
         OutboundError::Refused { .. } => {
-            format!("the provider's {step} is at an address Plugboard may not call: {e}")
+            // Which internal address a name resolved to is for the operator,
+            // not for whoever reads this message.
+            tracing::warn!(step, error = %e, "an outbound call to an internal address was refused");
+            format!("the provider's {step} is at an address Plugboard may not call")
         }
         other => format!("the provider's {step} could not be reached: {other}"),
     };
@@ -202,13 +206,19 @@ pub async fn exchange_code(
         .set_pkce_verifier(PkceCodeVerifier::new(verifier.to_string()))
         .request_async(&OAuthHttp(outbound))
         .await;
+    // A provider may echo the request in its error: nothing Plugboard sent is repeated.
+    let redactor = Redactor::new()
+        .secret(code)
+        .secret(verifier)
+        .basic_credentials(
+            settings.client_id.as_deref().unwrap_or_default(),
+            client_secret,
+        );
     let response = match result {
         Ok(response) => response,
         Err(RequestTokenError::ServerResponse(err)) => {
-            let provider_code = err.error().to_string();
-            let description = err
-                .error_description()
-                .map(|d| d.chars().take(300).collect::<String>());
+            let provider_code = redactor.clean(err.error().as_ref(), 64);
+            let description = err.error_description().map(|d| redactor.clean(d, 300));
             let message = match description {
                 Some(d) => {
                     format!("the provider refused the authorization code: {provider_code}: {d}")
@@ -227,7 +237,10 @@ pub async fn exchange_code(
         }
         Err(RequestTokenError::Other(message)) => {
             return Err(Failure::provider(
-                format!("the provider's token response is not usable: {message}"),
+                format!(
+                    "the provider's token response is not usable: {}",
+                    redactor.clean(&message, 300)
+                ),
                 None,
             ))
         }
@@ -480,13 +493,12 @@ pub async fn revoke(
     if (200..300).contains(&response.status) {
         return Ok(());
     }
+    let redactor = Redactor::new()
+        .secret(token)
+        .basic_credentials(client_id, client_secret);
     let provider_code = serde_json::from_slice::<serde_json::Value>(&response.body)
         .ok()
-        .and_then(|v| {
-            v["error"]
-                .as_str()
-                .map(|s| s.chars().take(64).collect::<String>())
-        });
+        .and_then(|v| v["error"].as_str().map(|s| redactor.clean(s, 64)));
     Err(Failure::provider(
         format!(
             "the provider's revocation endpoint answered {}",

@@ -991,7 +991,7 @@ async fn bad_input_gets_the_error_shape_never_a_500(engine: Engine) {
         ),
         (
             raw("PUT", "/v1/integrations", None, vec![]),
-            StatusCode::NOT_FOUND,
+            StatusCode::METHOD_NOT_ALLOWED,
         ),
         (
             raw("GET", "/v1/connections/%ff%fe", None, vec![]),

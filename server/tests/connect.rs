@@ -28,6 +28,8 @@ on_both_engines!(
     popup_ignores_redirect_targets_from_the_request,
     disconnecting_revokes_at_the_provider_then_deletes,
     a_failed_revocation_still_disconnects_and_is_recorded,
+    a_re_pointed_url_needs_the_client_secret_and_old_connections_keep_theirs,
+    a_popup_without_its_openers_proof_binds_nothing,
 );
 
 struct Setup {
@@ -35,6 +37,7 @@ struct Setup {
     provider: Provider,
     key: String,
     callback_url: String,
+    client_secret: String,
 }
 
 async fn setup(engine: Engine, extra: Value) -> Setup {
@@ -70,6 +73,7 @@ async fn setup_with(engine: Engine, extra: Value, auth_method: &str) -> Setup {
         provider,
         key,
         callback_url,
+        client_secret,
     }
 }
 
@@ -127,8 +131,8 @@ impl Setup {
     ) -> (Visit, String) {
         let started = self.start(token, body).await;
         assert_eq!(started.status, StatusCode::CREATED, "{}", started.text);
-        let popup = started.body["popupUrl"].as_str().unwrap().to_string();
         let mut browser = Browser::new();
+        let popup = browser.open_popup(&started.body).await.location.unwrap();
         let callback =
             sign_in_until_callback(&mut browser, &popup, account, consent, &self.callback_url)
                 .await;
@@ -147,9 +151,10 @@ impl Setup {
         let popup = started.body["popupUrl"].as_str().unwrap().to_string();
         let attempt = started.body["attemptId"].as_str().unwrap().to_string();
         let mut browser = Browser::new();
+        let authorize = browser.open_popup(&started.body).await.location.unwrap();
         let callback = sign_in_until_callback(
             &mut browser,
-            &popup,
+            &authorize,
             account,
             Consent::Allow,
             &self.callback_url,
@@ -476,9 +481,10 @@ async fn unknown_apps_and_foreign_integrations_are_refused(engine: Engine) {
         .session("user-1", json!({ "integrations": ["other"] }))
         .await;
     let reply = s.start(&limited, json!({ "app": "acme" })).await;
+    // SECURITY 38: exactly like an app that does not exist.
     assert_eq!(
         (reply.status, reply.code()),
-        (StatusCode::FORBIDDEN, "forbidden")
+        (StatusCode::NOT_FOUND, "not_found")
     );
     let apps = s.sdk("GET", "/v1/sdk/apps", &limited, None, ORIGIN).await;
     assert_eq!(apps.body.as_array().unwrap().len(), 1);
@@ -487,10 +493,10 @@ async fn unknown_apps_and_foreign_integrations_are_refused(engine: Engine) {
     // A state presented at another integration's callback (or an unknown one) is refused and spends nothing.
     let started = s.start(&token, json!({ "app": "acme" })).await;
     let mut browser = Browser::new();
-    let popup = started.body["popupUrl"].as_str().unwrap();
+    let popup = browser.open_popup(&started.body).await.location.unwrap();
     let callback = sign_in_until_callback(
         &mut browser,
-        popup,
+        &popup,
         "alice",
         Consent::Allow,
         &s.callback_url,
@@ -588,7 +594,7 @@ async fn a_wrong_issuer_stops_before_the_code_exchange(engine: Engine) {
             "PATCH",
             "/v1/integrations/acme",
             Some(&s.key),
-            Some(json!({ "issuer": "http://127.0.0.1:1" })),
+            Some(json!({ "issuer": "http://127.0.0.1:1", "client_secret": s.client_secret })),
         )
         .await;
     assert_eq!(reply.status, StatusCode::OK, "{}", reply.text);
@@ -811,8 +817,10 @@ async fn popup_ignores_redirect_targets_from_the_request(engine: Engine) {
         "{}?return_to=https://evil.example/&redirect_uri=https://evil.example/",
         a.body["popupUrl"].as_str().unwrap()
     );
-    let visit = browser.get(&popup).await;
-    assert_eq!(visit.status, 302);
+    let mut opened = a.body.clone();
+    opened["popupUrl"] = json!(popup);
+    let visit = browser.open_popup(&opened).await;
+    assert!(!visit.body.contains("evil.example"), "{}", visit.body);
     let location = url::Url::parse(visit.location.as_deref().unwrap()).unwrap();
     assert!(
         location
@@ -836,9 +844,7 @@ async fn popup_ignores_redirect_targets_from_the_request(engine: Engine) {
             && cookie.contains("SameSite=Lax")
             && cookie.contains("Path=/oauth/callback/")
     );
-    let visit_b = Browser::new()
-        .get(b.body["popupUrl"].as_str().unwrap())
-        .await;
+    let visit_b = Browser::new().open_popup(&b.body).await;
     let query_b: std::collections::BTreeMap<String, String> =
         url::Url::parse(visit_b.location.as_deref().unwrap())
             .unwrap()
@@ -960,14 +966,6 @@ async fn disconnecting_revokes_at_the_provider_then_deletes(engine: Engine) {
 
 async fn a_failed_revocation_still_disconnects_and_is_recorded(engine: Engine) {
     let s = setup(engine, json!({})).await;
-    let token = s.session("user-1", json!({})).await;
-    let (page, _) = s
-        .connect(&token, "alice", Consent::Allow, json!({ "app": "acme" }))
-        .await;
-    let id = posted(&page)["message"]["connectedAccountId"]
-        .as_str()
-        .unwrap()
-        .to_string();
     let peer = common::fake::FakePeer::start(common::fake::Behaviour::Respond(
         common::fake::json_response(503, r#"{"error":"temporarily_unavailable"}"#),
     ))
@@ -978,10 +976,21 @@ async fn a_failed_revocation_still_disconnects_and_is_recorded(engine: Engine) {
             "PATCH",
             "/v1/integrations/acme",
             Some(&s.key),
-            Some(json!({ "revocation_url": format!("{}/revoke", peer.url) })),
+            Some(json!({
+                "revocation_url": format!("{}/revoke", peer.url),
+                "client_secret": s.client_secret,
+            })),
         )
         .await;
     assert_eq!(reply.status, StatusCode::OK, "{}", reply.text);
+    let token = s.session("user-1", json!({})).await;
+    let (page, _) = s
+        .connect(&token, "alice", Consent::Allow, json!({ "app": "acme" }))
+        .await;
+    let id = posted(&page)["message"]["connectedAccountId"]
+        .as_str()
+        .unwrap()
+        .to_string();
 
     let reply = s
         .sdk(
@@ -1028,4 +1037,248 @@ async fn a_failed_revocation_still_disconnects_and_is_recorded(engine: Engine) {
             .contains("503"),
         "{last}"
     );
+}
+
+/// The event recorded when a connection was deleted.
+async fn deleted_event(s: &Setup, id: &str) -> Value {
+    let events = s
+        .app
+        .call(
+            "GET",
+            &format!("/v1/events?connection_id={id}"),
+            Some(&s.key),
+            None,
+        )
+        .await;
+    let last = events.body["data"]
+        .as_array()
+        .unwrap()
+        .last()
+        .unwrap()
+        .clone();
+    assert_eq!(last["type"], "connection.deleted", "{last}");
+    last
+}
+
+/// SECURITY 34: re-pointing a URL that receives a credential needs the client
+/// secret in the same request, and what was made before never goes there.
+async fn a_re_pointed_url_needs_the_client_secret_and_old_connections_keep_theirs(engine: Engine) {
+    let s = setup(engine, json!({})).await;
+    let canary = common::fake::FakePeer::start(common::fake::Behaviour::Respond(
+        common::fake::json_response(200, r#"{"access_token":"x","token_type":"Bearer"}"#),
+    ))
+    .await;
+    let token = s.session("user-1", json!({})).await;
+    let mut made_before = Vec::new();
+    for account in ["alice", "bob"] {
+        let (page, _) = s
+            .connect(&token, account, Consent::Allow, json!({ "app": "acme" }))
+            .await;
+        made_before.push(
+            posted(&page)["message"]["connectedAccountId"]
+                .as_str()
+                .unwrap()
+                .to_string(),
+        );
+    }
+    let re_point = json!({
+        "token_url": format!("{}/token", canary.url),
+        "revocation_url": format!("{}/revoke", canary.url),
+        "userinfo_url": format!("{}/me", canary.url),
+        "jwks_url": format!("{}/jwks", canary.url),
+        "api_base_url": format!("{}/api", canary.url),
+    });
+    // With the secret key alone: refused, field by field, and nothing changes.
+    let reply = s
+        .app
+        .call(
+            "PATCH",
+            "/v1/integrations/acme",
+            Some(&s.key),
+            Some(re_point.clone()),
+        )
+        .await;
+    assert_eq!(
+        reply.status,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "{}",
+        reply.text
+    );
+    for field in [
+        "token_url",
+        "revocation_url",
+        "userinfo_url",
+        "jwks_url",
+        "api_base_url",
+    ] {
+        assert!(
+            reply.body["error"]["fields"][field]
+                .as_str()
+                .is_some_and(|m| m.contains("client_secret")),
+            "{field}: {}",
+            reply.text
+        );
+    }
+    let read = s
+        .app
+        .call("GET", "/v1/integrations/acme", Some(&s.key), None)
+        .await;
+    assert!(read.body["token_url"]
+        .as_str()
+        .unwrap()
+        .starts_with(&s.provider.issuer));
+
+    // An attempt signed in before the change, finished after it.
+    let journey = s.until_callback(&token, "carol").await;
+    let mut with_secret = re_point.clone();
+    with_secret["client_secret"] = json!(s.client_secret);
+    let reply = s
+        .app
+        .call(
+            "PATCH",
+            "/v1/integrations/acme",
+            Some(&s.key),
+            Some(with_secret),
+        )
+        .await;
+    assert_eq!(reply.status, StatusCode::OK, "{}", reply.text);
+    let mut browser = journey.browser;
+    let page = browser.get(&journey.callback).await;
+    assert_eq!(
+        page.status, 200,
+        "exchanged at the client it was started with: {}",
+        page.body
+    );
+    let carol = posted(&page)["message"]["connectedAccountId"]
+        .as_str()
+        .unwrap()
+        .to_string();
+
+    // Connections made before are revoked at their own provider.
+    let secrets = s
+        .app
+        .store()
+        .connection_secrets(&s.app.state.vault, &made_before[0])
+        .await
+        .unwrap();
+    let reply = s
+        .app
+        .call(
+            "DELETE",
+            &format!("/v1/connections/{}", made_before[0]),
+            Some(&s.key),
+            None,
+        )
+        .await;
+    assert_eq!(reply.status, StatusCode::NO_CONTENT);
+    assert!(
+        !token_works(&s, &secrets["access_token"]).await,
+        "revoked at the real provider"
+    );
+    assert_eq!(
+        deleted_event(&s, &made_before[0]).await["data"]["revocation"],
+        "revoked"
+    );
+
+    // A new secret for the same client id reaches them (rotation): this one
+    // is wrong, so the provider refuses the revocation — at its own URL.
+    let reply = s
+        .app
+        .call(
+            "PATCH",
+            "/v1/integrations/acme",
+            Some(&s.key),
+            Some(json!({ "client_secret": "rotated-but-wrong" })),
+        )
+        .await;
+    assert_eq!(reply.status, StatusCode::OK, "{}", reply.text);
+    for id in [&made_before[1], &carol] {
+        let reply = s
+            .app
+            .call(
+                "DELETE",
+                &format!("/v1/connections/{id}"),
+                Some(&s.key),
+                None,
+            )
+            .await;
+        assert_eq!(reply.status, StatusCode::NO_CONTENT);
+        let event = deleted_event(&s, id).await;
+        assert_eq!(event["data"]["revocation"], "failed", "{event}");
+    }
+    assert!(
+        canary.requests().is_empty(),
+        "nothing reached the re-pointed URLs: {:?}",
+        canary.requests()
+    );
+}
+
+/// SECURITY 33: the popup URL alone cannot complete an attempt. The page asks
+/// its opener for a proof; without it (another browser, a link, a forged one)
+/// nothing is bound or spent, and the SDK's own popup still goes through.
+async fn a_popup_without_its_openers_proof_binds_nothing(engine: Engine) {
+    let s = setup(engine, json!({})).await;
+    let token = s.session("user-1", json!({})).await;
+    let started = s.start(&token, json!({ "app": "acme" })).await;
+    let popup = started.body["popupUrl"].as_str().unwrap().to_string();
+    let proof = started.body["popupProof"].as_str().unwrap().to_string();
+    assert!(
+        proof.len() >= 26 && !popup.contains(&proof),
+        "the proof is never in a URL"
+    );
+
+    let mut victim = Browser::new();
+    let page = victim.get(&popup).await;
+    assert_eq!(page.status, 200);
+    assert!(
+        page.headers.get("set-cookie").is_none(),
+        "opening binds nothing"
+    );
+    assert!(!page.body.contains(&proof));
+    assert!(
+        !page.body.contains("/auth?"),
+        "the provider's URL is not on the page"
+    );
+    for bad in [
+        json!({ "proof": "guessed-proof-value" }),
+        json!({ "proof": "" }),
+    ] {
+        let reply = victim.post_json(&popup, &bad).await;
+        assert_eq!(reply.status, 403, "{}", reply.body);
+        assert!(reply.headers.get("set-cookie").is_none());
+        assert!(
+            reply.body.contains("not opened by the app"),
+            "{}",
+            reply.body
+        );
+    }
+    let reply = victim.post_json(&popup, &json!({})).await;
+    assert_eq!(reply.status, 422, "{}", reply.body);
+    assert_eq!(
+        s.status(&token, &started.body["attemptId"].as_str().unwrap())
+            .await["status"],
+        "pending"
+    );
+
+    // The page that started it finishes it.
+    let mut browser = Browser::new();
+    let authorize = browser.open_popup(&started.body).await.location.unwrap();
+    let callback = sign_in_until_callback(
+        &mut browser,
+        &authorize,
+        "alice",
+        Consent::Allow,
+        &s.callback_url,
+    )
+    .await;
+    // The victim's browser, even with the callback URL, has no binding.
+    assert_eq!(victim.get(&callback).await.status, 400);
+    let page = browser.get(&callback).await;
+    assert_eq!(page.status, 200, "{}", page.body);
+    // And the proof cannot bind it a second time.
+    let reply = Browser::new()
+        .post_json(&popup, &json!({ "proof": proof }))
+        .await;
+    assert_eq!(reply.status, 403);
+    assert_eq!(s.accounts(&token).await.len(), 1);
 }

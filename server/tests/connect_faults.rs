@@ -67,9 +67,7 @@ async fn exchange(
         .await;
     assert_eq!(started.status, StatusCode::CREATED, "{}", started.text);
     let mut browser = Browser::new();
-    let visit = browser
-        .get(started.body["popupUrl"].as_str().unwrap())
-        .await;
+    let visit = browser.open_popup(&started.body).await;
     let authorize = url::Url::parse(visit.location.as_deref().unwrap()).unwrap();
     let query: std::collections::BTreeMap<String, String> =
         authorize.query_pairs().into_owned().collect();

@@ -100,9 +100,7 @@ impl Oidc {
             .await;
         assert_eq!(started.status, StatusCode::CREATED, "{}", started.text);
         let mut browser = Browser::new();
-        let visit = browser
-            .get(started.body["popupUrl"].as_str().unwrap())
-            .await;
+        let visit = browser.open_popup(&started.body).await;
         let query: std::collections::BTreeMap<String, String> =
             url::Url::parse(visit.location.as_deref().unwrap())
                 .unwrap()

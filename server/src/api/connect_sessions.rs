@@ -50,7 +50,12 @@ fn normalize_origin(text: &str) -> Option<String> {
     {
         return None;
     }
-    if text.ends_with('/') || text.contains('*') {
+    // The URL parser drops surrounding whitespace and newlines silently; an
+    // origin is compared byte for byte, so such a value is refused, not fixed.
+    if text.ends_with('/')
+        || text.contains('*')
+        || text.chars().any(|c| c.is_whitespace() || c.is_control())
+    {
         return None;
     }
     Some(url.origin().ascii_serialization())
@@ -62,15 +67,15 @@ async fn create(
     Json(body): Json<CreateSession>,
 ) -> ApiResult<(StatusCode, Json<CreatedSession>)> {
     let mut errors = BTreeMap::new();
-    let end_user_id = body.end_user_id.as_deref().map(str::trim).unwrap_or("");
-    if end_user_id.is_empty()
-        || end_user_id.len() > 256
-        || end_user_id.chars().any(char::is_control)
-    {
+    let end_user_id = body.end_user_id.as_deref().unwrap_or("");
+    if end_user_id.is_empty() || end_user_id.len() > 256 {
         errors.insert(
             "end_user_id".to_string(),
             "is required: 1 to 256 characters".to_string(),
         );
+    } else if let Some(problem) = crate::text::identifier_problem(end_user_id) {
+        // Two end users must never look alike: whose accounts are whose depends on it.
+        errors.insert("end_user_id".to_string(), problem.to_string());
     }
     let mut origins = Vec::new();
     match &body.allowed_origins {

@@ -12,7 +12,9 @@ use crate::clock::rfc3339;
 use crate::error::{ApiError, ApiResult, Json, Path, Query};
 use crate::ids;
 use crate::integration::{self, ValidIntegration};
-use crate::store::{DeleteIntegration, IntegrationRow};
+use crate::store::{
+    DeleteIntegration, IntegrationRow, IntegrationUpdate, RetiredClient, UpdateOutcome,
+};
 
 pub fn router() -> Router<AppState> {
     Router::new()
@@ -77,6 +79,7 @@ async fn create(
         config: Value::Object(valid.config.clone()).to_string(),
         created_at: now,
         updated_at: now,
+        client_generation: 0,
     };
     match app
         .store
@@ -135,25 +138,84 @@ async fn update(
     let existing_secrets = app.store.integration_secret_fields(&row.id).await?;
     let valid = integration::validate(&merged, &existing_secrets, &app.settings.allow_hosts)
         .map_err(ApiError::validation)?;
+    let new_secret = valid
+        .secrets
+        .iter()
+        .find(|(field, _)| *field == "client_secret")
+        .map(|(_, value)| value.as_str());
+    // SECURITY 34: where a URL that receives a credential changes, whoever
+    // changes it must know the client secret; the connections made before
+    // keep the client they were made with, so nothing of theirs goes there.
+    let repointed = integration::repointed_fields(&stored, &valid.config);
+    let has_client_secret = existing_secrets.iter().any(|f| f == "client_secret");
+    if !repointed.is_empty() && has_client_secret && new_secret.is_none() {
+        return Err(ApiError::validation(
+            repointed
+                .iter()
+                .map(|f| {
+                    (
+                        f.to_string(),
+                        "changing it requires client_secret in the same request".to_string(),
+                    )
+                })
+                .collect(),
+        ));
+    }
+    let old_client_id = stored
+        .get("client_id")
+        .and_then(Value::as_str)
+        .unwrap_or_default();
+    let new_client_id = valid
+        .config
+        .get("client_id")
+        .and_then(Value::as_str)
+        .unwrap_or_default();
+    let changed = integration::client_changed(&stored, &valid.config);
+    let old_secret = if changed {
+        app.store
+            .integration_secrets(&app.vault, &row.id)
+            .await?
+            .remove("client_secret")
+    } else {
+        None
+    };
+    let retire = changed.then(|| RetiredClient {
+        client_id: old_client_id,
+        config: &row.config,
+        client_secret: old_secret.as_deref(),
+    });
     let now = app.now();
     let config = Value::Object(valid.config.clone()).to_string();
-    let updated = app
+    let changes = secret_changes(&valid);
+    let outcome = app
         .store
         .update_integration(
             &app.vault,
-            &auth.project_id,
-            &row.id,
-            &config,
-            now,
-            &secret_changes(&valid),
+            IntegrationUpdate {
+                project_id: &auth.project_id,
+                id: &row.id,
+                config: &config,
+                now,
+                secrets: &changes,
+                generation: row.client_generation,
+                retire,
+                rotate: new_secret.map(|secret| (new_client_id, secret)),
+            },
         )
         .await?;
-    if !updated {
-        return Err(ApiError::not_found("integration"));
+    match outcome {
+        UpdateOutcome::Updated => {}
+        UpdateOutcome::NotFound => return Err(ApiError::not_found("integration")),
+        UpdateOutcome::Raced => {
+            return Err(ApiError::conflict(
+                "the integration was changed by another request meanwhile; read it and try again",
+            ))
+        }
     }
     let row = IntegrationRow {
         config,
         updated_at: now,
+        client_generation: row.client_generation + i64::from(changed),
         ..row
     };
     Ok(Json(view(&app, &row)?))

@@ -14,7 +14,8 @@ use std::sync::Arc;
 
 use axum::extract::{DefaultBodyLimit, FromRequestParts, State};
 use axum::http::request::Parts;
-use axum::http::{header, HeaderMap};
+use axum::http::{header, HeaderMap, HeaderValue};
+use axum::response::Response;
 use axum::routing::get;
 use axum::Router;
 use sha2::{Digest, Sha256};
@@ -75,6 +76,7 @@ pub fn router(state: AppState) -> Router {
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
+        .layer(axum::middleware::map_response(common_headers))
         .with_state(state)
 }
 
@@ -89,9 +91,24 @@ async fn not_found() -> ApiError {
 
 async fn method_not_allowed() -> ApiError {
     ApiError::new(
-        ErrorCode::NotFound,
+        ErrorCode::MethodNotAllowed,
         "this route does not accept that method",
     )
+}
+
+/// Headers every answer carries: none is to be sniffed as another type, and
+/// none is to be kept by a cache (many carry a secret: a new secret key, a
+/// session token, a connection's details) unless its handler says otherwise.
+async fn common_headers(mut response: Response) -> Response {
+    let headers = response.headers_mut();
+    headers.insert(
+        header::X_CONTENT_TYPE_OPTIONS,
+        HeaderValue::from_static("nosniff"),
+    );
+    if !headers.contains_key(header::CACHE_CONTROL) {
+        headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    }
+    response
 }
 
 pub(crate) fn bearer(headers: &HeaderMap) -> Option<&str> {

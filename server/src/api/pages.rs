@@ -14,17 +14,42 @@ use axum::Router;
 
 use super::AppState;
 use crate::connect::{self, CallbackParams, Page};
-use crate::error::{ApiResult, Path, Query};
+use crate::error::{ApiResult, Json, Path, Query};
 use crate::ids;
 
 pub fn router() -> Router<AppState> {
     Router::new()
-        .route("/connect/{attempt_id}", get(popup))
+        .route("/connect/{attempt_id}", get(popup).post(bind))
         .route("/oauth/callback/{integration_id}", get(callback))
 }
 
 async fn popup(State(app): State<AppState>, Path(attempt_id): Path<String>) -> ApiResult<Response> {
     Ok(render(connect::open_popup(&app, &attempt_id).await?))
+}
+
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct BindBody {
+    proof: String,
+}
+
+/// The popup presents the proof its opener gave it; the answer binds the
+/// attempt to this browser (a cookie) and names the provider's page to go to.
+async fn bind(
+    State(app): State<AppState>,
+    Path(attempt_id): Path<String>,
+    Json(body): Json<BindBody>,
+) -> ApiResult<Response> {
+    let bound = connect::bind_popup(&app, &attempt_id, &body.proof).await?;
+    let mut headers = HeaderMap::new();
+    if let Ok(cookie) = HeaderValue::from_str(&bound.set_cookie) {
+        headers.insert(header::SET_COOKIE, cookie);
+    }
+    Ok((
+        headers,
+        Json(serde_json::json!({ "authorizationUrl": bound.authorization_url })),
+    )
+        .into_response())
 }
 
 async fn callback(
@@ -85,6 +110,39 @@ const SCRIPT: &str = r#"(function () {
   else { document.getElementById('pb-return').hidden = false; }
 })();"#;
 
+/// The popup's first page: asks its opener — only at the attempt's origin —
+/// for the proof, and presents it. Without an opener, or without an answer
+/// from the right origin and window, it says so and does nothing.
+const HANDSHAKE_SCRIPT: &str = r#"(function () {
+  var data = JSON.parse(document.getElementById('pb-handshake').textContent);
+  var done = false;
+  function refuse(text) {
+    done = true;
+    document.getElementById('pb-message').textContent = text;
+    document.getElementById('pb-title').textContent = 'This sign-in cannot continue here';
+  }
+  var elsewhere = 'Open this window from the app, with its Connect button. A sign-in link opened on its own cannot be used.';
+  if (!window.opener) { refuse(elsewhere); return; }
+  window.addEventListener('message', function (event) {
+    if (done || event.source !== window.opener || event.origin !== data.origin) return;
+    var m = event.data;
+    if (!m || m.type !== 'plugboard:proof' || m.attemptId !== data.attemptId || typeof m.proof !== 'string') return;
+    done = true;
+    fetch(data.bindUrl, {
+      method: 'POST', credentials: 'same-origin',
+      headers: { 'content-type': 'application/json' },
+      body: JSON.stringify({ proof: m.proof })
+    }).then(function (r) {
+      return r.json().then(function (body) {
+        if (r.ok && body.authorizationUrl) { window.location.replace(body.authorizationUrl); }
+        else { refuse(body && body.error ? body.error.message : 'This sign-in could not start.'); }
+      });
+    }).catch(function () { refuse('This sign-in could not start. Close this window and try again from the app.'); });
+  });
+  window.opener.postMessage({ type: 'plugboard:hello', attemptId: data.attemptId }, data.origin);
+  setTimeout(function () { if (!done) refuse(elsewhere); }, 10000);
+})();"#;
+
 fn render(page: Page) -> Response {
     let mut headers = HeaderMap::new();
     headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
@@ -123,6 +181,9 @@ fn render(page: Page) -> Response {
         header::CONTENT_TYPE,
         HeaderValue::from_static("text/html; charset=utf-8"),
     );
+    if let Some(handshake) = &page.handshake {
+        return render_handshake(&page, handshake, headers);
+    }
     let result = match &page.post {
         Some((origin, message)) => serde_json::json!({ "origin": origin, "message": message }),
         None => serde_json::Value::Null,
@@ -146,4 +207,37 @@ fn render(page: Page) -> Response {
         StatusCode::BAD_REQUEST
     };
     (status, headers, body).into_response()
+}
+
+fn render_handshake(
+    page: &Page,
+    handshake: &connect::Handshake,
+    mut headers: HeaderMap,
+) -> Response {
+    let nonce = ids::random_base32(16);
+    let csp = format!(
+        "default-src 'none'; script-src 'nonce-{nonce}'; connect-src 'self'; style-src 'unsafe-inline'; \
+         base-uri 'none'; form-action 'none'; frame-ancestors 'none'"
+    );
+    if let Ok(value) = HeaderValue::from_str(&csp) {
+        headers.insert(header::CONTENT_SECURITY_POLICY, value);
+    }
+    headers.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/html; charset=utf-8"),
+    );
+    let data = serde_json::to_value(handshake).unwrap_or(serde_json::Value::Null);
+    let body = format!(
+        "<!doctype html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">\
+         <meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\
+         <title>{title}</title>\
+         <style>body{{font:16px system-ui,sans-serif;max-width:32rem;margin:3rem auto;padding:0 1rem;color:#222}}</style>\
+         </head><body><h1 id=\"pb-title\">{title}</h1><p id=\"pb-message\">{message}</p>\
+         <script type=\"application/json\" id=\"pb-handshake\">{data}</script>\
+         <script nonce=\"{nonce}\">{HANDSHAKE_SCRIPT}</script></body></html>\n",
+        title = escape(&page.title),
+        message = escape(&page.message),
+        data = script_json(&data),
+    );
+    (StatusCode::OK, headers, body).into_response()
 }

@@ -34,11 +34,15 @@ pub struct AttemptRow {
     pub opened_at: Option<i64>,
     pub spent_at: Option<i64>,
     pub completed_at: Option<i64>,
+    /// The OAuth client generation the authorization request was made for.
+    pub client_generation: i64,
+    /// The hash of the secret the popup must get from its opener.
+    pub proof_hash: Option<Vec<u8>>,
 }
 
 const COLUMNS: &str = "id, project_id, session_id, integration_id, end_user_id, origin, message_nonce, binding_hash, \
      redirect_uri, reconnect_id, params, status, error_code, error_message, provider_code, connection_id, \
-     created_at, expires_at, opened_at, spent_at, completed_at";
+     created_at, expires_at, opened_at, spent_at, completed_at, client_generation, proof_hash";
 
 /// An attempt to record, with its secrets in the clear (sealed on write).
 pub struct NewAttempt<'a> {
@@ -64,8 +68,9 @@ impl Store {
             let mut tx = pool.begin().await?;
             sqlx::query(
                 "INSERT INTO connect_attempts (id, project_id, session_id, integration_id, end_user_id, origin, \
-                 message_nonce, state_hash, redirect_uri, reconnect_id, params, status, created_at, expires_at) \
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)",
+                 message_nonce, state_hash, redirect_uri, reconnect_id, params, status, created_at, expires_at, \
+                 client_generation, proof_hash) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16)",
             )
             .bind(&r.id)
             .bind(&r.project_id)
@@ -81,6 +86,8 @@ impl Store {
             .bind(&r.status)
             .bind(r.created_at)
             .bind(r.expires_at)
+            .bind(r.client_generation)
+            .bind(&r.proof_hash)
             .execute(&mut *tx)
             .await?;
             for (field, value) in new.secrets {

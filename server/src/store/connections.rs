@@ -24,6 +24,8 @@ pub struct ConnectionRow {
     pub scopes: Vec<String>,
     pub created_at: i64,
     pub updated_at: i64,
+    /// The generation of its integration's OAuth client it was made with.
+    pub client_generation: i64,
 }
 
 #[derive(FromRow)]
@@ -39,6 +41,7 @@ struct ConnectionRecord {
     scopes: String,
     created_at: i64,
     updated_at: i64,
+    client_generation: i64,
 }
 
 impl ConnectionRecord {
@@ -55,13 +58,14 @@ impl ConnectionRecord {
             status: self.status,
             created_at: self.created_at,
             updated_at: self.updated_at,
+            client_generation: self.client_generation,
         })
     }
 }
 
 const SELECT: &str =
     "SELECT c.id, c.project_id, c.integration_id, i.key AS integration, c.end_user_id, c.subject, c.label, \
-     c.status, c.scopes, c.created_at, c.updated_at \
+     c.status, c.scopes, c.created_at, c.updated_at, c.client_generation \
      FROM connections c JOIN integrations i ON i.id = c.integration_id";
 
 /// A connection to create, with its credentials in the clear (sealed on write).
@@ -95,8 +99,10 @@ impl Store {
         on_pool!(self, |pool| {
             let mut tx = pool.begin().await?;
             sqlx::query(
-                "INSERT INTO connections (id, project_id, integration_id, end_user_id, subject, label, status, scopes, created_at, updated_at) \
-                 VALUES ($1, $2, $3, $4, $5, $6, 'active', $7, $8, $8)",
+                "INSERT INTO connections (id, project_id, integration_id, end_user_id, subject, label, status, scopes, \
+                 created_at, updated_at, client_generation) \
+                 VALUES ($1, $2, $3, $4, $5, $6, 'active', $7, $8, $8, \
+                 (SELECT client_generation FROM integrations WHERE id = $3))",
             )
             .bind(&id)
             .bind(new.project_id)
@@ -248,6 +254,8 @@ pub struct OAuthConnection<'a> {
     pub refresh_token: Option<&'a str>,
     pub token_type: &'a str,
     pub token_expires_at: Option<i64>,
+    /// The OAuth client generation the tokens came from.
+    pub client_generation: i64,
     pub now: i64,
 }
 
@@ -358,8 +366,8 @@ impl Store {
                 Some(id) => {
                     sqlx::query(
                         "UPDATE connections SET subject = COALESCE($1, subject), label = COALESCE($2, label), \
-                         status = 'active', scopes = $3, token_type = $4, token_expires_at = $5, updated_at = $6 \
-                         WHERE id = $7",
+                         status = 'active', scopes = $3, token_type = $4, token_expires_at = $5, updated_at = $6, \
+                         client_generation = $8 WHERE id = $7",
                     )
                     .bind(c.subject)
                     .bind(c.label)
@@ -368,6 +376,7 @@ impl Store {
                     .bind(c.token_expires_at)
                     .bind(c.now)
                     .bind(&id)
+                    .bind(c.client_generation)
                     .execute(&mut *tx)
                     .await?;
                     (id, false)
@@ -376,8 +385,8 @@ impl Store {
                     let id = crate::ids::new_id("conn");
                     sqlx::query(
                         "INSERT INTO connections (id, project_id, integration_id, end_user_id, subject, label, status, \
-                         scopes, token_type, token_expires_at, created_at, updated_at) \
-                         VALUES ($1, $2, $3, $4, $5, $6, 'active', $7, $8, $9, $10, $10)",
+                         scopes, token_type, token_expires_at, created_at, updated_at, client_generation) \
+                         VALUES ($1, $2, $3, $4, $5, $6, 'active', $7, $8, $9, $10, $10, $11)",
                     )
                     .bind(&id)
                     .bind(c.project_id)
@@ -389,6 +398,7 @@ impl Store {
                     .bind(c.token_type)
                     .bind(c.token_expires_at)
                     .bind(c.now)
+                    .bind(c.client_generation)
                     .execute(&mut *tx)
                     .await?;
                     (id, true)

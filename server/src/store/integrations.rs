@@ -21,6 +21,8 @@ pub struct IntegrationRow {
     pub config: String,
     pub created_at: i64,
     pub updated_at: i64,
+    /// Which OAuth client generation is current (see `oauth_clients`).
+    pub client_generation: i64,
 }
 
 /// How deleting an integration went.
@@ -34,7 +36,59 @@ pub enum DeleteIntegration {
     HasConnections(i64),
 }
 
-const COLUMNS: &str = "id, project_id, key, auth_type, config, created_at, updated_at";
+const COLUMNS: &str =
+    "id, project_id, key, auth_type, config, created_at, updated_at, client_generation";
+
+pub(crate) const CLIENT_SECRETS_TABLE: &str = "oauth_client_secrets";
+
+/// The current OAuth client of an integration, retired by an update: its
+/// settings and secret as they were, kept for the connections made with it.
+pub struct RetiredClient<'a> {
+    pub client_id: &'a str,
+    pub config: &'a str,
+    pub client_secret: Option<&'a str>,
+}
+
+/// An integration's new settings and secrets.
+pub struct IntegrationUpdate<'a> {
+    pub project_id: &'a str,
+    pub id: &'a str,
+    pub config: &'a str,
+    pub now: i64,
+    pub secrets: SecretChanges<'a>,
+    /// The client generation the update was computed from; if another update
+    /// changed it meanwhile, nothing is written.
+    pub generation: i64,
+    /// Retires the current client and starts the next generation.
+    pub retire: Option<RetiredClient<'a>>,
+    /// A new client secret for this client id: it also reaches the retired
+    /// clients with the same client id (secret rotation).
+    pub rotate: Option<(&'a str, &'a str)>,
+}
+
+/// How an update went.
+#[derive(Debug, PartialEq, Eq)]
+pub enum UpdateOutcome {
+    Updated,
+    NotFound,
+    /// Another update changed the integration's client meanwhile.
+    Raced,
+}
+
+/// The OAuth client a connection or attempt uses: settings and secrets.
+pub struct ClientRecord {
+    pub config: String,
+    pub secrets: BTreeMap<String, String>,
+}
+
+impl std::fmt::Debug for ClientRecord {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ClientRecord")
+            .field("config", &self.config)
+            .field("secrets", &self.secrets.keys().collect::<Vec<_>>())
+            .finish()
+    }
+}
 
 /// Secret field values to write: `Some` sets the field, `None` removes it.
 pub type SecretChanges<'a> = &'a [(&'a str, Option<&'a str>)];
@@ -79,46 +133,152 @@ impl Store {
         Ok(())
     }
 
-    /// Replaces an integration's settings and applies secret changes, atomically.
+    /// Replaces an integration's settings and applies secret changes,
+    /// atomically; retires its current OAuth client when asked.
     pub async fn update_integration(
         &self,
         vault: &KeyRing,
-        project_id: &str,
-        id: &str,
-        config: &str,
-        now: i64,
-        secrets: SecretChanges<'_>,
-    ) -> StoreResult<bool> {
+        u: IntegrationUpdate<'_>,
+    ) -> StoreResult<UpdateOutcome> {
+        let next = if u.retire.is_some() {
+            u.generation + 1
+        } else {
+            u.generation
+        };
         Ok(on_pool!(self, |pool| {
             let mut tx = pool.begin().await?;
             let updated = sqlx::query(
-                "UPDATE integrations SET config = $1, updated_at = $2 WHERE id = $3 AND project_id = $4",
+                "UPDATE integrations SET config = $1, updated_at = $2, client_generation = $3 \
+                 WHERE id = $4 AND project_id = $5 AND client_generation = $6",
             )
-            .bind(config)
-            .bind(now)
-            .bind(id)
-            .bind(project_id)
+            .bind(u.config)
+            .bind(u.now)
+            .bind(next)
+            .bind(u.id)
+            .bind(u.project_id)
+            .bind(u.generation)
             .execute(&mut *tx)
             .await?
             .rows_affected();
             if updated == 0 {
-                return Ok(false);
+                let exists: Option<(String,)> =
+                    sqlx::query_as("SELECT id FROM integrations WHERE id = $1 AND project_id = $2")
+                        .bind(u.id)
+                        .bind(u.project_id)
+                        .fetch_optional(&mut *tx)
+                        .await?;
+                return Ok(match exists {
+                    Some(_) => UpdateOutcome::Raced,
+                    None => UpdateOutcome::NotFound,
+                });
             }
-            for (field, value) in secrets {
+            if let Some(retired) = &u.retire {
+                let client_row = crate::ids::new_id("ocl");
+                sqlx::query(
+                    "INSERT INTO oauth_clients (id, integration_id, generation, client_id, config, created_at) \
+                     VALUES ($1, $2, $3, $4, $5, $6)",
+                )
+                .bind(&client_row)
+                .bind(u.id)
+                .bind(u.generation)
+                .bind(retired.client_id)
+                .bind(retired.config)
+                .bind(u.now)
+                .execute(&mut *tx)
+                .await?;
+                if let Some(secret) = retired.client_secret {
+                    insert_sealed!(
+                        tx,
+                        vault,
+                        CLIENT_SECRETS_TABLE,
+                        "oauth_client_id",
+                        &client_row,
+                        "client_secret",
+                        secret
+                    );
+                }
+            }
+            if let Some((client_id, secret)) = u.rotate {
+                let same_client: Vec<(String,)> = sqlx::query_as(
+                    "SELECT id FROM oauth_clients WHERE integration_id = $1 AND client_id = $2",
+                )
+                .bind(u.id)
+                .bind(client_id)
+                .fetch_all(&mut *tx)
+                .await?;
+                for (client_row,) in &same_client {
+                    sqlx::query(
+                        "DELETE FROM oauth_client_secrets WHERE oauth_client_id = $1 AND field = 'client_secret'",
+                    )
+                    .bind(client_row)
+                    .execute(&mut *tx)
+                    .await?;
+                    insert_sealed!(
+                        tx,
+                        vault,
+                        CLIENT_SECRETS_TABLE,
+                        "oauth_client_id",
+                        client_row,
+                        "client_secret",
+                        secret
+                    );
+                }
+            }
+            for (field, value) in u.secrets {
                 sqlx::query(
                     "DELETE FROM integration_secrets WHERE integration_id = $1 AND field = $2",
                 )
-                .bind(id)
+                .bind(u.id)
                 .bind(*field)
                 .execute(&mut *tx)
                 .await?;
                 if let Some(value) = value {
-                    insert_sealed!(tx, vault, SECRETS_TABLE, "integration_id", id, field, value);
+                    insert_sealed!(
+                        tx,
+                        vault,
+                        SECRETS_TABLE,
+                        "integration_id",
+                        u.id,
+                        field,
+                        value
+                    );
                 }
             }
             tx.commit().await?;
-            true
+            UpdateOutcome::Updated
         }))
+    }
+
+    /// The OAuth client of `generation` of an integration: the integration's
+    /// own settings when that generation is current, else the retired client's.
+    pub async fn oauth_client(
+        &self,
+        vault: &KeyRing,
+        integration: &IntegrationRow,
+        generation: i64,
+    ) -> StoreResult<Option<ClientRecord>> {
+        if generation == integration.client_generation {
+            return Ok(Some(ClientRecord {
+                config: integration.config.clone(),
+                secrets: self.integration_secrets(vault, &integration.id).await?,
+            }));
+        }
+        let row: Option<(String, String)> = on_pool!(self, |pool| {
+            sqlx::query_as(
+                "SELECT id, config FROM oauth_clients WHERE integration_id = $1 AND generation = $2",
+            )
+            .bind(&integration.id)
+            .bind(generation)
+            .fetch_optional(pool)
+            .await?
+        });
+        let Some((id, config)) = row else {
+            return Ok(None);
+        };
+        let secrets = self
+            .open_sealed(vault, CLIENT_SECRETS_TABLE, "oauth_client_id", &id)
+            .await?;
+        Ok(Some(ClientRecord { config, secrets }))
     }
 
     pub async fn get_integration_by_key(

@@ -45,7 +45,10 @@ pub use connections::{
     ConnectionCursor, ConnectionRow, NewConnection, OAuthConnection, SaveOutcome,
 };
 pub use events::{EventRow, NewEvent};
-pub use integrations::{DeleteIntegration, IntegrationRow};
+pub use integrations::{
+    ClientRecord, DeleteIntegration, IntegrationRow, IntegrationUpdate, RetiredClient,
+    UpdateOutcome,
+};
 pub use projects::{DeleteKey, ProjectRow, SecretKeyRow};
 pub use sessions::{NewSession, Purged, SessionLookup, SessionRow};
 pub use vault_rows::Reencrypted;
@@ -142,7 +145,9 @@ impl Store {
     pub async fn connect(url: &str) -> StoreResult<Store> {
         let pool = match Engine::of_url(url)? {
             Engine::Sqlite => {
-                let options = SqliteConnectOptions::from_str(url)?
+                let options = SqliteConnectOptions::from_str(url)?;
+                create_private_file(options.get_filename())?;
+                let options = options
                     .create_if_missing(true)
                     .foreign_keys(true)
                     .journal_mode(SqliteJournalMode::Wal)
@@ -201,6 +206,26 @@ impl Store {
 
     pub async fn close(&self) {
         on_pool!(self, |pool| pool.close().await)
+    }
+}
+
+/// Creates a new SQLite database file readable by this user only; SQLite
+/// gives its `-wal` and `-shm` files the same mode. An existing file is left as it is.
+fn create_private_file(path: &Path) -> StoreResult<()> {
+    if path.as_os_str().is_empty() || path.as_os_str() == ":memory:" || path.exists() {
+        return Ok(());
+    }
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create_new(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        options.mode(0o600);
+    }
+    match options.open(path) {
+        Ok(_) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(()),
+        Err(e) => Err(StoreError::Database(sqlx::Error::Io(e))),
     }
 }
 

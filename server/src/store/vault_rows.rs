@@ -7,8 +7,9 @@ use super::{on_pool, Store, StoreError, StoreResult};
 use crate::vault::{self, Binding, KeyRing};
 
 /// Every table that holds sealed values, with the column naming the row it belongs to.
-const SEALED_TABLES: [(&str, &str); 3] = [
+const SEALED_TABLES: [(&str, &str); 4] = [
     (super::integrations::SECRETS_TABLE, "integration_id"),
+    (super::integrations::CLIENT_SECRETS_TABLE, "oauth_client_id"),
     (super::connections::SECRETS_TABLE, "connection_id"),
     (super::attempts::SECRETS_TABLE, "attempt_id"),
 ];

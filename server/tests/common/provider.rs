@@ -167,6 +167,16 @@ impl Browser {
         url: &str,
         form: Option<&[(&str, &str)]>,
     ) -> Visit {
+        self.send_body(method, url, form, None).await
+    }
+
+    async fn send_body(
+        &mut self,
+        method: reqwest::Method,
+        url: &str,
+        form: Option<&[(&str, &str)]>,
+        json: Option<&Value>,
+    ) -> Visit {
         let parsed = url::Url::parse(url).unwrap_or_else(|_| panic!("bad url {url}"));
         let key = host_key(&parsed);
         let mut request = self.client.request(method, parsed.clone());
@@ -181,6 +191,11 @@ impl Browser {
             request = request
                 .header("content-type", "application/x-www-form-urlencoded")
                 .body(body);
+        }
+        if let Some(json) = json {
+            request = request
+                .header("content-type", "application/json")
+                .body(json.to_string());
         }
         let response = request
             .send()
@@ -225,6 +240,28 @@ impl Browser {
 
     pub async fn get(&mut self, url: &str) -> Visit {
         self.send(reqwest::Method::GET, url, None).await
+    }
+
+    pub async fn post_json(&mut self, url: &str, json: &Value) -> Visit {
+        self.send_body(reqwest::Method::POST, url, None, Some(json))
+            .await
+    }
+
+    /// Opens a started attempt's popup as the SDK's popup does: loads the
+    /// page, then presents the proof its opener would hand it (SECURITY 33).
+    /// Answers like a redirect: `location` is the provider's authorization URL.
+    pub async fn open_popup(&mut self, started: &Value) -> Visit {
+        let popup = started["popupUrl"].as_str().expect("popupUrl");
+        let page = self.get(popup).await;
+        assert_eq!(page.status, 200, "the popup's page: {}", page.body);
+        assert!(page.body.contains("plugboard:hello"), "{}", page.body);
+        let proof = started["popupProof"].as_str().expect("popupProof");
+        let mut bound = self.post_json(popup, &json!({ "proof": proof })).await;
+        assert_eq!(bound.status, 200, "binding the popup: {}", bound.body);
+        let answer: Value = serde_json::from_str(&bound.body).expect("json");
+        bound.location = answer["authorizationUrl"].as_str().map(str::to_string);
+        bound.status = 302;
+        bound
     }
 
     pub async fn post_form(&mut self, url: &str, form: &[(&str, &str)]) -> Visit {
