@@ -57,12 +57,39 @@ enum VaultCommand {
     Reencrypt(StoreArgs),
 }
 
-/// A failure that ends a command, with the message the operator sees.
-struct Fatal(String);
+/// A failure that ends a command, with the message the operator sees and
+/// whether it is bad configuration (exit 78, `EX_CONFIG`) or anything else (exit 1).
+struct Fatal(String, bool);
 
 impl<E: std::fmt::Display> From<E> for Fatal {
     fn from(e: E) -> Self {
-        Fatal(e.to_string())
+        Fatal(e.to_string(), false)
+    }
+}
+
+impl Fatal {
+    fn config(e: impl std::fmt::Display) -> Fatal {
+        Fatal(e.to_string(), true)
+    }
+}
+
+/// The exit code for bad configuration (sysexits.h `EX_CONFIG`).
+const EX_CONFIG: u8 = 78;
+
+/// Resolves the key ring for the database behind `store` and checks that it
+/// opens what is sealed there; a key that does not is bad configuration.
+async fn key_ring_for(args: &StoreArgs, store: &Store) -> Result<crate::vault::KeyRing, Fatal> {
+    let ring = match args.given_key_ring().map_err(Fatal::config)? {
+        Some(ring) => ring,
+        None => args
+            .key_ring(&store.sealed_key_ids().await?)
+            .map_err(Fatal::config)?,
+    };
+    let now = time::OffsetDateTime::now_utc().unix_timestamp();
+    match store.check_vault_keys(&ring, now).await {
+        Ok(()) => Ok(ring),
+        Err(crate::store::StoreError::Vault(e)) => Err(Fatal::config(e)),
+        Err(e) => Err(e.into()),
     }
 }
 
@@ -87,19 +114,23 @@ pub fn run() -> ExitCode {
     };
     match runtime.block_on(dispatch(cli.command)) {
         Ok(()) => ExitCode::SUCCESS,
-        Err(Fatal(message)) => {
+        Err(Fatal(message, config)) => {
             tracing::error!("{message}");
             eprintln!("plugboard: {message}");
-            ExitCode::FAILURE
+            if config {
+                ExitCode::from(EX_CONFIG)
+            } else {
+                ExitCode::FAILURE
+            }
         }
     }
 }
 
 async fn open_store(args: &StoreArgs) -> Result<Store, Fatal> {
-    args.prepare_data_dir()?;
+    args.prepare_data_dir().map_err(Fatal::config)?;
     let store = Store::connect(&args.database_url())
         .await
-        .map_err(|e| Fatal(format!("cannot open the database: {e}")))?;
+        .map_err(|e| Fatal(format!("cannot open the database: {e}"), false))?;
     store.migrate().await?;
     Ok(store)
 }
@@ -116,12 +147,13 @@ async fn dispatch(command: Command) -> Result<(), Fatal> {
             command: ProjectsCommand::Create { name, store },
         } => {
             let name = crate::api::check_project_name(&name)
-                .map_err(|e| Fatal(format!("--name {}", e.message)))?;
+                .map_err(|e| Fatal::config(format!("--name {}", e.message)))?;
             // Resolving the key ring here too means the embedded default's
             // key exists from the first command, not only from the first `serve`.
-            let ring = store.key_ring()?;
-            let store = open_store(&store).await?;
-            store.check_vault_keys(&ring).await?;
+            let args = store;
+            args.given_key_ring().map_err(Fatal::config)?;
+            let store = open_store(&args).await?;
+            key_ring_for(&args, &store).await?;
             let now = time::OffsetDateTime::now_utc().unix_timestamp();
             let (project, _, minted) = store.create_project(&name, now).await?;
             println!("project_id={}", project.id);
@@ -131,8 +163,9 @@ async fn dispatch(command: Command) -> Result<(), Fatal> {
         Command::Vault {
             command: VaultCommand::Reencrypt(args),
         } => {
-            let ring = args.key_ring()?;
+            args.given_key_ring().map_err(Fatal::config)?;
             let store = open_store(&args).await?;
+            let ring = key_ring_for(&args, &store).await?;
             let done = store.reencrypt_vault(&ring).await?;
             println!(
                 "re-encrypted {} value(s) under key `{}`; {} already used it",
@@ -146,18 +179,18 @@ async fn dispatch(command: Command) -> Result<(), Fatal> {
 }
 
 async fn serve(args: ServeArgs) -> Result<(), Fatal> {
-    let settings = Settings::from_args(&args)?;
-    let vault = args.store.key_ring()?;
+    let settings = Settings::from_args(&args).map_err(Fatal::config)?;
+    args.store.given_key_ring().map_err(Fatal::config)?;
     let store = open_store(&args.store).await?;
-    store.check_vault_keys(&vault).await?;
+    let vault = key_ring_for(&args.store, &store).await?;
     let outbound = Outbound::new(settings.allow_hosts.clone(), Limits::default())?;
-    let state = AppState(Arc::new(App {
-        store: store.clone(),
-        vault: Arc::new(vault),
-        clock: Arc::new(SystemClock),
-        settings: settings.clone(),
+    let state = AppState(Arc::new(App::new(
+        store.clone(),
+        vault,
+        Arc::new(SystemClock),
+        settings.clone(),
         outbound,
-    }));
+    )));
     // Expired connect sessions and spent attempts are purged in the background.
     let purging = store.clone();
     let purge = tokio::spawn(async move {
@@ -171,9 +204,17 @@ async fn serve(args: ServeArgs) -> Result<(), Fatal> {
             }
         }
     });
+    let open_files = crate::serve::raise_open_file_limit();
+    let serve_limits = crate::serve::ServeLimits {
+        header_timeout: settings.limits.header_timeout,
+        max_connections: crate::serve::effective_max_connections(
+            settings.limits.max_connections,
+            open_files,
+        ),
+    };
     let listener = tokio::net::TcpListener::bind(args.listen)
         .await
-        .map_err(|e| Fatal(format!("cannot listen on {}: {e}", args.listen)))?;
+        .map_err(|e| Fatal(format!("cannot listen on {}: {e}", args.listen), false))?;
     let local = listener.local_addr()?;
     tracing::info!(
         listen = %local,
@@ -182,9 +223,13 @@ async fn serve(args: ServeArgs) -> Result<(), Fatal> {
         admin_api = settings.operator_token.is_some(),
         "plugboard is serving"
     );
-    axum::serve(listener, api::router(state))
-        .with_graceful_shutdown(shutdown_signal())
-        .await?;
+    crate::serve::serve(
+        listener,
+        api::router(state),
+        serve_limits,
+        shutdown_signal(),
+    )
+    .await;
     purge.abort();
     store.close().await;
     Ok(())

@@ -1,6 +1,7 @@
 //! Configuration: every variable of the contract, each also a flag, and the
 //! rules for finding the vault's master key.
 
+use std::collections::BTreeSet;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
@@ -70,6 +71,75 @@ pub struct ServeArgs {
     /// Trust X-Forwarded-* headers from a reverse proxy.
     #[arg(long, env = "PLUGBOARD_TRUST_PROXY", default_value_t = false, action = clap::ArgAction::Set, num_args = 0..=1, default_missing_value = "true")]
     pub trust_proxy: bool,
+
+    #[command(flatten)]
+    pub limits: LimitArgs,
+}
+
+/// The limits that keep slow clients and floods from wearing the server down
+/// (SECURITY 37 and 38). Each is a variable and a flag.
+#[derive(Args, Clone, Debug)]
+pub struct LimitArgs {
+    /// Seconds a client has to send a request's headers; also how long an idle keep-alive connection is kept.
+    #[arg(long, env = "PLUGBOARD_HEADER_TIMEOUT_SECONDS", default_value_t = 10, value_parser = clap::value_parser!(u64).range(1..=3600))]
+    pub header_timeout_seconds: u64,
+
+    /// Seconds a client has to send a request's body, once its headers arrived.
+    #[arg(long, env = "PLUGBOARD_BODY_TIMEOUT_SECONDS", default_value_t = 30, value_parser = clap::value_parser!(u64).range(1..=3600))]
+    pub body_timeout_seconds: u64,
+
+    /// Connections served at once; more wait to be accepted.
+    #[arg(long, env = "PLUGBOARD_MAX_CONNECTIONS", default_value_t = 10_000, value_parser = clap::value_parser!(u64).range(1..=1_000_000))]
+    pub max_connections: u64,
+
+    /// Failed authentications allowed per minute from one client address, and against one key.
+    #[arg(long, env = "PLUGBOARD_AUTH_FAILURES_PER_MINUTE", default_value_t = 30, value_parser = clap::value_parser!(u32).range(1..))]
+    pub auth_failures_per_minute: u32,
+
+    /// Connect sessions a project may create per minute.
+    #[arg(long, env = "PLUGBOARD_SESSIONS_PER_MINUTE", default_value_t = 600, value_parser = clap::value_parser!(u32).range(1..))]
+    pub sessions_per_minute: u32,
+
+    /// Connect attempts a project's end users may start per minute.
+    #[arg(long, env = "PLUGBOARD_ATTEMPTS_PER_MINUTE", default_value_t = 300, value_parser = clap::value_parser!(u32).range(1..))]
+    pub attempts_per_minute: u32,
+}
+
+/// The limits, resolved.
+#[derive(Debug, Clone, Copy)]
+pub struct Limits {
+    pub header_timeout: std::time::Duration,
+    pub body_timeout: std::time::Duration,
+    pub max_connections: usize,
+    pub auth_failures_per_minute: u32,
+    pub sessions_per_minute: u32,
+    pub attempts_per_minute: u32,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            header_timeout: std::time::Duration::from_secs(10),
+            body_timeout: std::time::Duration::from_secs(30),
+            max_connections: 10_000,
+            auth_failures_per_minute: 30,
+            sessions_per_minute: 600,
+            attempts_per_minute: 300,
+        }
+    }
+}
+
+impl LimitArgs {
+    pub fn resolve(&self) -> Limits {
+        Limits {
+            header_timeout: std::time::Duration::from_secs(self.header_timeout_seconds),
+            body_timeout: std::time::Duration::from_secs(self.body_timeout_seconds),
+            max_connections: usize::try_from(self.max_connections).unwrap_or(usize::MAX),
+            auth_failures_per_minute: self.auth_failures_per_minute,
+            sessions_per_minute: self.sessions_per_minute,
+            attempts_per_minute: self.attempts_per_minute,
+        }
+    }
 }
 
 impl std::fmt::Debug for ServeArgs {
@@ -84,6 +154,7 @@ impl std::fmt::Debug for ServeArgs {
             )
             .field("allow_hosts", &self.allow_hosts)
             .field("trust_proxy", &self.trust_proxy)
+            .field("limits", &self.limits)
             .finish()
     }
 }
@@ -106,6 +177,7 @@ pub struct Settings {
     pub operator_token: Option<String>,
     pub allow_hosts: AllowList,
     pub trust_proxy: bool,
+    pub limits: Limits,
 }
 
 impl std::fmt::Debug for Settings {
@@ -118,6 +190,7 @@ impl std::fmt::Debug for Settings {
             )
             .field("allow_hosts", &self.allow_hosts)
             .field("trust_proxy", &self.trust_proxy)
+            .field("limits", &self.limits)
             .finish()
     }
 }
@@ -148,6 +221,7 @@ impl Settings {
             operator_token,
             allow_hosts,
             trust_proxy: args.trust_proxy,
+            limits: args.limits.resolve(),
         })
     }
 
@@ -181,19 +255,51 @@ impl StoreArgs {
     /// environment or a file; else, on the embedded SQLite default only, the
     /// key in the data directory, generated there on first start. PostgreSQL
     /// never gets a key invented by one replica.
-    pub fn key_ring(&self) -> Result<KeyRing, ConfigError> {
+    ///
+    /// `in_use` names the key ids the database's sealed values use: a key is
+    /// never generated over a database that already holds sealed values.
+    pub fn key_ring(&self, in_use: &BTreeSet<String>) -> Result<KeyRing, ConfigError> {
+        match self.given_key_ring()? {
+            Some(ring) => Ok(ring),
+            None => self.embedded_key_ring(in_use),
+        }
+    }
+
+    /// The key ring given in the environment or a file; an error where one
+    /// is required (PostgreSQL) or given wrongly; `None` on the embedded
+    /// default without one. Needs no database.
+    pub fn given_key_ring(&self) -> Result<Option<KeyRing>, ConfigError> {
         let invalid = |source: &str, e: crate::vault::VaultError| {
             ConfigError::Invalid(format!("{source}: {e}"))
         };
-        if let Some(spec) = self.master_key.as_deref().filter(|s| !s.trim().is_empty()) {
-            return KeyRing::parse(spec).map_err(|e| invalid("PLUGBOARD_MASTER_KEY", e));
+        // Set but empty is a mistake (a variable left blank), not "no key":
+        // falling back to another key would seal new values under it.
+        let empty_variable = std::env::var_os("PLUGBOARD_MASTER_KEY")
+            .is_some_and(|v| v.to_string_lossy().trim().is_empty());
+        if empty_variable
+            || self
+                .master_key
+                .as_deref()
+                .is_some_and(|s| s.trim().is_empty())
+        {
+            return Err(ConfigError::Invalid(
+                "PLUGBOARD_MASTER_KEY is set but empty: give the key (base64 of 32 bytes), or unset the variable"
+                    .into(),
+            ));
+        }
+        if let Some(spec) = self.master_key.as_deref() {
+            return KeyRing::parse(spec)
+                .map(Some)
+                .map_err(|e| invalid("PLUGBOARD_MASTER_KEY", e));
         }
         if let Some(path) = &self.master_key_file {
             let spec = std::fs::read_to_string(path).map_err(|source| ConfigError::Io {
                 path: path.clone(),
                 source,
             })?;
-            return KeyRing::parse(&spec).map_err(|e| invalid("PLUGBOARD_MASTER_KEY_FILE", e));
+            return KeyRing::parse(&spec)
+                .map(Some)
+                .map_err(|e| invalid("PLUGBOARD_MASTER_KEY_FILE", e));
         }
         if self.engine()? == Engine::Postgres {
             return Err(ConfigError::Invalid(
@@ -202,9 +308,28 @@ impl StoreArgs {
                     .into(),
             ));
         }
+        Ok(None)
+    }
+
+    /// The embedded default's key, in the data directory: read, or generated
+    /// there when the database holds nothing sealed yet.
+    fn embedded_key_ring(&self, in_use: &BTreeSet<String>) -> Result<KeyRing, ConfigError> {
+        let invalid = |source: &str, e: crate::vault::VaultError| {
+            ConfigError::Invalid(format!("{source}: {e}"))
+        };
         let path = self.data_dir.join("master.key");
         match std::fs::read_to_string(&path) {
             Ok(spec) => KeyRing::parse(&spec).map_err(|e| invalid(&path.display().to_string(), e)),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound && !in_use.is_empty() => {
+                let ids: Vec<String> = in_use.iter().map(|id| format!("`{id}`")).collect();
+                Err(ConfigError::Invalid(format!(
+                    "no vault key was given and {} does not exist, but the database holds values sealed \
+                     with vault key id {}: restore that file from a backup, or pass the key in \
+                     PLUGBOARD_MASTER_KEY. A new key would not open them, so none is generated",
+                    path.display(),
+                    ids.join(", ")
+                )))
+            }
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
                 create_private_dir(&self.data_dir)?;
                 let spec = KeyRing::generate_spec();

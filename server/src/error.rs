@@ -24,6 +24,12 @@ pub enum ErrorCode {
     ValidationFailed,
     BadRequest,
     PayloadTooLarge,
+    /// The body did not arrive in time (408).
+    RequestTimeout,
+    /// The request target is too long (414).
+    UriTooLong,
+    /// The headers are too large (431).
+    HeadersTooLarge,
     RateLimited,
     ProviderError,
     UpstreamError,
@@ -45,9 +51,12 @@ impl ErrorCode {
             ErrorCode::AccountMismatch => "account_mismatch",
             // A body that is not JSON, or too large, is still a validation
             // failure in the contract's list; only the status differs.
-            ErrorCode::ValidationFailed | ErrorCode::BadRequest | ErrorCode::PayloadTooLarge => {
-                "validation_failed"
-            }
+            ErrorCode::ValidationFailed
+            | ErrorCode::BadRequest
+            | ErrorCode::PayloadTooLarge
+            | ErrorCode::RequestTimeout
+            | ErrorCode::UriTooLong
+            | ErrorCode::HeadersTooLarge => "validation_failed",
             ErrorCode::RateLimited => "rate_limited",
             ErrorCode::ProviderError => "provider_error",
             ErrorCode::UpstreamError => "upstream_error",
@@ -68,6 +77,9 @@ impl ErrorCode {
             ErrorCode::ValidationFailed => StatusCode::UNPROCESSABLE_ENTITY,
             ErrorCode::BadRequest => StatusCode::BAD_REQUEST,
             ErrorCode::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+            ErrorCode::RequestTimeout => StatusCode::REQUEST_TIMEOUT,
+            ErrorCode::UriTooLong => StatusCode::URI_TOO_LONG,
+            ErrorCode::HeadersTooLarge => StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
             ErrorCode::RateLimited => StatusCode::TOO_MANY_REQUESTS,
             ErrorCode::ProviderError | ErrorCode::UpstreamError => StatusCode::BAD_GATEWAY,
             ErrorCode::Internal => StatusCode::INTERNAL_SERVER_ERROR,
@@ -82,6 +94,8 @@ pub struct ApiError {
     pub message: String,
     pub fields: Option<BTreeMap<String, String>>,
     pub provider_code: Option<String>,
+    /// Seconds after which the request may be retried (`Retry-After`).
+    pub retry_after: Option<u64>,
 }
 
 impl ApiError {
@@ -91,7 +105,15 @@ impl ApiError {
             message: message.into(),
             fields: None,
             provider_code: None,
+            retry_after: None,
         }
+    }
+
+    /// Over a rate limit: `429 rate_limited` with `Retry-After`.
+    pub fn rate_limited(message: impl Into<String>, retry_after: u64) -> Self {
+        let mut e = Self::new(ErrorCode::RateLimited, message);
+        e.retry_after = Some(retry_after);
+        e
     }
 
     pub fn unauthorized() -> Self {
@@ -117,6 +139,7 @@ impl ApiError {
             message: format!("invalid fields: {}", names.join(", ")),
             fields: Some(fields),
             provider_code: None,
+            retry_after: None,
         }
     }
 
@@ -158,7 +181,13 @@ impl IntoResponse for ApiError {
                 fields: self.fields.as_ref(),
             },
         };
-        (self.code.status(), axum::Json(body)).into_response()
+        let mut response = (self.code.status(), axum::Json(body)).into_response();
+        if let Some(seconds) = self.retry_after {
+            response
+                .headers_mut()
+                .insert(axum::http::header::RETRY_AFTER, seconds.into());
+        }
+        response
     }
 }
 

@@ -46,6 +46,11 @@ pub enum VaultError {
         "the value of {0} failed to decrypt: it was altered, or belongs to another row or field"
     )]
     Tampered(String),
+    #[error(
+        "the master key given for vault key id `{0}` does not open this database's sealed values: \
+         it is another key under the same id; give the key this database was sealed with"
+    )]
+    WrongKey(String),
 }
 
 struct VaultKey {
@@ -136,8 +141,29 @@ impl KeyRing {
         self.keys.iter().any(|k| k.id == key_id)
     }
 
+    /// The ids of the ring's keys, the active one first.
+    pub fn key_ids(&self) -> Vec<&str> {
+        self.keys.iter().map(|k| k.id.as_str()).collect()
+    }
+
+    /// Seals under the active key.
     pub fn seal(&self, binding: Binding<'_>, plaintext: &[u8]) -> Vec<u8> {
-        let key = &self.keys[0];
+        Self::seal_under(&self.keys[0], binding, plaintext)
+    }
+
+    /// Seals under the key `key_id` of the ring, if it has one (for the
+    /// check value each key gets).
+    pub fn seal_with(
+        &self,
+        key_id: &str,
+        binding: Binding<'_>,
+        plaintext: &[u8],
+    ) -> Option<Vec<u8>> {
+        let key = self.keys.iter().find(|k| k.id == key_id)?;
+        Some(Self::seal_under(key, binding, plaintext))
+    }
+
+    fn seal_under(key: &VaultKey, binding: Binding<'_>, plaintext: &[u8]) -> Vec<u8> {
         let mut nonce = [0u8; NONCE_LEN];
         rand::rngs::OsRng.fill_bytes(&mut nonce);
         let aad = binding.aad();

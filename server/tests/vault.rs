@@ -182,7 +182,7 @@ async fn rotation_keeps_old_rows_readable_and_reencrypt_moves_them(engine: Engin
 
     // A plain key is `default`; a ring introduced later names it.
     let rotated = KeyRing::parse(&format!("new:{new},default:{old}")).unwrap();
-    store.check_vault_keys(&rotated).await.unwrap();
+    store.check_vault_keys(&rotated, 0).await.unwrap();
     assert_eq!(
         store.connection_secrets(&rotated, &a).await.unwrap()["refresh_token"],
         "rt-canary-Zq82"
@@ -191,7 +191,7 @@ async fn rotation_keeps_old_rows_readable_and_reencrypt_moves_them(engine: Engin
     // Without the old key, the rows that use it are named.
     let only_new = KeyRing::parse(&format!("new:{new}")).unwrap();
     let err = store
-        .check_vault_keys(&only_new)
+        .check_vault_keys(&only_new, 0)
         .await
         .unwrap_err()
         .to_string();
@@ -208,7 +208,7 @@ async fn rotation_keeps_old_rows_readable_and_reencrypt_moves_them(engine: Engin
         usage.into_iter().collect::<Vec<_>>(),
         vec![("new".to_string(), 5)]
     );
-    store.check_vault_keys(&only_new).await.unwrap();
+    store.check_vault_keys(&only_new, 0).await.unwrap();
     for id in [&a, &b] {
         let secrets = store.connection_secrets(&only_new, id).await.unwrap();
         assert_eq!(secrets["access_token"], "at-canary-Zq81");

@@ -3,7 +3,7 @@
 
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { startCoopProxy } from './harness.mjs';
+import { startBrowser, startCoopProxy } from './harness.mjs';
 import { env, accounts, addIntegration, clickConnect, consent, mint, openPage, outcome, signIn } from './setup.mjs';
 
 test('closing the popup rejects with user_cancelled', async () => {
@@ -83,12 +83,41 @@ test('SECURITY 11: a page the session does not allow receives no message from th
   const popupEvent = stranger.context().waitForEvent('page');
   await stranger.click('#open');
   const popup = await popupEvent;
-  await signIn(popup, 'dave');
-  await consent(popup);
-  await popup.waitForEvent('close');
-  await stranger.waitForTimeout(500);
+  // SECURITY 33 stops it first: the popup asks only the attempt's own origin
+  // for its proof, gets no answer, and never reaches the provider.
+  await popup.waitForSelector('text=cannot continue here', { timeout: 15000 });
+  assert.equal(await popup.locator('input[name=login]').count(), 0, 'the provider was never shown');
   assert.deepEqual(await stranger.evaluate(() => window.messages), [], 'no message reached the stranger');
+  const list = await env.plugboard.api('GET', '/v1/connections?end_user_id=user-7', { key: env.key });
+  assert.deepEqual(list.body.data, []);
+  await popup.close();
   await stranger.close();
+});
+
+test('SECURITY 33: the popup URL opened in another browser is refused and links nothing', async () => {
+  const page = await openPage(await mint('user-11'));
+  const started = page.waitForResponse((r) => r.url().endsWith('/v1/sdk/connect') && r.request().method() === 'POST');
+  const popup = await clickConnect(page, 'acme');
+  const attempt = await (await started).json();
+  assert.ok(attempt.popupProof && !attempt.popupUrl.includes(attempt.popupProof), 'the proof is never in a URL');
+  // The attacker's link, opened by a victim in another browser: no opener, no proof.
+  const other = await startBrowser();
+  try {
+    const victim = await other.context.newPage();
+    await victim.goto(attempt.popupUrl);
+    await victim.waitForSelector('text=cannot continue here');
+    assert.equal(await victim.locator('input[name=login]').count(), 0, 'the provider was never shown');
+  } finally {
+    await other.stop();
+  }
+  // The page that started the attempt still completes it.
+  await signIn(popup, 'frank');
+  await consent(popup);
+  const result = await outcome(page);
+  assert.equal(result.value.label, 'frank@example.test');
+  const list = await env.plugboard.api('GET', '/v1/connections?end_user_id=user-11', { key: env.key });
+  assert.deepEqual(list.body.data.map((c) => c.label), ['frank@example.test']);
+  await page.close();
 });
 
 test('SECURITY 12: a popup cut off by COOP tells the user to return; the SDK asks the server', async (t) => {
@@ -112,7 +141,10 @@ test('SECURITY 12: a popup cut off by COOP tells the user to return; the SDK ask
   }
   const list = await accounts(page, 'coop');
   assert.deepEqual(list.map((a) => a.label), ['erin@example.test']);
-  assert.deepEqual(await page.evaluate(() => window.messages.filter((m) => m.data && m.data.type)), [], 'no message, and never to "*"');
+  // The popup's first page asked for its proof (to the page's exact origin);
+  // no result message came after COOP cut the popup off.
+  const seen = await page.evaluate(() => window.messages.filter((m) => m.data && m.data.type).map((m) => m.data.type));
+  assert.deepEqual(seen, ['plugboard:hello'], 'no result message, and never to "*"');
   await popup.close();
   await page.close();
   proxy.stop();

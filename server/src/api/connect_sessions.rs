@@ -66,6 +66,16 @@ async fn create(
     auth: ProjectAuth,
     Json(body): Json<CreateSession>,
 ) -> ApiResult<(StatusCode, Json<CreatedSession>)> {
+    if let Err(wait) = app
+        .limiters
+        .sessions
+        .take(&auth.project_id, app.now_precise())
+    {
+        return Err(ApiError::rate_limited(
+            "too many connect sessions created for this project; try again later",
+            wait,
+        ));
+    }
     let mut errors = BTreeMap::new();
     let end_user_id = body.end_user_id.as_deref().unwrap_or("");
     if end_user_id.is_empty() || end_user_id.len() > 256 {

@@ -15,7 +15,7 @@ use std::sync::Arc;
 use axum::extract::{DefaultBodyLimit, FromRequestParts, State};
 use axum::http::request::Parts;
 use axum::http::{header, HeaderMap, HeaderValue};
-use axum::response::Response;
+use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::Router;
 use sha2::{Digest, Sha256};
@@ -25,6 +25,7 @@ use crate::clock::Clock;
 use crate::config::Settings;
 use crate::error::{ApiError, ApiResult, ErrorCode, Json};
 use crate::outbound::Outbound;
+use crate::ratelimit::Limiters;
 use crate::store::Store;
 use crate::vault::KeyRing;
 
@@ -35,11 +36,34 @@ pub struct App {
     pub clock: Arc<dyn Clock>,
     pub settings: Settings,
     pub outbound: Outbound,
+    pub limiters: Limiters,
 }
 
 impl App {
+    pub fn new(
+        store: Store,
+        vault: KeyRing,
+        clock: Arc<dyn Clock>,
+        settings: Settings,
+        outbound: Outbound,
+    ) -> App {
+        App {
+            limiters: Limiters::new(&settings.limits),
+            store,
+            vault: Arc::new(vault),
+            clock,
+            settings,
+            outbound,
+        }
+    }
+
     pub fn now(&self) -> i64 {
         self.clock.now().unix_timestamp()
+    }
+
+    /// The current time in fractional seconds, for rate limits.
+    pub fn now_precise(&self) -> f64 {
+        self.clock.now().unix_timestamp_nanos() as f64 / 1e9
     }
 }
 
@@ -62,6 +86,12 @@ pub fn callback_url(settings: &Settings, integration_id: &str) -> String {
 /// Request bodies larger than this are refused before they are parsed.
 pub const MAX_BODY_BYTES: usize = 256 * 1024;
 
+/// A request target longer than this is refused (414).
+pub const MAX_URI_BYTES: usize = 8 * 1024;
+
+/// Headers larger than this in all are refused (431).
+pub const MAX_HEADER_BYTES: usize = 32 * 1024;
+
 /// The whole HTTP application; `main` serves it and the tests call it directly.
 pub fn router(state: AppState) -> Router {
     Router::new()
@@ -76,6 +106,10 @@ pub fn router(state: AppState) -> Router {
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            read_body_within,
+        ))
         .layer(axum::middleware::map_response(common_headers))
         .with_state(state)
 }
@@ -111,6 +145,138 @@ async fn common_headers(mut response: Response) -> Response {
     response
 }
 
+/// Refuses a request target or headers that are too large, in the product's
+/// error shape, and reads the body within the body time limit (SECURITY 37):
+/// a client that trickles its body is cut off with 408.
+async fn read_body_within(
+    State(app): State<AppState>,
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
+    if request.uri().to_string().len() > MAX_URI_BYTES {
+        return ApiError::new(
+            ErrorCode::UriTooLong,
+            format!("the request target is longer than {MAX_URI_BYTES} bytes"),
+        )
+        .into_response();
+    }
+    let header_bytes: usize = request
+        .headers()
+        .iter()
+        .map(|(name, value)| name.as_str().len() + value.len() + 4)
+        .sum();
+    if header_bytes > MAX_HEADER_BYTES {
+        return ApiError::new(
+            ErrorCode::HeadersTooLarge,
+            format!("the request headers are larger than {MAX_HEADER_BYTES} bytes"),
+        )
+        .into_response();
+    }
+    let has_body = request
+        .headers()
+        .get(header::CONTENT_LENGTH)
+        .is_some_and(|v| v.as_bytes() != b"0")
+        || request.headers().contains_key(header::TRANSFER_ENCODING);
+    if !has_body {
+        return next.run(request).await;
+    }
+    let (parts, body) = request.into_parts();
+    let limit = app.settings.limits.body_timeout;
+    let read = tokio::time::timeout(limit, axum::body::to_bytes(body, MAX_BODY_BYTES)).await;
+    let bytes = match read {
+        Ok(Ok(bytes)) => bytes,
+        Ok(Err(e)) => {
+            let too_large = std::error::Error::source(&e)
+                .is_some_and(|s| s.is::<http_body_util::LengthLimitError>());
+            return if too_large {
+                ApiError::new(
+                    ErrorCode::PayloadTooLarge,
+                    format!("the body is larger than {MAX_BODY_BYTES} bytes"),
+                )
+            } else {
+                ApiError::new(ErrorCode::BadRequest, "the body could not be read")
+            }
+            .into_response();
+        }
+        Err(_) => {
+            return ApiError::new(
+                ErrorCode::RequestTimeout,
+                format!("the body did not arrive within {} seconds", limit.as_secs()),
+            )
+            .into_response()
+        }
+    };
+    next.run(axum::extract::Request::from_parts(
+        parts,
+        axum::body::Body::from(bytes),
+    ))
+    .await
+}
+
+/// The address a request came from: the connection's peer, or with
+/// `PLUGBOARD_TRUST_PROXY` the last address the reverse proxy added to
+/// `X-Forwarded-For`.
+pub(crate) fn client_address(parts: &Parts, trust_proxy: bool) -> String {
+    if trust_proxy {
+        let forwarded = parts
+            .headers
+            .get_all("x-forwarded-for")
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .flat_map(|v| v.split(','))
+            .map(str::trim)
+            .rfind(|v| !v.is_empty());
+        if let Some(address) = forwarded {
+            return address.to_string();
+        }
+    }
+    parts
+        .extensions
+        .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
+        .map(|info| info.0.ip().to_string())
+        .unwrap_or_else(|| "unknown".to_string())
+}
+
+/// Guards a credential check against guessing (SECURITY 38): refused while
+/// the client address or the presented key (by its public prefix) is over
+/// its limit of failures; a failure counts against both.
+pub(crate) struct AuthGuard<'a> {
+    app: &'a App,
+    address: String,
+    key: String,
+}
+
+impl<'a> AuthGuard<'a> {
+    pub(crate) fn check(app: &'a App, parts: &Parts, presented: &str) -> ApiResult<AuthGuard<'a>> {
+        let guard = AuthGuard {
+            app,
+            address: client_address(parts, app.settings.trust_proxy),
+            key: presented.chars().take(24).collect(),
+        };
+        let now = app.now_precise();
+        let limits = &app.limiters;
+        if let Err(wait) = limits
+            .auth_by_address
+            .allowed(&guard.address, now)
+            .and_then(|()| limits.auth_by_key.allowed(&guard.key, now))
+        {
+            return Err(ApiError::rate_limited(
+                "too many failed authentications; try again later",
+                wait,
+            ));
+        }
+        Ok(guard)
+    }
+
+    /// Records a failed authentication and answers the error to return.
+    pub(crate) fn failed(self, error: ApiError) -> ApiError {
+        let now = self.app.now_precise();
+        let _ = self.app.limiters.auth_by_address.take(&self.address, now);
+        let _ = self.app.limiters.auth_by_key.take(&self.key, now);
+        error
+    }
+}
+
 pub(crate) fn bearer(headers: &HeaderMap) -> Option<&str> {
     let value = headers.get(header::AUTHORIZATION)?.to_str().ok()?;
     let (scheme, token) = value.split_once(' ')?;
@@ -127,9 +293,10 @@ impl FromRequestParts<AppState> for ProjectAuth {
 
     async fn from_request_parts(parts: &mut Parts, app: &AppState) -> Result<Self, ApiError> {
         let presented = bearer(&parts.headers).unwrap_or("");
+        let guard = AuthGuard::check(app, parts, presented)?;
         match app.store.authenticate_secret_key(presented).await? {
             Some(project_id) => Ok(ProjectAuth { project_id }),
-            None => Err(ApiError::unauthorized()),
+            None => Err(guard.failed(ApiError::unauthorized())),
         }
     }
 }
@@ -148,6 +315,7 @@ impl FromRequestParts<AppState> for OperatorAuth {
             ));
         };
         let presented = bearer(&parts.headers).unwrap_or("");
+        let guard = AuthGuard::check(app, parts, presented)?;
         // Comparing digests keeps the comparison constant-time whatever the lengths.
         let equal: bool = Sha256::digest(presented.as_bytes())
             .ct_eq(&Sha256::digest(expected.as_bytes()))
@@ -155,7 +323,7 @@ impl FromRequestParts<AppState> for OperatorAuth {
         if equal {
             Ok(OperatorAuth)
         } else {
-            Err(ApiError::unauthorized())
+            Err(guard.failed(ApiError::unauthorized()))
         }
     }
 }

@@ -140,7 +140,7 @@ const HANDSHAKE_SCRIPT: &str = r#"(function () {
     }).catch(function () { refuse('This sign-in could not start. Close this window and try again from the app.'); });
   });
   window.opener.postMessage({ type: 'plugboard:hello', attemptId: data.attemptId }, data.origin);
-  setTimeout(function () { if (!done) refuse(elsewhere); }, 10000);
+  setTimeout(function () { if (!done) refuse(elsewhere); }, 5000);
 })();"#;
 
 fn render(page: Page) -> Response {

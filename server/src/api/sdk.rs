@@ -15,7 +15,7 @@ use axum::routing::get;
 use axum::Router;
 use serde::{Deserialize, Serialize};
 
-use super::{bearer, AppState};
+use super::{bearer, AppState, AuthGuard};
 use crate::clock::rfc3339;
 use crate::connect;
 use crate::error::{ApiError, ApiResult, ErrorCode, Json, Path, Query};
@@ -86,6 +86,7 @@ impl FromRequestParts<AppState> for SessionAuth {
 
     async fn from_request_parts(parts: &mut Parts, app: &AppState) -> Result<Self, ApiError> {
         let presented = bearer(&parts.headers).unwrap_or("");
+        let guard = AuthGuard::check(app, parts, presented)?;
         let session = match app.store.authenticate_session(presented, app.now()).await? {
             SessionLookup::Valid(session) => session,
             SessionLookup::Expired => {
@@ -94,7 +95,7 @@ impl FromRequestParts<AppState> for SessionAuth {
                     "the connect session has expired; get a new session token",
                 ))
             }
-            SessionLookup::Unknown => return Err(ApiError::unauthorized()),
+            SessionLookup::Unknown => return Err(guard.failed(ApiError::unauthorized())),
         };
         let origin = request_origin(&parts.headers)
             .unwrap_or_default()
@@ -248,6 +249,16 @@ async fn start(
         return Err(ApiError::field(
             "params",
             "at most 20 parameters, names up to 64 and values up to 512 characters",
+        ));
+    }
+    if let Err(wait) = app
+        .limiters
+        .attempts
+        .take(&auth.session.project_id, app.now_precise())
+    {
+        return Err(ApiError::rate_limited(
+            "too many connect attempts for this project; try again later",
+            wait,
         ));
     }
     let started = connect::start(

@@ -163,13 +163,14 @@ impl TestApp {
             operator_token: operator_token.map(str::to_string),
             allow_hosts: allow_hosts.clone(),
             trust_proxy: false,
+            limits: raised_limits(),
         };
-        let state = AppState(Arc::new(App {
+        let state = AppState(Arc::new(App::new(
             store,
-            vault: Arc::new(vault),
-            clock: Arc::new(clock.clone()),
+            vault,
+            Arc::new(clock.clone()),
             settings,
-            outbound: Outbound::new(
+            Outbound::new(
                 allow_hosts,
                 Limits {
                     total_timeout: std::time::Duration::from_secs(3),
@@ -178,11 +179,17 @@ impl TestApp {
                 },
             )
             .expect("outbound"),
-        }));
+        )));
         let router = api::router(state.clone());
-        tokio::spawn(async move {
-            let _ = axum::serve(listener, router).await;
-        });
+        tokio::spawn(plugboard::serve::serve(
+            listener,
+            router,
+            plugboard::serve::ServeLimits {
+                header_timeout: std::time::Duration::from_secs(10),
+                max_connections: 1000,
+            },
+            std::future::pending(),
+        ));
         TestApp {
             engine,
             state,
@@ -305,6 +312,18 @@ impl TestApp {
             )
             .await
             .expect("insert connection")
+    }
+}
+
+/// The server's limits with the rate limits raised out of the way: tests
+/// that share one server must not throttle each other. The tests of the
+/// limits themselves set their own.
+pub fn raised_limits() -> plugboard::config::Limits {
+    plugboard::config::Limits {
+        auth_failures_per_minute: 1_000_000,
+        sessions_per_minute: 1_000_000,
+        attempts_per_minute: 1_000_000,
+        ..plugboard::config::Limits::default()
     }
 }
 

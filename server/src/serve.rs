@@ -1,0 +1,152 @@
+//! Serving the router on a TCP listener, with the limits that keep slow or
+//! idle clients from exhausting the server (SECURITY 37): a time limit on
+//! reading a request's headers, which also ends idle keep-alive connections;
+//! a cap on open connections (beyond it, new ones wait in the kernel's
+//! backlog); and the process's open-file limit raised to what the system allows.
+//! The body's time limit is the HTTP layer's (`api::read_body_within`).
+
+use std::convert::Infallible;
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::extract::ConnectInfo;
+use axum::Router;
+use hyper::body::Incoming;
+use hyper_util::rt::{TokioIo, TokioTimer};
+use tokio::net::TcpListener;
+use tokio::sync::Semaphore;
+use tower::ServiceExt;
+
+/// The limits of the listener.
+#[derive(Debug, Clone, Copy)]
+pub struct ServeLimits {
+    /// How long a client has to send a request's headers, and how long an
+    /// idle keep-alive connection waits for the next request.
+    pub header_timeout: Duration,
+    /// How many connections are served at once.
+    pub max_connections: usize,
+}
+
+/// How long open connections get to finish when the server stops.
+const DRAIN_SECONDS: u64 = 10;
+
+/// Headers (request line included) larger than this are refused by the
+/// connection itself, with a bare 431; smaller excesses get the product's
+/// error shape from the HTTP layer (`api::MAX_HEADER_BYTES`).
+const MAX_BUF_BYTES: usize = 256 * 1024;
+
+/// Raises this process's soft limit on open files to its hard limit, and
+/// answers the limit now in force (`None` where it cannot be read).
+pub fn raise_open_file_limit() -> Option<u64> {
+    #[cfg(unix)]
+    {
+        let mut limit = libc::rlimit {
+            rlim_cur: 0,
+            rlim_max: 0,
+        };
+        // SAFETY: getrlimit and setrlimit only read and write the struct passed.
+        unsafe {
+            if libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) != 0 {
+                return None;
+            }
+            if limit.rlim_cur < limit.rlim_max {
+                let raised = libc::rlimit {
+                    rlim_cur: limit.rlim_max,
+                    rlim_max: limit.rlim_max,
+                };
+                if libc::setrlimit(libc::RLIMIT_NOFILE, &raised) == 0 {
+                    limit = raised;
+                }
+            }
+        }
+        Some(limit.rlim_cur)
+    }
+    #[cfg(not(unix))]
+    {
+        None
+    }
+}
+
+/// The connection cap to use: the one asked for, lowered to leave room for
+/// the database, outbound calls and logs within the open-file limit.
+pub fn effective_max_connections(asked: usize, open_file_limit: Option<u64>) -> usize {
+    match open_file_limit {
+        Some(limit) => {
+            let room = usize::try_from(limit.saturating_sub(256))
+                .unwrap_or(usize::MAX)
+                .max(16);
+            if asked > room {
+                tracing::warn!(
+                    asked,
+                    open_file_limit = limit,
+                    using = room,
+                    "PLUGBOARD_MAX_CONNECTIONS is above what the open-file limit allows; lowered"
+                );
+            }
+            asked.min(room)
+        }
+        None => asked,
+    }
+}
+
+/// Serves `router` on `listener` until `shutdown` completes, then lets open
+/// connections finish for a few seconds.
+pub async fn serve(
+    listener: TcpListener,
+    router: Router,
+    limits: ServeLimits,
+    shutdown: impl Future<Output = ()>,
+) {
+    let permits = Arc::new(Semaphore::new(limits.max_connections.max(1)));
+    let graceful = hyper_util::server::graceful::GracefulShutdown::new();
+    let mut builder = hyper::server::conn::http1::Builder::new();
+    builder
+        .timer(TokioTimer::new())
+        .header_read_timeout(limits.header_timeout)
+        .max_buf_size(MAX_BUF_BYTES);
+    tokio::pin!(shutdown);
+    loop {
+        let permit = tokio::select! {
+            permit = permits.clone().acquire_owned() => match permit {
+                Ok(permit) => permit,
+                Err(_) => break,
+            },
+            () = &mut shutdown => break,
+        };
+        let (stream, peer) = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok(accepted) => accepted,
+                Err(e) => {
+                    // Out of file descriptors, or a connection reset before it was
+                    // accepted: wait a moment rather than spin.
+                    tracing::warn!(error = %e, "accepting a connection failed");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+            () = &mut shutdown => break,
+        };
+        let router = router.clone();
+        let service = hyper::service::service_fn(move |mut request: hyper::Request<Incoming>| {
+            request.extensions_mut().insert(ConnectInfo(peer));
+            let router = router.clone();
+            async move {
+                Ok::<_, Infallible>(router.oneshot(request).await.unwrap_or_else(|e| match e {}))
+            }
+        });
+        let connection = graceful.watch(builder.serve_connection(TokioIo::new(stream), service));
+        tokio::spawn(async move {
+            // A client that went away or broke the protocol ends its connection; nothing else.
+            let _ = connection.await;
+            drop(permit);
+        });
+    }
+    drop(listener);
+    tokio::select! {
+        () = graceful.shutdown() => {}
+        () = tokio::time::sleep(Duration::from_secs(DRAIN_SECONDS)) => {
+            tracing::warn!("connections still open after {DRAIN_SECONDS} s were closed");
+        }
+    }
+}
