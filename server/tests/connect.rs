@@ -1255,7 +1255,7 @@ async fn a_popup_without_its_openers_proof_binds_nothing(engine: Engine) {
     let reply = victim.post_json(&popup, &json!({})).await;
     assert_eq!(reply.status, 422, "{}", reply.body);
     assert_eq!(
-        s.status(&token, &started.body["attemptId"].as_str().unwrap())
+        s.status(&token, started.body["attemptId"].as_str().unwrap())
             .await["status"],
         "pending"
     );
