@@ -12,7 +12,8 @@ use plugboard::vault::KeyRing;
 
 on_both_engines!(
     serve_refuses_a_ring_missing_a_key_in_use_and_reencrypt_fixes_it,
-    projects_create_prints_a_working_key
+    projects_create_prints_a_working_key,
+    a_key_that_does_not_open_the_data_is_refused_and_a_corrupt_value_is_not,
 );
 
 fn plugboard(data_dir: &Path) -> Command {
@@ -26,6 +27,12 @@ fn plugboard(data_dir: &Path) -> Command {
         "PLUGBOARD_PUBLIC_URL",
         "PLUGBOARD_ALLOW_HOSTS",
         "PLUGBOARD_TRUST_PROXY",
+        "PLUGBOARD_HEADER_TIMEOUT_SECONDS",
+        "PLUGBOARD_BODY_TIMEOUT_SECONDS",
+        "PLUGBOARD_MAX_CONNECTIONS",
+        "PLUGBOARD_AUTH_FAILURES_PER_MINUTE",
+        "PLUGBOARD_SESSIONS_PER_MINUTE",
+        "PLUGBOARD_ATTEMPTS_PER_MINUTE",
     ] {
         command.env_remove(var);
     }
@@ -58,6 +65,19 @@ fn free_port() -> u16 {
 
 /// A running `plugboard serve`, stopped when dropped.
 struct Server(Child, u16);
+
+impl Server {
+    /// Stops the server; answers what it wrote.
+    fn stop(mut self) -> String {
+        let _ = self.0.kill();
+        let mut child = std::mem::replace(
+            &mut self.0,
+            Command::new("true").spawn().expect("spawn true"),
+        );
+        let output = child.wait_with_output().expect("output");
+        text(&output)
+    }
+}
 
 impl Drop for Server {
     fn drop(&mut self) {
@@ -278,4 +298,226 @@ async fn serve_refuses_a_ring_missing_a_key_in_use_and_reencrypt_fixes_it(engine
         .await
         .unwrap();
     assert_eq!(reply.status(), 200);
+}
+
+/// Creates a project and an integration (one sealed client secret) on a key; answers the secret key.
+async fn seal_something(with: &dyn Fn() -> Command) -> String {
+    let created = run(with().args(["projects", "create", "--name", "Acme"]));
+    assert!(created.status.success(), "{}", text(&created));
+    let secret = String::from_utf8_lossy(&created.stdout)
+        .lines()
+        .find_map(|l| l.strip_prefix("secret_key="))
+        .expect("key")
+        .to_string();
+    let server = serve(with()).await.expect("serve");
+    for key in ["first", "second"] {
+        let reply = reqwest::Client::new()
+            .post(format!("http://127.0.0.1:{}/v1/integrations", server.1))
+            .bearer_auth(&secret)
+            .header("content-type", "application/json")
+            .body(common::oauth_integration(key).to_string())
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(reply.status(), 201);
+    }
+    secret
+}
+
+/// SECURITY 35 and 36: another key under the same id, or an empty variable,
+/// is refused at start (exit 78) naming the key id; one corrupt value is
+/// named in the log and the server starts.
+async fn a_key_that_does_not_open_the_data_is_refused_and_a_corrupt_value_is_not(engine: Engine) {
+    let dir = tempfile::tempdir().unwrap();
+    let url = database_url(engine, dir.path()).await;
+    let right = KeyRing::generate_spec();
+    let with_key = |key: &str| {
+        let mut c = plugboard(dir.path());
+        c.env("DATABASE_URL", &url).env("PLUGBOARD_MASTER_KEY", key);
+        c
+    };
+    let secret = seal_something(&|| with_key(&right)).await;
+
+    // Another key under the same id `default`.
+    let wrong = run(with_key(&KeyRing::generate_spec()).arg("serve"));
+    assert_eq!(wrong.status.code(), Some(78), "{}", text(&wrong));
+    assert!(
+        text(&wrong).contains("vault key id `default`"),
+        "{}",
+        text(&wrong)
+    );
+    // The same without the check values (a database sealed before they existed):
+    // the key is tried on the sealed values themselves.
+    assert!(common::execute(engine, &url, "DELETE FROM vault_checks", None).await >= 1);
+    let wrong = run(with_key(&KeyRing::generate_spec()).arg("serve"));
+    assert_eq!(wrong.status.code(), Some(78), "{}", text(&wrong));
+    assert!(
+        text(&wrong).contains("vault key id `default`"),
+        "{}",
+        text(&wrong)
+    );
+    // An empty variable is not "no key".
+    let empty = run(with_key("").arg("serve"));
+    assert_eq!(empty.status.code(), Some(78), "{}", text(&empty));
+    assert!(text(&empty).contains("set but empty"), "{}", text(&empty));
+
+    // One value damaged beyond naming its key: named in the log, the rest works.
+    let corrupted = common::execute(
+        engine,
+        &url,
+        "UPDATE integration_secrets SET ciphertext = $1 WHERE integration_id = \
+         (SELECT id FROM integrations WHERE key = 'first')",
+        Some(b"garbage".to_vec()),
+    )
+    .await;
+    assert_eq!(corrupted, 1);
+    let server = serve(with_key(&right))
+        .await
+        .expect("starts despite one corrupt value");
+    let reply = reqwest::Client::new()
+        .get(format!(
+            "http://127.0.0.1:{}/v1/integrations/second",
+            server.1
+        ))
+        .bearer_auth(&secret)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(reply.status(), 200);
+    let log = server.stop();
+    assert!(
+        log.contains("integration_secrets int_") && log.contains("field client_secret"),
+        "{log}"
+    );
+}
+
+/// SECURITY 35 on the embedded default: a lost key file is not replaced by a
+/// new key while the database holds sealed values.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lost_key_file_is_not_replaced_over_sealed_data() {
+    let dir = tempfile::tempdir().unwrap();
+    seal_something(&|| plugboard(dir.path())).await;
+    let key_file = dir.path().join("master.key");
+    std::fs::remove_file(&key_file).unwrap();
+    let output = run(plugboard(dir.path()).arg("serve"));
+    assert_eq!(output.status.code(), Some(78), "{}", text(&output));
+    assert!(
+        text(&output).contains("vault key id `default`"),
+        "{}",
+        text(&output)
+    );
+    assert!(!key_file.exists(), "no key was generated");
+}
+
+/// SECURITY 40: a SQLite database Plugboard creates, in its data directory or
+/// anywhere else, is readable by its user only.
+#[test]
+fn database_files_are_private() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    let elsewhere = tempfile::tempdir().unwrap();
+    let outside = elsewhere.path().join("outside.db");
+    for url in [
+        None,
+        Some(format!("sqlite://{}?mode=rwc", outside.display())),
+    ] {
+        let mut command = plugboard(dir.path());
+        if let Some(url) = &url {
+            command.env("DATABASE_URL", url);
+        }
+        let output = run(command
+            .env("PLUGBOARD_MASTER_KEY", KeyRing::generate_spec())
+            .args(["projects", "create", "--name", "Acme"]));
+        assert!(output.status.success(), "{}", text(&output));
+    }
+    for file in [dir.path().join("plugboard.db"), outside] {
+        let mode = std::fs::metadata(&file).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o600, "{}", file.display());
+    }
+}
+
+/// SECURITY 37: 1,000 clients that send half a request line do not keep
+/// `/healthz` from answering; they, a trickled body and an idle keep-alive
+/// connection are cut after the configured times.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn slow_clients_are_cut_and_do_not_starve_the_server() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    plugboard::serve::raise_open_file_limit();
+    let dir = tempfile::tempdir().unwrap();
+    let mut command = plugboard(dir.path());
+    command
+        .env("PLUGBOARD_MASTER_KEY", KeyRing::generate_spec())
+        .env("PLUGBOARD_HEADER_TIMEOUT_SECONDS", "2")
+        .env("PLUGBOARD_BODY_TIMEOUT_SECONDS", "2");
+    command.env("RUST_LOG", "error");
+    let server = serve(command).await.expect("serve");
+    let address = format!("127.0.0.1:{}", server.1);
+
+    let mut slow = Vec::new();
+    for _ in 0..1000 {
+        let mut stream = tokio::net::TcpStream::connect(&address).await.unwrap();
+        stream.write_all(b"GET /hea").await.unwrap();
+        slow.push(stream);
+    }
+    let started = std::time::Instant::now();
+    let reply = reqwest::Client::new()
+        .get(format!("http://{address}/healthz"))
+        .timeout(Duration::from_secs(10))
+        .send()
+        .await
+        .expect("/healthz answers with 1,000 slow clients connected");
+    assert_eq!(reply.status(), 200);
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "{:?}",
+        started.elapsed()
+    );
+
+    // The slow ones are closed after the header time limit.
+    let mut buf = [0u8; 256];
+    for stream in slow.iter_mut().take(20) {
+        let read = tokio::time::timeout(Duration::from_secs(8), stream.read(&mut buf)).await;
+        assert!(read.is_ok(), "a slow client was never cut");
+    }
+    drop(slow);
+
+    // A trickled body: 408 in the error shape.
+    let mut stream = tokio::net::TcpStream::connect(&address).await.unwrap();
+    stream
+        .write_all(
+            b"POST /v1/integrations HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n\
+              Content-Length: 100\r\n\r\n{",
+        )
+        .await
+        .unwrap();
+    let trickle = async {
+        loop {
+            tokio::time::sleep(Duration::from_millis(300)).await;
+            if stream.write_all(b" ").await.is_err() {
+                break;
+            }
+        }
+    };
+    let _ = tokio::time::timeout(Duration::from_secs(4), trickle).await;
+    let mut answer = Vec::new();
+    let _ = tokio::time::timeout(Duration::from_secs(4), stream.read_to_end(&mut answer)).await;
+    let answer = String::from_utf8_lossy(&answer);
+    assert!(answer.starts_with("HTTP/1.1 408"), "{answer}");
+    assert!(answer.contains(r#""code":"validation_failed""#), "{answer}");
+
+    // An idle keep-alive connection is closed.
+    let mut stream = tokio::net::TcpStream::connect(&address).await.unwrap();
+    stream
+        .write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+        .await
+        .unwrap();
+    let mut answer = Vec::new();
+    let closed =
+        tokio::time::timeout(Duration::from_secs(8), stream.read_to_end(&mut answer)).await;
+    assert!(
+        closed.is_ok(),
+        "an idle keep-alive connection was never closed"
+    );
+    assert!(String::from_utf8_lossy(&answer).starts_with("HTTP/1.1 200"));
+    drop(server);
 }

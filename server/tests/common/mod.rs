@@ -83,6 +83,33 @@ pub async fn fresh_database_url(engine: Engine, dir: &std::path::Path) -> String
     }
 }
 
+/// Runs one SQL statement on a test database, with an optional byte value as `$1`;
+/// answers the rows it changed. For planting faults the API cannot make.
+pub async fn execute(engine: Engine, url: &str, sql: &str, value: Option<Vec<u8>>) -> u64 {
+    match engine {
+        Engine::Sqlite => {
+            let pool = sqlx::SqlitePool::connect(url).await.expect("connect");
+            let mut q = sqlx::query(sql);
+            if let Some(v) = value {
+                q = q.bind(v);
+            }
+            let n = q.execute(&pool).await.expect("execute").rows_affected();
+            pool.close().await;
+            n
+        }
+        Engine::Postgres => {
+            let pool = sqlx::PgPool::connect(url).await.expect("connect");
+            let mut q = sqlx::query(sql);
+            if let Some(v) = value {
+                q = q.bind(v);
+            }
+            let n = q.execute(&pool).await.expect("execute").rows_affected();
+            pool.close().await;
+            n
+        }
+    }
+}
+
 pub struct TestApp {
     pub engine: Engine,
     pub state: AppState,
@@ -146,6 +173,34 @@ impl TestApp {
         operator_token: Option<&str>,
         start: time::OffsetDateTime,
     ) -> TestApp {
+        Self::build_limited(engine, allow, operator_token, start, raised_limits(), false).await
+    }
+
+    /// A TestApp with the given limits (for the tests of the limits themselves).
+    pub async fn with_limits(
+        engine: Engine,
+        limits: plugboard::config::Limits,
+        trust_proxy: bool,
+    ) -> TestApp {
+        Self::build_limited(
+            engine,
+            "127.0.0.1,::1",
+            Some(OPERATOR_TOKEN),
+            time::macros::datetime!(2030-01-01 00:00 UTC),
+            limits,
+            trust_proxy,
+        )
+        .await
+    }
+
+    pub async fn build_limited(
+        engine: Engine,
+        allow: &str,
+        operator_token: Option<&str>,
+        start: time::OffsetDateTime,
+        limits: plugboard::config::Limits,
+        trust_proxy: bool,
+    ) -> TestApp {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
             .await
             .expect("bind");
@@ -162,8 +217,8 @@ impl TestApp {
             public_url: url::Url::parse(&format!("{base_url}/")).expect("url"),
             operator_token: operator_token.map(str::to_string),
             allow_hosts: allow_hosts.clone(),
-            trust_proxy: false,
-            limits: raised_limits(),
+            trust_proxy,
+            limits,
         };
         let state = AppState(Arc::new(App::new(
             store,
@@ -185,7 +240,7 @@ impl TestApp {
             listener,
             router,
             plugboard::serve::ServeLimits {
-                header_timeout: std::time::Duration::from_secs(10),
+                header_timeout: limits.header_timeout,
                 max_connections: 1000,
             },
             std::future::pending(),
