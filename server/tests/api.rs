@@ -23,6 +23,11 @@ on_both_engines!(
     wrong_secret_keys_all_get_the_same_401,
     bad_input_gets_the_error_shape_never_a_500,
     expired_sessions_and_attempt_secrets_are_purged,
+    internal_and_reserved_targets_are_refused_at_save,
+    identifiers_refuse_invisible_characters_and_labels_lose_them,
+    secrets_are_not_cached_nothing_is_sniffed_and_oversize_requests_get_the_shape,
+    session_tokens_wrong_in_any_way_get_one_401_over_http,
+    sdk_keys_and_callback_routes_take_bad_input_without_a_500,
 );
 
 async fn health_reports_ok(engine: Engine) {
@@ -1089,4 +1094,329 @@ async fn expired_sessions_and_attempt_secrets_are_purged(engine: Engine) {
         app.store().authenticate_session(&token, now).await.unwrap(),
         SessionLookup::Unknown
     ));
+}
+
+/// SECURITY 16 at save, with https (so the refusal is the internal-address
+/// check, not the https rule), and SECURITY 41: the authorization request's
+/// own parameters cannot hide in `authorization_url`.
+async fn internal_and_reserved_targets_are_refused_at_save(engine: Engine) {
+    let app = TestApp::with_allow(engine, "127.0.0.1").await;
+    let (_, key) = app.project("Acme").await;
+    for (field, url) in [
+        ("token_url", "https://169.254.169.254/latest/meta-data"),
+        ("token_url", "https://10.0.0.8/token"),
+        ("revocation_url", "https://[::ffff:127.0.0.2]/revoke"),
+        ("userinfo_url", "https://100.64.0.1/userinfo"),
+        ("jwks_url", "https://[fd00::1]/jwks"),
+        ("api_base_url", "https://192.168.1.1/"),
+    ] {
+        let mut body = common::oauth_integration("acme");
+        body[field] = json!(url);
+        let reply = app
+            .call("POST", "/v1/integrations", Some(&key), Some(body))
+            .await;
+        assert_eq!(reply.status, StatusCode::UNPROCESSABLE_ENTITY, "{url}");
+        let message = reply.body["error"]["fields"][field].as_str().unwrap_or("");
+        assert!(
+            message.contains("internal address"),
+            "{field}={url}: {}",
+            reply.text
+        );
+    }
+    for query in [
+        "redirect_uri=https://evil.example/",
+        "response_type=token",
+        "code_challenge_method=plain",
+        "client_id=other",
+        "state=fixed",
+        "scope=admin",
+        "nonce=n",
+        "code_challenge=x",
+    ] {
+        let mut body = common::oauth_integration("acme");
+        body["authorization_url"] = json!(format!("https://idp.example/authorize?{query}"));
+        let reply = app
+            .call("POST", "/v1/integrations", Some(&key), Some(body))
+            .await;
+        assert_eq!(reply.status, StatusCode::UNPROCESSABLE_ENTITY, "{query}");
+        assert!(
+            reply.body["error"]["fields"]["authorization_url"].is_string(),
+            "{query}: {}",
+            reply.text
+        );
+    }
+    // A query of the provider's own is kept.
+    let mut body = common::oauth_integration("acme");
+    body["authorization_url"] = json!("https://idp.example/authorize?tenant=common");
+    let reply = app
+        .call("POST", "/v1/integrations", Some(&key), Some(body))
+        .await;
+    assert_eq!(reply.status, StatusCode::CREATED, "{}", reply.text);
+}
+
+/// Identifiers that decide whose data is whose refuse bidirectional and
+/// zero-width characters; display labels lose them; an origin with a
+/// trailing newline is refused, not silently trimmed.
+async fn identifiers_refuse_invisible_characters_and_labels_lose_them(engine: Engine) {
+    let app = TestApp::new(engine).await;
+    let (_, key) = app.project("Acme").await;
+    for end_user in [
+        "user\u{202E}24",
+        "user\u{200B}",
+        "\u{FEFF}user",
+        " user",
+        "user\n",
+    ] {
+        let reply = app
+            .call(
+                "POST",
+                "/v1/connect/sessions",
+                Some(&key),
+                Some(json!({ "end_user_id": end_user, "allowed_origins": ["https://app.example.com"] })),
+            )
+            .await;
+        assert_eq!(
+            reply.status,
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "{end_user:?}"
+        );
+        assert!(reply.body["error"]["fields"]["end_user_id"].is_string());
+    }
+    for origin in [
+        "https://app.example.com\n",
+        "https://app.example.com ",
+        "\thttps://app.example.com",
+    ] {
+        let reply = app
+            .call(
+                "POST",
+                "/v1/connect/sessions",
+                Some(&key),
+                Some(json!({ "end_user_id": "u", "allowed_origins": [origin] })),
+            )
+            .await;
+        assert_eq!(reply.status, StatusCode::UNPROCESSABLE_ENTITY, "{origin:?}");
+        assert!(reply.body["error"]["fields"]["allowed_origins"].is_string());
+    }
+    let reply = app
+        .call(
+            "POST",
+            "/v1/integrations",
+            Some(&key),
+            Some({
+                let mut b = common::oauth_integration("acme");
+                b["label"] = json!("Team\u{202E}redael\u{200B}");
+                b
+            }),
+        )
+        .await;
+    assert_eq!(reply.status, StatusCode::CREATED, "{}", reply.text);
+    assert_eq!(reply.body["label"], "Teamredael");
+}
+
+/// SECURITY 40: answers that carry a secret are not cached; nothing is
+/// sniffed; and at the protocol level, a too-long target or too-large
+/// headers answer in the error shape (sent over a real connection).
+async fn secrets_are_not_cached_nothing_is_sniffed_and_oversize_requests_get_the_shape(
+    engine: Engine,
+) {
+    let app = TestApp::new(engine).await;
+    let project = app
+        .call(
+            "POST",
+            "/v1/admin/projects",
+            Some(OPERATOR_TOKEN),
+            Some(json!({ "name": "Acme" })),
+        )
+        .await;
+    let key = project.body["secret_key"].as_str().unwrap().to_string();
+    let minted = app.call("POST", "/v1/keys", Some(&key), None).await;
+    let session = app
+        .call(
+            "POST",
+            "/v1/connect/sessions",
+            Some(&key),
+            Some(json!({ "end_user_id": "u", "allowed_origins": ["https://app.example.com"] })),
+        )
+        .await;
+    for reply in [&project, &minted, &session] {
+        assert!(reply.status.is_success(), "{}", reply.text);
+        assert_eq!(reply.headers["cache-control"], "no-store", "{}", reply.text);
+        assert_eq!(reply.headers["x-content-type-options"], "nosniff");
+    }
+    for (method, path) in [
+        ("GET", "/healthz"),
+        ("GET", "/nothing"),
+        ("DELETE", "/healthz"),
+    ] {
+        let reply = app.call(method, path, None, None).await;
+        assert_eq!(reply.headers["x-content-type-options"], "nosniff", "{path}");
+    }
+
+    let client = reqwest::Client::new();
+    let long = client
+        .get(format!(
+            "{}/v1/integrations?q={}",
+            app.base_url,
+            "a".repeat(10_000)
+        ))
+        .bearer_auth(&key)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(long.status(), 414);
+    let body: Value = serde_json::from_str(&long.text().await.unwrap()).unwrap();
+    assert_eq!(body["error"]["code"], "validation_failed");
+    let large = client
+        .get(format!("{}/v1/integrations", app.base_url))
+        .bearer_auth(&key)
+        .header("x-padding", "b".repeat(40_000))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(large.status(), 431);
+    let body: Value = serde_json::from_str(&large.text().await.unwrap()).unwrap();
+    assert_eq!(body["error"]["code"], "validation_failed");
+}
+
+/// SECURITY 15 on the SDK's endpoints, over HTTP as a page sends them:
+/// malformed, truncated, extended, forged and foreign tokens get one answer.
+async fn session_tokens_wrong_in_any_way_get_one_401_over_http(engine: Engine) {
+    let app = TestApp::new(engine).await;
+    let (_, key) = app.project("Acme").await;
+    let session = app
+        .call(
+            "POST",
+            "/v1/connect/sessions",
+            Some(&key),
+            Some(json!({ "end_user_id": "u", "allowed_origins": ["http://localhost:3000"] })),
+        )
+        .await;
+    let token = session.body["token"].as_str().unwrap().to_string();
+    let mut forged = token.clone();
+    let last = forged.pop().unwrap();
+    forged.push(if last == 'a' { 'b' } else { 'a' });
+    let client = reqwest::Client::new();
+    let mut answers = std::collections::BTreeSet::new();
+    for candidate in [
+        String::new(),
+        "x".to_string(),
+        "pb_cs_".to_string(),
+        token[..token.len() - 1].to_string(),
+        format!("{token}0"),
+        forged,
+        token.replace("pb_cs_", "pb_sk_"),
+        key.clone(),
+        "c".repeat(3000),
+    ] {
+        for path in ["/v1/sdk/apps", "/v1/sdk/connections"] {
+            let reply = client
+                .get(format!("{}{path}", app.base_url))
+                .header("authorization", format!("Bearer {candidate}"))
+                .header("origin", "http://localhost:3000")
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(reply.status(), 401, "{candidate}");
+            answers.insert(reply.text().await.unwrap());
+        }
+    }
+    assert_eq!(answers.len(), 1, "{answers:?}");
+    let ok = client
+        .get(format!("{}/v1/sdk/apps", app.base_url))
+        .bearer_auth(&token)
+        .header("origin", "http://localhost:3000")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(ok.status(), 200);
+}
+
+/// SECURITY 32 for the SDK's endpoints, `/v1/keys` and the callback.
+async fn sdk_keys_and_callback_routes_take_bad_input_without_a_500(engine: Engine) {
+    let app = TestApp::new(engine).await;
+    let (_, key) = app.project("Acme").await;
+    let integration = app.integration(&key, "acme", json!({})).await;
+    let session = app
+        .call(
+            "POST",
+            "/v1/connect/sessions",
+            Some(&key),
+            Some(json!({ "end_user_id": "u", "allowed_origins": ["http://localhost:3000"] })),
+        )
+        .await;
+    let token = session.body["token"].as_str().unwrap().to_string();
+    let request = |method: &str, path: &str, bearer: &str, body: Vec<u8>| {
+        Request::builder()
+            .method(method)
+            .uri(path)
+            .header("authorization", format!("Bearer {bearer}"))
+            .header("origin", "http://localhost:3000")
+            .header("content-type", "application/json")
+            .body(Body::from(body))
+            .unwrap()
+    };
+    let huge = format!(r#"{{"app":"{}"}}"#, "a".repeat(300 * 1024)).into_bytes();
+    let cases = vec![
+        request("POST", "/v1/sdk/connect", &token, b"{not json".to_vec()),
+        request("POST", "/v1/sdk/connect", &token, br#"{"app":7}"#.to_vec()),
+        request(
+            "POST",
+            "/v1/sdk/connect",
+            &token,
+            br#"{"app":"acme","extra":1}"#.to_vec(),
+        ),
+        request(
+            "POST",
+            "/v1/sdk/connect",
+            &token,
+            br#"{"app":"acme","params":{"a":[1]}}"#.to_vec(),
+        ),
+        request("POST", "/v1/sdk/connect", &token, vec![0xff, 0xfe, b'{']),
+        request("POST", "/v1/sdk/connect", &token, huge.clone()),
+        request("GET", "/v1/sdk/connections?unknown=1", &token, vec![]),
+        request("GET", "/v1/sdk/connect/%ff%fe", &token, vec![]),
+        request("DELETE", "/v1/sdk/connections/%ff", &token, vec![]),
+        request("POST", "/v1/keys", &key, b"[1,2".to_vec()),
+        request("POST", "/v1/keys", &key, huge),
+        request("DELETE", "/v1/keys/%ff%fe", &key, vec![]),
+    ];
+    for request in cases {
+        let what = format!("{} {}", request.method(), request.uri());
+        let reply = app.send(request).await;
+        assert!(
+            reply.status.is_client_error(),
+            "{what}: {} {}",
+            reply.status,
+            reply.text
+        );
+        assert!(
+            reply.body["error"]["code"].is_string() && reply.body["error"]["message"].is_string(),
+            "{what}: {}",
+            reply.text
+        );
+    }
+    // A callback whose query is not UTF-8 is a page for people, never a 5xx.
+    let id = integration["id"].as_str().unwrap();
+    for query in [
+        "state=%ff%fe&code=%80",
+        "state=%C0%AF",
+        "%ff=%ff",
+        "error=%ff&state=x",
+    ] {
+        let reply = app
+            .send(
+                Request::get(format!("/oauth/callback/{id}?{query}"))
+                    .body(Body::empty())
+                    .unwrap(),
+            )
+            .await;
+        assert_eq!(
+            reply.status,
+            StatusCode::BAD_REQUEST,
+            "{query}: {}",
+            reply.text
+        );
+        assert!(reply.text.contains("<!doctype html>"), "{query}");
+    }
 }

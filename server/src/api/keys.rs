@@ -39,10 +39,24 @@ impl KeyView {
     }
 }
 
+/// `POST /v1/keys` takes no fields; a body, when sent, must be an empty JSON object.
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct CreateKey {}
+
 async fn create(
     State(app): State<AppState>,
     auth: ProjectAuth,
+    body: axum::body::Bytes,
 ) -> ApiResult<(StatusCode, Json<KeyView>)> {
+    if !body.iter().all(u8::is_ascii_whitespace) {
+        serde_json::from_slice::<CreateKey>(&body).map_err(|e| {
+            ApiError::new(
+                crate::error::ErrorCode::ValidationFailed,
+                format!("the body must be an empty JSON object or nothing: {e}"),
+            )
+        })?;
+    }
     let (row, minted) = app
         .store
         .create_secret_key(&auth.project_id, app.now())

@@ -172,12 +172,8 @@ async fn read_body_within(
         )
         .into_response();
     }
-    let has_body = request
-        .headers()
-        .get(header::CONTENT_LENGTH)
-        .is_some_and(|v| v.as_bytes() != b"0")
-        || request.headers().contains_key(header::TRANSFER_ENCODING);
-    if !has_body {
+    use axum::body::HttpBody;
+    if request.body().size_hint().exact() == Some(0) {
         return next.run(request).await;
     }
     let (parts, body) = request.into_parts();
