@@ -163,7 +163,6 @@ pub struct PopupMessage {
 }
 
 /// A page the popup shows: for people, and with a message for the opener when there is one to send.
-#[derive(Debug)]
 pub struct Page {
     pub ok: bool,
     pub title: String,
@@ -332,13 +331,26 @@ pub async fn bind_popup(app: &App, attempt_id: &str, proof: &str) -> ApiResult<B
 }
 
 /// The callback's query parameters.
-#[derive(Debug, Default, serde::Deserialize)]
+#[derive(Default, serde::Deserialize)]
 pub struct CallbackParams {
     pub code: Option<String>,
     pub state: Option<String>,
     pub error: Option<String>,
     pub error_description: Option<String>,
     pub iss: Option<String>,
+}
+
+impl std::fmt::Debug for CallbackParams {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // The code and the state are bearer values: only whether they came.
+        f.debug_struct("CallbackParams")
+            .field("code", &self.code.as_ref().map(|_| "[redacted]"))
+            .field("state", &self.state.as_ref().map(|_| "[redacted]"))
+            .field("error", &self.error)
+            .field("error_description", &self.error_description)
+            .field("iss", &self.iss)
+            .finish()
+    }
 }
 
 /// Handles the provider's redirect back to `/oauth/callback/{integration_id}`.

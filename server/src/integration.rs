@@ -71,7 +71,6 @@ const RESERVED_AUTHORIZATION_PARAMS: [&str; 9] = [
 ];
 
 /// An integration that passed validation.
-#[derive(Debug)]
 pub struct ValidIntegration {
     pub key: String,
     pub auth_type: String,
@@ -79,6 +78,18 @@ pub struct ValidIntegration {
     pub config: Map<String, Value>,
     /// Secret fields given in this request, in the clear (sealed by the store).
     pub secrets: Vec<(&'static str, String)>,
+}
+
+impl std::fmt::Debug for ValidIntegration {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let secrets: Vec<&str> = self.secrets.iter().map(|(name, _)| *name).collect();
+        f.debug_struct("ValidIntegration")
+            .field("key", &self.key)
+            .field("auth_type", &self.auth_type)
+            .field("config", &self.config)
+            .field("secrets", &secrets)
+            .finish()
+    }
 }
 
 /// Validates a whole integration. `existing_secrets` names the secret fields

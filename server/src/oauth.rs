@@ -507,3 +507,24 @@ pub async fn revoke(
         provider_code,
     ))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::outbound::AddressClass;
+
+    #[test]
+    fn a_refused_internal_address_is_not_named_to_the_end_user() {
+        let refused = OutboundError::Refused {
+            host: "runsc".into(),
+            class: AddressClass::Loopback,
+        };
+        let failure = outbound_failure("token endpoint", &refused);
+        assert!(
+            !failure.message.contains("runsc") && !failure.message.contains("Loopback"),
+            "{}",
+            failure.message
+        );
+        assert!(failure.message.contains("token endpoint"));
+    }
+}

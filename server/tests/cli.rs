@@ -64,25 +64,23 @@ fn free_port() -> u16 {
 }
 
 /// A running `plugboard serve`, stopped when dropped.
-struct Server(Child, u16);
+struct Server(Option<Child>, u16);
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        if let Some(child) = self.0.as_mut() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
 
 impl Server {
     /// Stops the server; answers what it wrote.
     fn stop(mut self) -> String {
-        let _ = self.0.kill();
-        let mut child = std::mem::replace(
-            &mut self.0,
-            Command::new("true").spawn().expect("spawn true"),
-        );
-        let output = child.wait_with_output().expect("output");
-        text(&output)
-    }
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
+        let mut child = self.0.take().expect("running");
+        let _ = child.kill();
+        text(&child.wait_with_output().expect("output"))
     }
 }
 
@@ -101,7 +99,7 @@ async fn serve(mut command: Command) -> Result<Server, String> {
         }
         if let Ok(r) = reqwest::get(format!("http://127.0.0.1:{port}/healthz")).await {
             if r.status() == 200 {
-                return Ok(Server(child, port));
+                return Ok(Server(Some(child), port));
             }
         }
         tokio::time::sleep(Duration::from_millis(100)).await;

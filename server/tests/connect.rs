@@ -30,6 +30,8 @@ on_both_engines!(
     a_failed_revocation_still_disconnects_and_is_recorded,
     a_re_pointed_url_needs_the_client_secret_and_old_connections_keep_theirs,
     a_popup_without_its_openers_proof_binds_nothing,
+    an_attempt_expires_after_ten_minutes_at_the_popup_and_the_callback,
+    a_refused_callback_never_reaches_the_token_endpoint,
 );
 
 struct Setup {
@@ -1281,4 +1283,142 @@ async fn a_popup_without_its_openers_proof_binds_nothing(engine: Engine) {
         .await;
     assert_eq!(reply.status, 403);
     assert_eq!(s.accounts(&token).await.len(), 1);
+}
+
+/// SECURITY 3: an attempt's own 10-minute life, with a session that lives
+/// longer, ends it at the popup and at the callback.
+async fn an_attempt_expires_after_ten_minutes_at_the_popup_and_the_callback(engine: Engine) {
+    let s = setup(engine, json!({})).await;
+    let token = s.session("user-1", json!({ "ttl_seconds": 3600 })).await;
+    let unopened = s.start(&token, json!({ "app": "acme" })).await;
+    let journey = s.until_callback(&token, "alice").await;
+    s.app.clock.advance(601);
+
+    let mut browser = Browser::new();
+    let page = browser
+        .get(unopened.body["popupUrl"].as_str().unwrap())
+        .await;
+    assert_eq!(page.status, 400);
+    assert!(page.body.contains("expired"), "{}", page.body);
+    assert_eq!(posted(&page)["message"]["error"], "session_expired");
+    let reply = browser
+        .post_json(
+            unopened.body["popupUrl"].as_str().unwrap(),
+            &json!({ "proof": unopened.body["popupProof"] }),
+        )
+        .await;
+    assert_eq!(reply.status, 403, "{}", reply.body);
+    assert!(reply.headers.get("set-cookie").is_none());
+
+    let mut browser = journey.browser;
+    let page = browser.get(&journey.callback).await;
+    assert_eq!(page.status, 400);
+    assert!(page.body.contains("sign-in link expired"), "{}", page.body);
+    let status = s.status(&token, &journey.attempt).await;
+    assert_eq!(status["error"]["code"], "session_expired");
+    assert!(s.accounts(&token).await.is_empty());
+}
+
+/// SECURITY 1, 2, 4 and 11, with a counting listener as the token endpoint:
+/// a callback without a usable state, without the binding cookie, at another
+/// integration's callback or naming another issuer sends nothing there. The
+/// popup's message carries exactly ids, a status, an error code and the nonce.
+async fn a_refused_callback_never_reaches_the_token_endpoint(engine: Engine) {
+    let s = setup(engine, json!({})).await;
+    let token = s.session("user-1", json!({})).await;
+    let (page, attempt) = s
+        .connect(&token, "alice", Consent::Allow, json!({ "app": "acme" }))
+        .await;
+    let result = posted(&page);
+    assert_eq!(result["origin"], ORIGIN);
+    let keys: std::collections::BTreeSet<&str> = result["message"]
+        .as_object()
+        .unwrap()
+        .keys()
+        .map(String::as_str)
+        .collect();
+    assert_eq!(
+        keys,
+        [
+            "attemptId",
+            "connectedAccountId",
+            "error",
+            "nonce",
+            "status",
+            "type"
+        ]
+        .into_iter()
+        .collect()
+    );
+    assert_eq!(result["message"]["attemptId"], attempt);
+    assert_eq!(result["message"]["status"], "succeeded");
+    assert!(result["message"]["connectedAccountId"]
+        .as_str()
+        .unwrap()
+        .starts_with("conn_"));
+
+    let counter = common::fake::FakePeer::start(common::fake::Behaviour::Respond(
+        common::fake::json_response(200, r#"{"access_token":"x","token_type":"Bearer"}"#),
+    ))
+    .await;
+    let reply = s
+        .app
+        .call(
+            "PATCH",
+            "/v1/integrations/acme",
+            Some(&s.key),
+            Some(json!({ "token_url": format!("{}/token", counter.url), "client_secret": s.client_secret })),
+        )
+        .await;
+    assert_eq!(reply.status, StatusCode::OK, "{}", reply.text);
+    let other = s.app.integration(&s.key, "other", json!({})).await;
+
+    let journey = s.until_callback(&token, "bob").await;
+    let query = journey.callback.split_once('?').unwrap().1.to_string();
+    let mut browser = journey.browser;
+    let without_state: String = query
+        .split('&')
+        .filter(|p| !p.starts_with("state="))
+        .collect::<Vec<_>>()
+        .join("&");
+    let elsewhere = format!(
+        "{}/oauth/callback/{}?{query}",
+        s.app.base_url,
+        other["id"].as_str().unwrap()
+    );
+    for bad in [
+        format!("{}?{without_state}", s.callback_url),
+        format!("{}?{without_state}&state=unknown", s.callback_url),
+        elsewhere,
+    ] {
+        assert_eq!(browser.get(&bad).await.status, 400, "{bad}");
+    }
+    assert_eq!(
+        Browser::new().get(&journey.callback).await.status,
+        400,
+        "no binding cookie"
+    );
+    assert_eq!(
+        s.status(&token, &journey.attempt).await["status"],
+        "pending"
+    );
+    // Another issuer named in the response: the attempt ends, nothing is exchanged.
+    let iss =
+        url::form_urlencoded::byte_serialize(s.provider.issuer.as_bytes()).collect::<String>();
+    assert!(query.contains(&format!("iss={iss}")), "{query}");
+    let forged = journey
+        .callback
+        .replace(&format!("iss={iss}"), "iss=https%3A%2F%2Fevil.example");
+    let page = browser.get(&forged).await;
+    assert_eq!(page.status, 400);
+    assert_eq!(posted(&page)["message"]["error"], "provider_error");
+    // Used once: the real response is refused now too.
+    assert_eq!(browser.get(&journey.callback).await.status, 400);
+    assert!(counter.requests().is_empty(), "{:?}", counter.requests());
+
+    // The listener does count: a good callback reaches it.
+    let journey = s.until_callback(&token, "bob").await;
+    let mut browser = journey.browser;
+    browser.get(&journey.callback).await;
+    assert_eq!(counter.requests().len(), 1);
 }

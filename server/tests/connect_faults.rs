@@ -18,6 +18,7 @@ on_both_engines!(
     a_flooding_token_endpoint_is_cut_at_the_size_limit,
     a_token_response_without_access_token_stores_nothing,
     the_exchange_sends_the_same_redirect_uri_and_the_verifier,
+    a_token_endpoint_that_echoes_the_request_leaks_nothing,
 );
 
 /// Runs one attempt up to the callback against a token endpoint that behaves as told.
@@ -195,4 +196,40 @@ async fn the_exchange_sends_the_same_redirect_uri_and_the_verifier(engine: Engin
     assert_eq!(secrets["access_token"], "at-canary-Q1");
     assert_eq!(secrets["refresh_token"], "rt-canary-Q2");
     replay_sends_nothing(&peer, &mut browser, &callback).await;
+}
+
+/// SECURITY 39: a token endpoint whose error repeats the request (client
+/// secret, code, verifier, Basic credentials) has none of it shown or stored.
+async fn a_token_endpoint_that_echoes_the_request_leaks_nothing(engine: Engine) {
+    let (_app, peer, page, status, _, _) = exchange(engine, Behaviour::Echo).await;
+    assert_eq!(page, 400);
+    assert_eq!(status["error"]["code"], "provider_error");
+    assert_eq!(status["error"]["providerCode"], "invalid_grant");
+    let request = &peer.requests()[0];
+    let form: std::collections::BTreeMap<String, String> =
+        url::form_urlencoded::parse(request.body.as_bytes())
+            .into_owned()
+            .collect();
+    let basic = request
+        .head
+        .lines()
+        .find_map(|l| {
+            let lower = l.to_ascii_lowercase();
+            lower
+                .starts_with("authorization: basic ")
+                .then(|| l["authorization: basic ".len()..].trim().to_string())
+        })
+        .expect("Basic credentials were sent");
+    let shown = status.to_string();
+    for sent in [
+        "client-secret-canary-7Hq",
+        form["code"].as_str(),
+        form["code_verifier"].as_str(),
+        basic.as_str(),
+    ] {
+        assert!(!shown.contains(sent), "{sent} shown in {shown}");
+    }
+    assert!(shown.contains("[redacted]"), "{shown}");
+    let message = status["error"]["message"].as_str().unwrap();
+    assert!(message.chars().count() <= 400, "{message}");
 }

@@ -16,6 +16,9 @@ pub enum Behaviour {
     Stall,
     /// Announces and streams this many bytes of JSON-looking padding.
     Flood(usize),
+    /// Answers 400 `invalid_grant` whose `error_description` repeats the
+    /// whole request it received, as some providers do.
+    Echo,
 }
 
 /// One request the peer received: the head (request line and headers) and the body.
@@ -94,6 +97,22 @@ async fn serve(mut stream: TcpStream, behaviour: Behaviour, log: Arc<Mutex<Vec<R
     match behaviour {
         Behaviour::Respond(text) => {
             let _ = stream.write_all(text.as_bytes()).await;
+            let _ = stream.shutdown().await;
+        }
+        Behaviour::Echo => {
+            let echoed = serde_json::json!({
+                "error": "invalid_grant",
+                "error_description": log
+                    .lock()
+                    .unwrap()
+                    .last()
+                    .map(|r| format!("{}{}", r.head, r.body))
+                    .unwrap_or_default(),
+            })
+            .to_string();
+            let _ = stream
+                .write_all(json_response(400, &echoed).as_bytes())
+                .await;
             let _ = stream.shutdown().await;
         }
         Behaviour::Stall => {

@@ -1,0 +1,188 @@
+//! SECURITY 25: canary secrets planted in a client secret, tokens and a
+//! session, then error paths triggered (provider errors that echo the
+//! request, a timeout, a flood, validation failures, a failed revocation,
+//! a corrupt value) — the canaries never appear in the server's log at
+//! `trace`, in its HTTP answers, or in `Debug` output. One test in its own
+//! binary, because it installs the process's log subscriber.
+
+mod common;
+
+use std::io::Write;
+use std::sync::{Arc, Mutex};
+
+use axum::body::Body;
+use axum::http::Request;
+use common::fake::{json_response, Behaviour, FakePeer};
+use common::provider::Browser;
+use common::{Engine, TestApp};
+use serde_json::json;
+
+const CLIENT_SECRET: &str = "client-secret-canary-7Hq";
+const TOKENS: [&str; 2] = ["at-canary-Zq81", "rt-canary-Zq82"];
+const ORIGIN: &str = "https://app.example.com";
+
+#[derive(Clone, Default)]
+struct Captured(Arc<Mutex<Vec<u8>>>);
+
+impl Write for Captured {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn canaries_never_reach_the_log_or_an_answer() {
+    let captured = Captured::default();
+    let writer = captured.clone();
+    tracing_subscriber::fmt()
+        .with_max_level(tracing::Level::TRACE)
+        .with_ansi(false)
+        .with_writer(move || writer.clone())
+        .init();
+    let mut answers = String::new();
+
+    let app = TestApp::starting_now(Engine::Sqlite).await;
+    let (_, key) = app.project("Acme").await;
+    // Validation failures with the secret in the request.
+    for body in [
+        json!({ "key": "bad key", "auth_type": "oauth2_authorization_code", "client_secret": CLIENT_SECRET }),
+        json!({ "key": "x", "auth_type": "oauth2_authorization_code", "client_secret": [CLIENT_SECRET], "token_url": CLIENT_SECRET }),
+    ] {
+        answers += &app
+            .call("POST", "/v1/integrations", Some(&key), Some(body))
+            .await
+            .text;
+    }
+    // Token endpoints that echo, stall and flood; a revocation endpoint that fails.
+    for (n, behaviour) in [
+        Behaviour::Echo,
+        Behaviour::Stall,
+        Behaviour::Flood(4 * 1024 * 1024),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let peer = FakePeer::start(behaviour).await;
+        let integration = app
+            .integration(
+                &key,
+                &format!("crm{n}"),
+                json!({
+                    "scopes": ["contacts"],
+                    "token_url": format!("{}/token", peer.url),
+                    "revocation_url": format!("{}/revoke", peer.url),
+                }),
+            )
+            .await;
+        let session = app
+            .call(
+                "POST",
+                "/v1/connect/sessions",
+                Some(&key),
+                Some(json!({ "end_user_id": "u1", "allowed_origins": [ORIGIN] })),
+            )
+            .await;
+        let token = session.body["token"].as_str().unwrap().to_string();
+        let sdk = |method: &str, path: &str, body: Option<serde_json::Value>| {
+            Request::builder()
+                .method(method)
+                .uri(path)
+                .header("authorization", format!("Bearer {token}"))
+                .header("origin", ORIGIN)
+                .header("content-type", "application/json")
+                .body(body.map(|b| Body::from(b.to_string())).unwrap_or_default())
+                .unwrap()
+        };
+        let started = app
+            .send(sdk(
+                "POST",
+                "/v1/sdk/connect",
+                Some(json!({ "app": format!("crm{n}") })),
+            ))
+            .await;
+        let mut browser = Browser::new();
+        let visit = browser.open_popup(&started.body).await;
+        let authorize = url::Url::parse(visit.location.as_deref().unwrap()).unwrap();
+        let query: std::collections::BTreeMap<String, String> =
+            authorize.query_pairs().into_owned().collect();
+        let callback = format!(
+            "{}?code=code-canary-{n}&state={}",
+            query["redirect_uri"],
+            url::form_urlencoded::byte_serialize(query["state"].as_bytes()).collect::<String>()
+        );
+        answers += &browser.get(&callback).await.body;
+        let attempt = started.body["attemptId"].as_str().unwrap();
+        answers += &app
+            .send(sdk("GET", &format!("/v1/sdk/connect/{attempt}"), None))
+            .await
+            .text;
+        // A connection with canary tokens, disconnected against the failing endpoint.
+        let connection = app
+            .connection(
+                &app.store()
+                    .get_integration_by_id(integration["id"].as_str().unwrap())
+                    .await
+                    .unwrap()
+                    .unwrap()
+                    .project_id,
+                &integration,
+                Some("u1"),
+                &format!("account{n}"),
+            )
+            .await;
+        peer.set(Behaviour::Respond(json_response(
+            503,
+            r#"{"error":"temporarily_unavailable"}"#,
+        )));
+        answers += &app
+            .call(
+                "DELETE",
+                &format!("/v1/connections/{connection}"),
+                Some(&key),
+                None,
+            )
+            .await
+            .text;
+    }
+    answers += &app
+        .call("GET", "/v1/events?limit=200", Some(&key), None)
+        .await
+        .text;
+
+    let log = String::from_utf8_lossy(&captured.0.lock().unwrap()).to_string();
+    assert!(
+        log.contains("TRACE") || log.contains("DEBUG"),
+        "the log was captured"
+    );
+    for canary in [CLIENT_SECRET, TOKENS[0], TOKENS[1], "code-canary-"] {
+        assert!(!log.contains(canary), "{canary} in the log");
+        assert!(
+            !answers.contains(canary),
+            "{canary} in an answer: {answers}"
+        );
+    }
+    // The session token and the secret key are bearer secrets too.
+    assert!(!log.contains(&key), "the secret key in the log");
+
+    // Debug output of what holds a secret names the fields, not the values.
+    let valid = plugboard::integration::validate(
+        common::oauth_integration("acme").as_object().unwrap(),
+        &[],
+        &plugboard::outbound::AllowList::default(),
+    )
+    .unwrap();
+    let params = plugboard::connect::CallbackParams {
+        code: Some("code-canary-debug".into()),
+        state: Some("state-canary-debug".into()),
+        ..Default::default()
+    };
+    for debug in [format!("{valid:?}"), format!("{params:?}")] {
+        for canary in [CLIENT_SECRET, "code-canary-debug", "state-canary-debug"] {
+            assert!(!debug.contains(canary), "{canary} in {debug}");
+        }
+    }
+}
