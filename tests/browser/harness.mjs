@@ -76,6 +76,11 @@ export async function startPlugboard(engine = 'sqlite') {
         PLUGBOARD_MASTER_KEY: randomBytes(32).toString('base64'),
         PLUGBOARD_OPERATOR_TOKEN: OPERATOR_TOKEN,
         PLUGBOARD_ALLOW_HOSTS: '127.0.0.1,::1',
+        // The suites share one server: its rate limits must not throttle them
+        // (the limits have their own tests, in server/tests/limits.rs).
+        PLUGBOARD_AUTH_FAILURES_PER_MINUTE: '1000000',
+        PLUGBOARD_SESSIONS_PER_MINUTE: '1000000',
+        PLUGBOARD_ATTEMPTS_PER_MINUTE: '1000000',
       },
       stdio: ['ignore', 'ignore', 'inherit'],
     }),

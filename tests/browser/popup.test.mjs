@@ -95,28 +95,32 @@ test('SECURITY 11: a page the session does not allow receives no message from th
 });
 
 test('SECURITY 33: the popup URL opened in another browser is refused and links nothing', async () => {
-  const page = await openPage(await mint('user-11'));
-  const started = page.waitForResponse((r) => r.url().endsWith('/v1/sdk/connect') && r.request().method() === 'POST');
-  const popup = await clickConnect(page, 'acme');
-  const attempt = await (await started).json();
-  assert.ok(attempt.popupProof && !attempt.popupUrl.includes(attempt.popupProof), 'the proof is never in a URL');
-  // The attacker's link, opened by a victim in another browser: no opener, no proof.
+  // The attacker starts an attempt as their own end user, from an allowed page...
+  const attackerToken = await mint('attacker-1');
+  const started = await env.plugboard.api('POST', '/v1/sdk/connect', { key: attackerToken, origin: env.site.origin, body: { app: 'acme' } });
+  assert.equal(started.status, 201);
+  assert.ok(started.body.popupProof && !started.body.popupUrl.includes(started.body.popupProof), 'the proof is never in a URL');
+  // ...and sends its popup URL to a victim, who opens it in their own browser.
   const other = await startBrowser();
   try {
     const victim = await other.context.newPage();
-    await victim.goto(attempt.popupUrl);
+    await victim.goto(started.body.popupUrl);
     await victim.waitForSelector('text=cannot continue here');
     assert.equal(await victim.locator('input[name=login]').count(), 0, 'the provider was never shown');
   } finally {
     await other.stop();
   }
-  // The page that started the attempt still completes it.
+  const status = await env.plugboard.api('GET', `/v1/sdk/connect/${started.body.attemptId}`, { key: attackerToken, origin: env.site.origin });
+  assert.equal(status.body.status, 'pending', 'nothing was spent');
+  const linked = await env.plugboard.api('GET', '/v1/connections?end_user_id=attacker-1', { key: env.key });
+  assert.deepEqual(linked.body.data, []);
+  // The normal flow still passes.
+  const page = await openPage(await mint('user-11'));
+  const popup = await clickConnect(page, 'acme');
   await signIn(popup, 'frank');
   await consent(popup);
   const result = await outcome(page);
   assert.equal(result.value.label, 'frank@example.test');
-  const list = await env.plugboard.api('GET', '/v1/connections?end_user_id=user-11', { key: env.key });
-  assert.deepEqual(list.body.data.map((c) => c.label), ['frank@example.test']);
   await page.close();
 });
 
