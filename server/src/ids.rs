@@ -103,6 +103,16 @@ pub fn lookup_prefix(kind: SecretKind, presented: &str) -> String {
     }
 }
 
+/// The public part of a presented bearer secret (its tag and lookup prefix,
+/// whatever its kind), by which failed attempts against one key are counted.
+pub fn public_part(presented: &str) -> &str {
+    let len = SecretKind::SessionToken.tag().len() + PREFIX_RANDOM_LEN;
+    match presented.char_indices().nth(len) {
+        Some((end, _)) => &presented[..end],
+        None => presented,
+    }
+}
+
 /// Compares a presented token with a stored hash in constant time. With no
 /// stored hash (unknown prefix) the comparison still runs, against a hash no
 /// token has.

@@ -87,18 +87,15 @@ async fn failed_authentication_is_limited_per_address_and_per_key(engine: Engine
     assert_eq!(reply.status, StatusCode::OK, "{}", reply.text);
 
     // Per key: one key guessed at from many addresses.
-    let guessed = "pb_sk_guessedprefix_0000";
+    let guessed_prefix = "pb_sk_guessedprefi";
+    // Each guess varies the secret part; the public prefix stays.
     for n in 0..5 {
-        let reply = from(
-            &app,
-            &format!("198.51.100.{n}"),
-            "/v1/integrations",
-            guessed,
-        )
-        .await;
+        let guess = format!("{guessed_prefix}_guess{n}");
+        let reply = from(&app, &format!("198.51.100.{n}"), "/v1/integrations", &guess).await;
         assert_eq!(reply.status, StatusCode::UNAUTHORIZED);
     }
-    assert_limited(&from(&app, "198.51.100.77", "/v1/integrations", guessed).await);
+    let guess = format!("{guessed_prefix}_guess9");
+    assert_limited(&from(&app, "198.51.100.77", "/v1/integrations", &guess).await);
 
     // Time heals: a minute later the first address may try again.
     app.clock.advance(61);

@@ -9,6 +9,7 @@ use plugboard::vault::{KeyRing, VaultError};
 use serde_json::json;
 
 on_both_engines!(
+    a_corrupt_value_is_named_when_used_and_the_rest_works,
     a_value_copied_to_another_row_or_field_fails_and_names_it,
     flipped_truncated_or_unknown_key_values_never_decrypt,
     rotation_keeps_old_rows_readable_and_reencrypt_moves_them,
@@ -234,4 +235,70 @@ async fn ciphertexts_hold_no_plaintext(engine: Engine) {
     // Two seals of one value differ (a fresh nonce each time).
     let (_, b) = (a.clone(), two_connections(&app).await.0);
     assert_ne!(raw_get(&app, &b, "access_token").await, sealed);
+}
+
+/// SECURITY 36 in use: disconnecting a connection whose token cannot be
+/// opened still deletes it (never a 500) and records which value failed;
+/// the other connection is revoked as usual.
+async fn a_corrupt_value_is_named_when_used_and_the_rest_works(engine: Engine) {
+    let app = TestApp::new(engine).await;
+    let peer = common::fake::FakePeer::start(common::fake::Behaviour::Respond(
+        common::fake::json_response(200, "{}"),
+    ))
+    .await;
+    let (project, key) = app.project("Acme").await;
+    let integration = app
+        .integration(
+            &key,
+            "teamleader",
+            json!({ "revocation_url": format!("{}/revoke", peer.url) }),
+        )
+        .await;
+    let a = app
+        .connection(&project, &integration, Some("u1"), "a")
+        .await;
+    let b = app
+        .connection(&project, &integration, Some("u2"), "b")
+        .await;
+    raw_set(&app, &a, "access_token", b"garbage").await;
+
+    let reply = app
+        .call("DELETE", &format!("/v1/connections/{a}"), Some(&key), None)
+        .await;
+    assert_eq!(
+        reply.status,
+        axum::http::StatusCode::NO_CONTENT,
+        "{}",
+        reply.text
+    );
+    let events = app
+        .call(
+            "GET",
+            &format!("/v1/events?connection_id={a}"),
+            Some(&key),
+            None,
+        )
+        .await;
+    let deleted = events.body["data"]
+        .as_array()
+        .unwrap()
+        .last()
+        .unwrap()
+        .clone();
+    assert_eq!(deleted["data"]["revocation"], "failed");
+    let why = deleted["data"]["revocation_error"].as_str().unwrap();
+    assert!(
+        why.contains(&format!("connection_secrets {a} field access_token")),
+        "{why}"
+    );
+    assert!(
+        peer.requests().is_empty(),
+        "nothing was sent for the corrupt one"
+    );
+
+    let reply = app
+        .call("DELETE", &format!("/v1/connections/{b}"), Some(&key), None)
+        .await;
+    assert_eq!(reply.status, axum::http::StatusCode::NO_CONTENT);
+    assert_eq!(peer.requests().len(), 2, "refresh and access token revoked");
 }

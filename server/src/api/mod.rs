@@ -247,7 +247,7 @@ impl<'a> AuthGuard<'a> {
         let guard = AuthGuard {
             app,
             address: client_address(parts, app.settings.trust_proxy),
-            key: presented.chars().take(24).collect(),
+            key: crate::ids::public_part(presented).to_string(),
         };
         let now = app.now_precise();
         let limits = &app.limiters;
