@@ -1254,29 +1254,26 @@ async fn secrets_are_not_cached_nothing_is_sniffed_and_oversize_requests_get_the
     }
 
     let client = reqwest::Client::new();
-    let long = client
-        .get(format!(
-            "{}/v1/integrations?q={}",
-            app.base_url,
-            "a".repeat(10_000)
-        ))
-        .bearer_auth(&key)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(long.status(), 414);
-    let body: Value = serde_json::from_str(&long.text().await.unwrap()).unwrap();
-    assert_eq!(body["error"]["code"], "validation_failed");
-    let large = client
-        .get(format!("{}/v1/integrations", app.base_url))
-        .bearer_auth(&key)
-        .header("x-padding", "b".repeat(40_000))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(large.status(), 431);
-    let body: Value = serde_json::from_str(&large.text().await.unwrap()).unwrap();
-    assert_eq!(body["error"]["code"], "validation_failed");
+    let url = format!("{}/v1/integrations", app.base_url);
+    for (request, status) in [
+        (client.get(format!("{url}?q={}", "a".repeat(10_000))), 414),
+        (
+            client.get(&url).header("x-padding", "b".repeat(40_000)),
+            431,
+        ),
+        (
+            client
+                .post(&url)
+                .header("content-type", "application/json")
+                .body(format!(r#"{{"key":"{}"}}"#, "k".repeat(300 * 1024))),
+            413,
+        ),
+    ] {
+        let reply = request.bearer_auth(&key).send().await.unwrap();
+        assert_eq!(reply.status(), status);
+        let body: Value = serde_json::from_str(&reply.text().await.unwrap()).unwrap();
+        assert_eq!(body["error"]["code"], "validation_failed", "{status}");
+    }
 }
 
 /// SECURITY 15 on the SDK's endpoints, over HTTP as a page sends them:

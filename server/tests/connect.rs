@@ -1015,22 +1015,7 @@ async fn a_failed_revocation_still_disconnects_and_is_recorded(engine: Engine) {
         .head
         .to_ascii_lowercase()
         .contains("authorization: basic "));
-    let events = s
-        .app
-        .call(
-            "GET",
-            &format!("/v1/events?connection_id={id}"),
-            Some(&s.key),
-            None,
-        )
-        .await;
-    let last = events.body["data"]
-        .as_array()
-        .unwrap()
-        .last()
-        .unwrap()
-        .clone();
-    assert_eq!(last["type"], "connection.deleted");
+    let last = deleted_event(&s, &id).await;
     assert_eq!(last["data"]["revocation"], "failed");
     assert!(
         last["data"]["revocation_error"]
@@ -1043,21 +1028,7 @@ async fn a_failed_revocation_still_disconnects_and_is_recorded(engine: Engine) {
 
 /// The event recorded when a connection was deleted.
 async fn deleted_event(s: &Setup, id: &str) -> Value {
-    let events = s
-        .app
-        .call(
-            "GET",
-            &format!("/v1/events?connection_id={id}"),
-            Some(&s.key),
-            None,
-        )
-        .await;
-    let last = events.body["data"]
-        .as_array()
-        .unwrap()
-        .last()
-        .unwrap()
-        .clone();
+    let last = s.app.last_event(&s.key, id).await;
     assert_eq!(last["type"], "connection.deleted", "{last}");
     last
 }

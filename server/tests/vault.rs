@@ -271,20 +271,7 @@ async fn a_corrupt_value_is_named_when_used_and_the_rest_works(engine: Engine) {
         "{}",
         reply.text
     );
-    let events = app
-        .call(
-            "GET",
-            &format!("/v1/events?connection_id={a}"),
-            Some(&key),
-            None,
-        )
-        .await;
-    let deleted = events.body["data"]
-        .as_array()
-        .unwrap()
-        .last()
-        .unwrap()
-        .clone();
+    let deleted = app.last_event(&key, &a).await;
     assert_eq!(deleted["data"]["revocation"], "failed");
     let why = deleted["data"]["revocation_error"].as_str().unwrap();
     assert!(

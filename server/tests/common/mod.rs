@@ -338,6 +338,23 @@ impl TestApp {
         reply.body
     }
 
+    /// The newest event recorded for a connection.
+    pub async fn last_event(&self, secret_key: &str, connection_id: &str) -> Value {
+        let events = self
+            .call(
+                "GET",
+                &format!("/v1/events?connection_id={connection_id}"),
+                Some(secret_key),
+                None,
+            )
+            .await;
+        events.body["data"]
+            .as_array()
+            .and_then(|list| list.last())
+            .cloned()
+            .unwrap_or(Value::Null)
+    }
+
     /// Stores a connection as the connect flow will: through the store, sealed.
     pub async fn connection(
         &self,
