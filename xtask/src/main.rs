@@ -42,8 +42,22 @@ fn main() -> ExitCode {
 }
 
 /// The workspace root.
+/// The repository this run works on, found at run time: `cargo xtask` (a
+/// `cargo run`) names the xtask package's directory in `CARGO_MANIFEST_DIR`;
+/// else the nearest directory above the current one that holds `xtask/`. Not
+/// the compile-time path: one build directory may serve several clones.
 fn root() -> std::path::PathBuf {
-    std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
+    if let Some(dir) = std::env::var_os("CARGO_MANIFEST_DIR") {
+        let dir = std::path::PathBuf::from(dir);
+        if let Some(parent) = dir.parent().filter(|p| p.join("xtask").is_dir()) {
+            return parent.to_path_buf();
+        }
+    }
+    let cwd = std::env::current_dir().unwrap_or_else(|_| std::path::PathBuf::from("."));
+    cwd.ancestors()
+        .find(|d| d.join("xtask").is_dir() && d.join("Cargo.toml").is_file())
+        .map(std::path::Path::to_path_buf)
+        .unwrap_or(cwd)
 }
 
 /// Runs a command to completion, failing with its name when it fails.
