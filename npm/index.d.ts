@@ -7,20 +7,26 @@ export type ErrorCode =
   | 'forbidden'
   | 'origin_not_allowed'
   | 'not_found'
+  | 'method_not_allowed'
   | 'conflict'
   | 'account_ambiguous'
   | 'account_limit'
   | 'account_mismatch'
+  | 'needs_reauth'
   | 'validation_failed'
   | 'rate_limited'
   | 'provider_error'
   | 'upstream_error'
   | 'internal'
+  | 'unavailable'
   | 'access_denied'
   | 'popup_blocked'
   | 'user_cancelled'
   | 'connect_in_progress'
-  | 'network_error';
+  | 'network_error'
+  | 'aborted'
+  | 'unsupported_environment'
+  | 'session_token_failed';
 
 /** What every promise of the SDK rejects with. */
 export interface PlugboardError extends Error {

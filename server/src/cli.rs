@@ -5,9 +5,10 @@ use std::sync::Arc;
 
 use clap::{Parser, Subcommand};
 
-use crate::api::{self, App, AppState};
-use crate::clock::SystemClock;
+use crate::app::{App, AppState};
+use crate::clock::{Clock, SystemClock};
 use crate::config::{ServeArgs, Settings, StoreArgs};
+use crate::http;
 use crate::outbound::{Limits, Outbound};
 use crate::store::Store;
 
@@ -85,7 +86,7 @@ async fn key_ring_for(args: &StoreArgs, store: &Store) -> Result<crate::vault::K
             .key_ring(&store.sealed_key_ids().await?)
             .map_err(Fatal::config)?,
     };
-    let now = time::OffsetDateTime::now_utc().unix_timestamp();
+    let now = SystemClock.now().unix_timestamp();
     match store.check_vault_keys(&ring, now).await {
         Ok(()) => Ok(ring),
         Err(crate::store::StoreError::Vault(e)) => Err(Fatal::config(e)),
@@ -146,7 +147,7 @@ async fn dispatch(command: Command) -> Result<(), Fatal> {
         Command::Projects {
             command: ProjectsCommand::Create { name, store },
         } => {
-            let name = crate::api::check_project_name(&name)
+            let name = crate::projects::check_name(&name)
                 .map_err(|e| Fatal::config(format!("--name {}", e.message)))?;
             // Resolving the key ring here too means the embedded default's
             // key exists from the first command, not only from the first `serve`.
@@ -154,7 +155,7 @@ async fn dispatch(command: Command) -> Result<(), Fatal> {
             args.given_key_ring().map_err(Fatal::config)?;
             let store = open_store(&args).await?;
             key_ring_for(&args, &store).await?;
-            let now = time::OffsetDateTime::now_utc().unix_timestamp();
+            let now = SystemClock.now().unix_timestamp();
             let (project, _, minted) = store.create_project(&name, now).await?;
             println!("project_id={}", project.id);
             println!("secret_key={}", minted.token);
@@ -192,22 +193,11 @@ async fn serve(args: ServeArgs) -> Result<(), Fatal> {
         outbound,
     )));
     // Expired connect sessions and spent attempts are purged in the background.
-    let purging = store.clone();
-    let purge = tokio::spawn(async move {
-        let mut every = tokio::time::interval(std::time::Duration::from_secs(600));
-        loop {
-            every.tick().await;
-            let now = time::OffsetDateTime::now_utc().unix_timestamp();
-            match purging.purge_expired(now, PURGE_AFTER_SECONDS).await {
-                Ok(purged) => tracing::debug!(?purged, "purged expired connect sessions"),
-                Err(e) => tracing::warn!(error = %e, "purging expired connect sessions failed"),
-            }
-        }
-    });
-    let open_files = crate::serve::raise_open_file_limit();
-    let serve_limits = crate::serve::ServeLimits {
+    let jobs = crate::jobs::spawn(state.0.clone());
+    let open_files = crate::http::serve::raise_open_file_limit();
+    let serve_limits = crate::http::serve::ServeLimits {
         header_timeout: settings.limits.header_timeout,
-        max_connections: crate::serve::effective_max_connections(
+        max_connections: crate::http::serve::effective_max_connections(
             settings.limits.max_connections,
             open_files,
         ),
@@ -223,20 +213,17 @@ async fn serve(args: ServeArgs) -> Result<(), Fatal> {
         admin_api = settings.operator_token.is_some(),
         "plugboard is serving"
     );
-    crate::serve::serve(
+    crate::http::serve::serve(
         listener,
-        api::router(state),
+        http::router(state),
         serve_limits,
         shutdown_signal(),
     )
     .await;
-    purge.abort();
+    jobs.abort();
     store.close().await;
     Ok(())
 }
-
-/// How long an expired connect session (and its attempts' statuses) is kept.
-const PURGE_AFTER_SECONDS: i64 = 86_400;
 
 async fn shutdown_signal() {
     let ctrl_c = tokio::signal::ctrl_c();

@@ -11,7 +11,7 @@ use std::collections::BTreeMap;
 use serde::Serialize;
 use subtle::ConstantTimeEq;
 
-use crate::api::App;
+use crate::app::App;
 use crate::error::{ApiError, ApiResult, ErrorCode};
 use crate::ids;
 use crate::integration::Settings;
@@ -85,7 +85,7 @@ pub async fn start(
     let state = ids::random_base32(32);
     let (challenge, verifier) = oauth::new_pkce();
     let nonce = settings.wants_openid().then(|| ids::random_base32(24));
-    let redirect_uri = crate::api::callback_url(&app.settings, &integration.id);
+    let redirect_uri = crate::app::callback_url(&app.settings, &integration.id);
     let authorization_url = oauth::authorization_url(
         &settings,
         &redirect_uri,
@@ -430,7 +430,7 @@ pub async fn callback(
             &attempt.id,
             AttemptOutcome {
                 status: if ok { "succeeded" } else { "failed" },
-                error_code: failure.as_ref().map(|f| f.code),
+                error_code: failure.as_ref().map(|f| f.code.as_str()),
                 error_message: failure.as_ref().map(|f| f.message.as_str()),
                 provider_code: failure.as_ref().and_then(|f| f.provider_code.as_deref()),
                 connection_id: connection_id.as_deref(),
@@ -443,7 +443,7 @@ pub async fn callback(
         attempt_id: attempt.id.clone(),
         status: if ok { "succeeded" } else { "failed" }.into(),
         connected_account_id: connection_id,
-        error: failure.as_ref().map(|f| f.code.to_string()),
+        error: failure.as_ref().map(|f| f.code.as_str().to_string()),
         nonce: attempt.message_nonce.clone(),
     };
     Ok(Page {
@@ -468,13 +468,13 @@ async fn finish(
     let internal = |e: &dyn std::fmt::Display| {
         tracing::error!(error = %e, attempt = %attempt.id, "connect attempt failed inside Plugboard");
         Failure {
-            code: "internal",
+            code: ErrorCode::Internal,
             message: "Plugboard could not finish the sign-in.".into(),
             provider_code: None,
         }
     };
     let expired = |what: &str| Failure {
-        code: "session_expired",
+        code: ErrorCode::SessionExpired,
         message: format!(
             "The {what} expired before the sign-in finished. Start again from the app."
         ),
@@ -497,7 +497,7 @@ async fn finish(
         .await
         .map_err(|e| internal(&e))?
         .ok_or_else(|| Failure {
-            code: "not_found",
+            code: ErrorCode::NotFound,
             message: "The app was removed.".into(),
             provider_code: None,
         })?;
@@ -533,7 +533,7 @@ async fn finish(
         let error = redactor.clean(error, 64);
         if error == "access_denied" {
             return Err(Failure {
-                code: "access_denied",
+                code: ErrorCode::AccessDenied,
                 message: description.unwrap_or_else(|| "Access was not granted.".into()),
                 provider_code: Some(error),
             });
@@ -643,20 +643,20 @@ async fn finish(
         SaveOutcome::Created(id) => Ok((id, true)),
         SaveOutcome::Updated(id) => Ok((id, false)),
         SaveOutcome::AccountLimit => Err(Failure {
-            code: "account_limit",
+            code: ErrorCode::AccountLimit,
             message:
                 "Only one account can be connected to this app; disconnect the other one first."
                     .into(),
             provider_code: None,
         }),
         SaveOutcome::AccountMismatch => Err(Failure {
-            code: "account_mismatch",
+            code: ErrorCode::AccountMismatch,
             message: "You signed in with a different account than the one being reconnected."
                 .into(),
             provider_code: None,
         }),
         SaveOutcome::ReconnectTargetMissing => Err(Failure {
-            code: "not_found",
+            code: ErrorCode::NotFound,
             message: "The account being reconnected no longer exists.".into(),
             provider_code: None,
         }),

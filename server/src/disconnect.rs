@@ -5,7 +5,7 @@
 
 use serde_json::json;
 
-use crate::api::App;
+use crate::app::App;
 use crate::integration::Settings;
 use crate::oauth;
 use crate::store::{ConnectionRow, StoreError, StoreResult};

@@ -1,12 +1,8 @@
-//! The product's one error shape, `{"error":{"code","message",...}}`, and the JSON extractor that uses it.
+//! The product's one list of error codes, with their HTTP statuses, and the
+//! error every layer returns. No web framework here: `http::error` turns an
+//! [`ApiError`] into the wire shape `{"error":{"code","message",...}}`.
 
 use std::collections::BTreeMap;
-
-use axum::extract::rejection::{JsonRejection, PathRejection, QueryRejection};
-use axum::extract::{FromRequest, FromRequestParts};
-use axum::http::StatusCode;
-use axum::response::{IntoResponse, Response};
-use serde::Serialize;
 
 /// The stable error codes of the public contract. New codes are added, never renamed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -34,6 +30,62 @@ pub enum ErrorCode {
     ProviderError,
     UpstreamError,
     Internal,
+    /// The connection must be reconnected.
+    NeedsReauth,
+    /// The database is unreachable, or the server is shutting down.
+    Unavailable,
+    /// The end user refused consent: a connect attempt's outcome.
+    AccessDenied,
+}
+
+/// Codes only the SDK raises, never an HTTP answer.
+pub const SDK_ONLY_CODES: [&str; 7] = [
+    "popup_blocked",
+    "user_cancelled",
+    "connect_in_progress",
+    "network_error",
+    "aborted",
+    "unsupported_environment",
+    "session_token_failed",
+];
+
+impl ErrorCode {
+    /// Every variant.
+    pub const ALL: [ErrorCode; 23] = [
+        ErrorCode::Unauthorized,
+        ErrorCode::SessionExpired,
+        ErrorCode::Forbidden,
+        ErrorCode::OriginNotAllowed,
+        ErrorCode::NotFound,
+        ErrorCode::MethodNotAllowed,
+        ErrorCode::Conflict,
+        ErrorCode::AccountAmbiguous,
+        ErrorCode::AccountLimit,
+        ErrorCode::AccountMismatch,
+        ErrorCode::ValidationFailed,
+        ErrorCode::BadRequest,
+        ErrorCode::PayloadTooLarge,
+        ErrorCode::RequestTimeout,
+        ErrorCode::UriTooLong,
+        ErrorCode::HeadersTooLarge,
+        ErrorCode::RateLimited,
+        ErrorCode::ProviderError,
+        ErrorCode::UpstreamError,
+        ErrorCode::Internal,
+        ErrorCode::NeedsReauth,
+        ErrorCode::Unavailable,
+        ErrorCode::AccessDenied,
+    ];
+}
+
+/// Every code of the public contract, HTTP and SDK alike, sorted: the list
+/// `npm/index.d.ts` and the SDK are checked against (`tests/error_codes.rs`).
+pub fn contract_codes() -> Vec<&'static str> {
+    let mut codes: Vec<&'static str> = ErrorCode::ALL.iter().map(|c| c.as_str()).collect();
+    codes.extend(SDK_ONLY_CODES);
+    codes.sort_unstable();
+    codes.dedup();
+    codes
 }
 
 impl ErrorCode {
@@ -61,28 +113,37 @@ impl ErrorCode {
             ErrorCode::ProviderError => "provider_error",
             ErrorCode::UpstreamError => "upstream_error",
             ErrorCode::Internal => "internal",
+            ErrorCode::NeedsReauth => "needs_reauth",
+            ErrorCode::Unavailable => "unavailable",
+            ErrorCode::AccessDenied => "access_denied",
         }
     }
 
-    pub fn status(self) -> StatusCode {
+    /// The HTTP status this code answers with.
+    pub fn status(self) -> u16 {
         match self {
-            ErrorCode::Unauthorized | ErrorCode::SessionExpired => StatusCode::UNAUTHORIZED,
-            ErrorCode::Forbidden | ErrorCode::OriginNotAllowed => StatusCode::FORBIDDEN,
-            ErrorCode::NotFound => StatusCode::NOT_FOUND,
-            ErrorCode::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
+            ErrorCode::Unauthorized | ErrorCode::SessionExpired => 401,
+            ErrorCode::Forbidden | ErrorCode::OriginNotAllowed => 403,
+            ErrorCode::NotFound => 404,
+            ErrorCode::MethodNotAllowed => 405,
             ErrorCode::Conflict
             | ErrorCode::AccountAmbiguous
             | ErrorCode::AccountLimit
-            | ErrorCode::AccountMismatch => StatusCode::CONFLICT,
-            ErrorCode::ValidationFailed => StatusCode::UNPROCESSABLE_ENTITY,
-            ErrorCode::BadRequest => StatusCode::BAD_REQUEST,
-            ErrorCode::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
-            ErrorCode::RequestTimeout => StatusCode::REQUEST_TIMEOUT,
-            ErrorCode::UriTooLong => StatusCode::URI_TOO_LONG,
-            ErrorCode::HeadersTooLarge => StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
-            ErrorCode::RateLimited => StatusCode::TOO_MANY_REQUESTS,
-            ErrorCode::ProviderError | ErrorCode::UpstreamError => StatusCode::BAD_GATEWAY,
-            ErrorCode::Internal => StatusCode::INTERNAL_SERVER_ERROR,
+            | ErrorCode::AccountMismatch
+            | ErrorCode::NeedsReauth => 409,
+            ErrorCode::ValidationFailed => 422,
+            ErrorCode::BadRequest => 400,
+            ErrorCode::PayloadTooLarge => 413,
+            ErrorCode::RequestTimeout => 408,
+            ErrorCode::UriTooLong => 414,
+            ErrorCode::HeadersTooLarge => 431,
+            ErrorCode::RateLimited => 429,
+            ErrorCode::ProviderError | ErrorCode::UpstreamError => 502,
+            ErrorCode::Internal => 500,
+            ErrorCode::Unavailable => 503,
+            // An outcome of a connect attempt, not an HTTP answer; were it
+            // one, the end user's refusal would be a 403.
+            ErrorCode::AccessDenied => 403,
         }
     }
 }
@@ -156,105 +217,10 @@ impl ApiError {
     }
 }
 
-#[derive(Serialize)]
-struct ErrorBody<'a> {
-    error: ErrorInner<'a>,
-}
-
-#[derive(Serialize)]
-struct ErrorInner<'a> {
-    code: &'static str,
-    message: &'a str,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    provider_code: Option<&'a str>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    fields: Option<&'a BTreeMap<String, String>>,
-}
-
-impl IntoResponse for ApiError {
-    fn into_response(self) -> Response {
-        let body = ErrorBody {
-            error: ErrorInner {
-                code: self.code.as_str(),
-                message: &self.message,
-                provider_code: self.provider_code.as_deref(),
-                fields: self.fields.as_ref(),
-            },
-        };
-        let mut response = (self.code.status(), axum::Json(body)).into_response();
-        if let Some(seconds) = self.retry_after {
-            response
-                .headers_mut()
-                .insert(axum::http::header::RETRY_AFTER, seconds.into());
-        }
-        response
-    }
-}
-
 impl From<crate::store::StoreError> for ApiError {
     fn from(err: crate::store::StoreError) -> Self {
         ApiError::internal(err)
     }
 }
-
-impl From<JsonRejection> for ApiError {
-    fn from(rejection: JsonRejection) -> Self {
-        match rejection {
-            JsonRejection::MissingJsonContentType(_) => ApiError::new(
-                ErrorCode::BadRequest,
-                "the body must be JSON, sent with Content-Type: application/json",
-            ),
-            JsonRejection::JsonSyntaxError(e) => ApiError::new(
-                ErrorCode::BadRequest,
-                format!("the body is not valid JSON: {}", e.body_text()),
-            ),
-            JsonRejection::JsonDataError(e) => {
-                ApiError::new(ErrorCode::ValidationFailed, e.body_text())
-            }
-            JsonRejection::BytesRejection(_) => ApiError::new(
-                ErrorCode::PayloadTooLarge,
-                "the body could not be read or is too large",
-            ),
-            other => ApiError::new(ErrorCode::BadRequest, other.body_text()),
-        }
-    }
-}
-
-impl From<QueryRejection> for ApiError {
-    fn from(rejection: QueryRejection) -> Self {
-        ApiError::new(ErrorCode::ValidationFailed, rejection.body_text())
-    }
-}
-
-/// `axum::Json`, but a body that is not JSON answers in the product's error shape.
-#[derive(FromRequest)]
-#[from_request(via(axum::Json), rejection(ApiError))]
-pub struct Json<T>(pub T);
-
-impl<T: Serialize> IntoResponse for Json<T> {
-    fn into_response(self) -> Response {
-        axum::Json(self.0).into_response()
-    }
-}
-
-/// `axum::extract::Query` answering in the product's error shape.
-#[derive(FromRequestParts)]
-#[from_request(via(axum::extract::Query), rejection(ApiError))]
-pub struct Query<T>(pub T);
-
-impl From<PathRejection> for ApiError {
-    fn from(_: PathRejection) -> Self {
-        // An id that cannot even be decoded names nothing that exists.
-        ApiError::new(
-            ErrorCode::NotFound,
-            "not found: the path holds an invalid id",
-        )
-    }
-}
-
-/// `axum::extract::Path` answering in the product's error shape.
-#[derive(FromRequestParts)]
-#[from_request(via(axum::extract::Path), rejection(ApiError))]
-pub struct Path<T>(pub T);
 
 pub type ApiResult<T> = Result<T, ApiError>;

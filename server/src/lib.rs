@@ -1,24 +1,26 @@
 //! Plugboard's server: holds integrations' client secrets and end users'
 //! credentials encrypted, runs the connect flows, and acts on connected accounts.
 //!
-//! `main.rs` only calls [`cli::run`]; the tests build the same [`api::router`].
+//! `main.rs` only calls [`cli::run`]; the tests build the same [`http::router`].
 
 #![deny(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-pub mod api;
+pub mod app;
 pub mod cli;
 pub mod clock;
 pub mod config;
 pub mod connect;
 pub mod disconnect;
 pub mod error;
+pub mod http;
 pub mod ids;
 pub mod integration;
+pub mod jobs;
 pub mod oauth;
 pub mod outbound;
+pub mod projects;
 pub mod ratelimit;
 pub mod redact;
-pub mod serve;
 pub mod store;
 pub mod text;
 pub mod vault;

@@ -19,6 +19,7 @@ use oauth2::{
 use serde::{Deserialize, Serialize};
 use url::Url;
 
+use crate::error::ErrorCode;
 use crate::integration::Settings;
 use crate::outbound::{Outbound, OutboundError};
 use crate::redact::Redactor;
@@ -27,7 +28,7 @@ use crate::redact::Redactor;
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Failure {
     /// A code of the contract's list: `provider_error`, `access_denied`, …
-    pub code: &'static str,
+    pub code: ErrorCode,
     /// For people; never holds a secret.
     pub message: String,
     /// The provider's own error code, when it gave one.
@@ -37,7 +38,7 @@ pub struct Failure {
 impl Failure {
     pub fn provider(message: impl Into<String>, provider_code: Option<String>) -> Failure {
         Failure {
-            code: "provider_error",
+            code: ErrorCode::ProviderError,
             message: message.into(),
             provider_code,
         }

@@ -440,7 +440,7 @@ fn database_files_are_private() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn slow_clients_are_cut_and_do_not_starve_the_server() {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    plugboard::serve::raise_open_file_limit();
+    plugboard::http::serve::raise_open_file_limit();
     let dir = tempfile::tempdir().unwrap();
     let mut command = plugboard(dir.path());
     command

@@ -8,9 +8,10 @@ use std::sync::Arc;
 use axum::body::Body;
 use axum::http::{Request, StatusCode};
 use http_body_util::BodyExt;
-use plugboard::api::{self, App, AppState};
+use plugboard::app::{App, AppState};
 use plugboard::clock::ManualClock;
 use plugboard::config::Settings;
+use plugboard::http;
 use plugboard::outbound::{AllowList, Limits, Outbound};
 use plugboard::store::Store;
 use plugboard::vault::KeyRing;
@@ -235,11 +236,11 @@ impl TestApp {
             )
             .expect("outbound"),
         )));
-        let router = api::router(state.clone());
-        tokio::spawn(plugboard::serve::serve(
+        let router = http::router(state.clone());
+        tokio::spawn(plugboard::http::serve::serve(
             listener,
             router,
-            plugboard::serve::ServeLimits {
+            plugboard::http::serve::ServeLimits {
                 header_timeout: limits.header_timeout,
                 max_connections: 1000,
             },
@@ -262,7 +263,7 @@ impl TestApp {
 
     /// Sends a request through the router, as a client would.
     pub async fn send(&self, request: Request<Body>) -> Reply {
-        let response = api::router(self.state.clone())
+        let response = http::router(self.state.clone())
             .oneshot(request)
             .await
             .expect("infallible");

@@ -3,7 +3,7 @@
 //! reading a request's headers, which also ends idle keep-alive connections;
 //! a cap on open connections (beyond it, new ones wait in the kernel's
 //! backlog); and the process's open-file limit raised to what the system allows.
-//! The body's time limit is the HTTP layer's (`api::read_body_within`).
+//! The body's time limit is the HTTP layer's (`http::read_body_within`).
 
 use std::convert::Infallible;
 use std::future::Future;
@@ -33,7 +33,7 @@ const DRAIN_SECONDS: u64 = 10;
 
 /// Headers (request line included) larger than this are refused by the
 /// connection itself, with a bare 431; smaller excesses get the product's
-/// error shape from the HTTP layer (`api::MAX_HEADER_BYTES`).
+/// error shape from the HTTP layer (`http::MAX_HEADER_BYTES`).
 const MAX_BUF_BYTES: usize = 256 * 1024;
 
 /// Raises this process's soft limit on open files to its hard limit, and

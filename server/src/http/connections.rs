@@ -9,7 +9,8 @@ use serde::{Deserialize, Serialize};
 
 use super::{page_limit, AppState, Page, ProjectAuth};
 use crate::clock::rfc3339;
-use crate::error::{ApiError, ApiResult, Json, Path, Query};
+use crate::error::{ApiError, ApiResult};
+use crate::http::error::{Json, Path, Query};
 use crate::store::{ConnectionCursor, ConnectionRow, EventRow};
 
 pub fn router() -> Router<AppState> {

@@ -9,7 +9,8 @@ use serde::Serialize;
 
 use super::{AppState, Page, ProjectAuth};
 use crate::clock::rfc3339;
-use crate::error::{ApiError, ApiResult, Json, Path};
+use crate::error::{ApiError, ApiResult};
+use crate::http::error::{Json, Path};
 use crate::store::{DeleteKey, SecretKeyRow};
 
 pub fn router() -> Router<AppState> {

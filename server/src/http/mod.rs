@@ -1,16 +1,18 @@
-//! The HTTP API: the router, the shared state, and how callers authenticate.
+//! The HTTP layer, the only module that knows axum, cookies, HTML and the
+//! wire shapes: the router, the listener, how callers authenticate, the
+//! popup's pages. It calls the domain; nothing in the domain calls it.
 
 mod connect_sessions;
 mod connections;
+pub mod error;
 mod integrations;
 mod keys;
 mod pages;
 mod projects;
 mod sdk;
+pub mod serve;
 
-pub use projects::check_project_name;
-
-use std::sync::Arc;
+use crate::app::{App, AppState};
 
 use axum::extract::{DefaultBodyLimit, FromRequestParts, State};
 use axum::http::request::Parts;
@@ -21,67 +23,8 @@ use axum::Router;
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 
-use crate::clock::Clock;
-use crate::config::Settings;
-use crate::error::{ApiError, ApiResult, ErrorCode, Json};
-use crate::outbound::Outbound;
-use crate::ratelimit::Limiters;
-use crate::store::Store;
-use crate::vault::KeyRing;
-
-/// Everything a request handler may use.
-pub struct App {
-    pub store: Store,
-    pub vault: Arc<KeyRing>,
-    pub clock: Arc<dyn Clock>,
-    pub settings: Settings,
-    pub outbound: Outbound,
-    pub limiters: Limiters,
-}
-
-impl App {
-    pub fn new(
-        store: Store,
-        vault: KeyRing,
-        clock: Arc<dyn Clock>,
-        settings: Settings,
-        outbound: Outbound,
-    ) -> App {
-        App {
-            limiters: Limiters::new(&settings.limits),
-            store,
-            vault: Arc::new(vault),
-            clock,
-            settings,
-            outbound,
-        }
-    }
-
-    pub fn now(&self) -> i64 {
-        self.clock.now().unix_timestamp()
-    }
-
-    /// The current time in fractional seconds, for rate limits.
-    pub fn now_precise(&self) -> f64 {
-        self.clock.now().unix_timestamp_nanos() as f64 / 1e9
-    }
-}
-
-#[derive(Clone)]
-pub struct AppState(pub Arc<App>);
-
-impl std::ops::Deref for AppState {
-    type Target = App;
-    fn deref(&self) -> &App {
-        &self.0
-    }
-}
-
-/// The redirect URI to register at the provider: one per integration, so a
-/// code can only ever reach the token endpoint of the integration it was issued for.
-pub fn callback_url(settings: &Settings, integration_id: &str) -> String {
-    settings.public_url_for(&format!("/oauth/callback/{integration_id}"))
-}
+use crate::error::{ApiError, ApiResult, ErrorCode};
+use crate::http::error::Json;
 
 /// Request bodies larger than this are refused before they are parsed.
 pub const MAX_BODY_BYTES: usize = 256 * 1024;

@@ -18,7 +18,8 @@ use serde::{Deserialize, Serialize};
 use super::{bearer, AppState, AuthGuard};
 use crate::clock::rfc3339;
 use crate::connect;
-use crate::error::{ApiError, ApiResult, ErrorCode, Json, Path, Query};
+use crate::error::{ApiError, ApiResult, ErrorCode};
+use crate::http::error::{Json, Path, Query};
 use crate::integration::Settings;
 use crate::store::{ConnectionRow, SessionLookup, SessionRow};
 

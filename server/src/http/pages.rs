@@ -14,7 +14,8 @@ use axum::Router;
 
 use super::AppState;
 use crate::connect::{self, CallbackParams, Page};
-use crate::error::{ApiResult, Json, Path, Query};
+use crate::error::ApiResult;
+use crate::http::error::{Json, Path, Query};
 use crate::ids;
 
 pub fn router() -> Router<AppState> {

@@ -9,7 +9,8 @@ use serde_json::{Map, Value};
 
 use super::{AppState, Page, ProjectAuth};
 use crate::clock::rfc3339;
-use crate::error::{ApiError, ApiResult, Json, Path, Query};
+use crate::error::{ApiError, ApiResult};
+use crate::http::error::{Json, Path, Query};
 use crate::ids;
 use crate::integration::{self, ValidIntegration};
 use crate::store::{
@@ -36,7 +37,7 @@ fn view(app: &AppState, row: &IntegrationRow) -> ApiResult<Value> {
     out.extend(config);
     out.insert(
         "callback_url".into(),
-        Value::String(super::callback_url(&app.settings, &row.id)),
+        Value::String(crate::app::callback_url(&app.settings, &row.id)),
     );
     out.insert("created_at".into(), Value::String(rfc3339(row.created_at)));
     out.insert("updated_at".into(), Value::String(rfc3339(row.updated_at)));

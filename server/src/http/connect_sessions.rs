@@ -12,7 +12,8 @@ use url::Url;
 
 use super::{AppState, ProjectAuth};
 use crate::clock::rfc3339;
-use crate::error::{ApiError, ApiResult, Json};
+use crate::error::{ApiError, ApiResult};
+use crate::http::error::Json;
 use crate::store::NewSession;
 
 pub fn router() -> Router<AppState> {
