@@ -23,13 +23,24 @@ use crate::store::{
 /// How long an attempt may take, from start to callback.
 pub const ATTEMPT_TTL_SECONDS: i64 = 600;
 
-/// The cookie that binds an attempt to the browser that opened its popup.
-pub fn binding_cookie_name(attempt_id: &str) -> String {
-    format!("pb_connect_{attempt_id}")
+/// The secret that binds an attempt to the browser that opened its popup
+/// (the HTTP layer keeps it in an `HttpOnly` cookie sent to the callbacks
+/// only). An empty `value` with `max_age` 0 forgets it.
+pub struct Binding {
+    pub attempt_id: String,
+    pub value: String,
+    pub max_age: i64,
 }
 
-/// The path the binding cookie is sent to: the callbacks only.
-pub const BINDING_COOKIE_PATH: &str = "/oauth/callback/";
+impl std::fmt::Debug for Binding {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Binding")
+            .field("attempt_id", &self.attempt_id)
+            .field("value", &"[redacted]")
+            .field("max_age", &self.max_age)
+            .finish()
+    }
+}
 
 /// A started attempt, as the SDK needs it.
 #[derive(Serialize)]
@@ -169,10 +180,8 @@ pub struct Page {
     pub message: String,
     /// The exact origin to post to, and what.
     pub post: Option<(String, PopupMessage)>,
-    /// A `Set-Cookie` value to send.
-    pub set_cookie: Option<String>,
-    /// Where to send the browser instead of showing a page.
-    pub redirect: Option<String>,
+    /// The binding to set or forget in this browser.
+    pub binding: Option<Binding>,
     /// The popup's first page: ask the opener for the attempt's proof.
     pub handshake: Option<Handshake>,
 }
@@ -195,20 +204,10 @@ impl Page {
             title: title.into(),
             message: message.into(),
             post: None,
-            set_cookie: None,
-            redirect: None,
+            binding: None,
             handshake: None,
         }
     }
-}
-
-fn cookie(app: &App, name: &str, value: &str, max_age: i64) -> String {
-    let secure = if app.settings.public_url.scheme() == "https" {
-        "; Secure"
-    } else {
-        ""
-    };
-    format!("{name}={value}; Path={BINDING_COOKIE_PATH}; Max-Age={max_age}; HttpOnly; SameSite=Lax{secure}")
 }
 
 fn failed_message(attempt: &AttemptRow, code: &str) -> PopupMessage {
@@ -236,8 +235,7 @@ pub async fn open_popup(app: &App, attempt_id: &str) -> ApiResult<Page> {
             title: "Connecting".into(),
             message: "Waiting for the app…".into(),
             post: None,
-            set_cookie: None,
-            redirect: None,
+            binding: None,
             handshake: Some(Handshake {
                 origin: attempt.origin,
                 attempt_id: attempt.id.clone(),
@@ -280,8 +278,8 @@ async fn usable_attempt(app: &App, attempt_id: &str) -> ApiResult<Result<Attempt
 pub struct Bound {
     /// The provider's authorization URL, where the popup goes next.
     pub authorization_url: String,
-    /// The binding cookie, as a `Set-Cookie` value.
-    pub set_cookie: String,
+    /// The binding to keep in this browser.
+    pub binding: Binding,
 }
 
 /// Binds the attempt to this browser, given the proof the popup got from its
@@ -320,13 +318,12 @@ pub async fn bind_popup(app: &App, attempt_id: &str, proof: &str) -> ApiResult<B
         ));
     };
     Ok(Bound {
-        authorization_url: url.clone(),
-        set_cookie: cookie(
-            app,
-            &binding_cookie_name(&attempt.id),
-            &binding,
-            (attempt.expires_at - now).clamp(1, ATTEMPT_TTL_SECONDS),
-        ),
+        authorization_url: url.expose().to_string(),
+        binding: Binding {
+            attempt_id: attempt.id.clone(),
+            value: binding,
+            max_age: (attempt.expires_at - now).clamp(1, ATTEMPT_TTL_SECONDS),
+        },
     })
 }
 
@@ -358,7 +355,8 @@ pub async fn callback(
     app: &App,
     integration_id: &str,
     params: &CallbackParams,
-    cookies: &BTreeMap<String, String>,
+    // The bindings this browser presented, by attempt id.
+    bindings: &BTreeMap<String, String>,
 ) -> ApiResult<Page> {
     let invalid = || {
         Page::refused(
@@ -380,9 +378,7 @@ pub async fn callback(
     if attempt.integration_id != integration_id {
         return Ok(invalid());
     }
-    let presented = cookies
-        .get(&binding_cookie_name(&attempt.id))
-        .map(|v| ids::hash_secret(v));
+    let presented = bindings.get(&attempt.id).map(|v| ids::hash_secret(v));
     let bound = match (&presented, &attempt.binding_hash) {
         (Some(p), Some(b)) => bool::from(p.as_slice().ct_eq(b.as_slice())),
         _ => false,
@@ -401,7 +397,11 @@ pub async fn callback(
             "Close this window; the app has the result.",
         ));
     }
-    let clear_cookie = cookie(app, &binding_cookie_name(&attempt.id), "", 0);
+    let forget = Binding {
+        attempt_id: attempt.id.clone(),
+        value: String::new(),
+        max_age: 0,
+    };
     let secrets = app.store.attempt_secrets(&app.vault, &attempt.id).await?;
     let outcome = finish(app, &attempt, params, &secrets, now).await;
     let (ok, title, message, connection_id, failure) = match outcome {
@@ -451,8 +451,7 @@ pub async fn callback(
         title,
         message,
         post: Some((attempt.origin.clone(), post)),
-        set_cookie: Some(clear_cookie),
-        redirect: None,
+        binding: Some(forget),
         handshake: None,
     })
 }
@@ -462,7 +461,7 @@ async fn finish(
     app: &App,
     attempt: &AttemptRow,
     params: &CallbackParams,
-    secrets: &BTreeMap<String, String>,
+    secrets: &BTreeMap<String, crate::secret::Secret>,
     now: i64,
 ) -> Result<(String, bool), Failure> {
     let internal = |e: &dyn std::fmt::Display| {
@@ -575,7 +574,7 @@ async fn finish(
             &app.outbound,
             &settings,
             id_token,
-            secrets.get("oidc_nonce").map(String::as_str),
+            secrets.get("oidc_nonce").map(crate::secret::Secret::expose),
             now,
         )
         .await?;

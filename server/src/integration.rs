@@ -7,6 +7,7 @@ use serde_json::{Map, Value};
 use url::Url;
 
 use crate::outbound::{self, AllowList};
+use crate::secret::Secret;
 
 /// Every auth type of the product. Only those in [`SUPPORTED_AUTH_TYPES`] can be created yet.
 pub const AUTH_TYPES: [&str; 10] = [
@@ -71,25 +72,14 @@ const RESERVED_AUTHORIZATION_PARAMS: [&str; 9] = [
 ];
 
 /// An integration that passed validation.
+#[derive(Debug)]
 pub struct ValidIntegration {
     pub key: String,
     pub auth_type: String,
     /// The non-secret settings, normalised.
     pub config: Map<String, Value>,
     /// Secret fields given in this request, in the clear (sealed by the store).
-    pub secrets: Vec<(&'static str, String)>,
-}
-
-impl std::fmt::Debug for ValidIntegration {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let secrets: Vec<&str> = self.secrets.iter().map(|(name, _)| *name).collect();
-        f.debug_struct("ValidIntegration")
-            .field("key", &self.key)
-            .field("auth_type", &self.auth_type)
-            .field("config", &self.config)
-            .field("secrets", &secrets)
-            .finish()
-    }
+    pub secrets: Vec<(&'static str, Secret)>,
 }
 
 /// Validates a whole integration. `existing_secrets` names the secret fields
@@ -160,7 +150,7 @@ pub fn validate(
         v.string("client_id", true, 1024)
             .map(|s| v.out.insert("client_id".into(), Value::String(s)));
         match v.string("client_secret", false, 4096) {
-            Some(secret) => secrets.push(("client_secret", secret)),
+            Some(secret) => secrets.push(("client_secret", Secret::new(secret))),
             None if existing_secrets.iter().any(|s| s == "client_secret") => {}
             None if !v.errors.contains_key("client_secret") => {
                 v.errors
@@ -656,7 +646,7 @@ mod tests {
         assert_eq!(v.config["label"], "teamleader");
         assert_eq!(v.config["token_auth_method"], "client_secret_basic");
         assert_eq!(v.config["refresh_buffer_seconds"], 300);
-        assert_eq!(v.secrets, vec![("client_secret", "secret".to_string())]);
+        assert_eq!(v.secrets, vec![("client_secret", Secret::new("secret"))]);
         assert!(!v.config.contains_key("client_secret"));
     }
 

@@ -21,6 +21,7 @@ pub mod outbound;
 pub mod projects;
 pub mod ratelimit;
 pub mod redact;
+pub mod secret;
 pub mod store;
 pub mod text;
 pub mod vault;

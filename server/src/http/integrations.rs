@@ -58,7 +58,7 @@ fn secret_changes(valid: &ValidIntegration) -> Vec<(&str, Option<&str>)> {
     valid
         .secrets
         .iter()
-        .map(|(field, value)| (*field, Some(value.as_str())))
+        .map(|(field, value)| (*field, Some(value.expose())))
         .collect()
 }
 
@@ -143,7 +143,7 @@ async fn update(
         .secrets
         .iter()
         .find(|(field, _)| *field == "client_secret")
-        .map(|(_, value)| value.as_str());
+        .map(|(_, value)| value.expose());
     // SECURITY 34: where a URL that receives a credential changes, whoever
     // changes it must know the client secret; the connections made before
     // keep the client they were made with, so nothing of theirs goes there.

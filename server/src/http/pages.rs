@@ -13,6 +13,7 @@ use axum::routing::get;
 use axum::Router;
 
 use super::AppState;
+use crate::app::App;
 use crate::connect::{self, CallbackParams, Page};
 use crate::error::ApiResult;
 use crate::http::error::{Json, Path, Query};
@@ -25,7 +26,7 @@ pub fn router() -> Router<AppState> {
 }
 
 async fn popup(State(app): State<AppState>, Path(attempt_id): Path<String>) -> ApiResult<Response> {
-    Ok(render(connect::open_popup(&app, &attempt_id).await?))
+    Ok(render(&app, connect::open_popup(&app, &attempt_id).await?))
 }
 
 #[derive(serde::Deserialize)]
@@ -43,7 +44,7 @@ async fn bind(
 ) -> ApiResult<Response> {
     let bound = connect::bind_popup(&app, &attempt_id, &body.proof).await?;
     let mut headers = HeaderMap::new();
-    if let Ok(cookie) = HeaderValue::from_str(&bound.set_cookie) {
+    if let Ok(cookie) = HeaderValue::from_str(&set_cookie(&app, &bound.binding)) {
         headers.insert(header::SET_COOKIE, cookie);
     }
     Ok((
@@ -62,18 +63,42 @@ async fn callback(
     // A query that does not even parse is a callback without a usable state.
     let params = query.map(|Query(p)| p).unwrap_or_default();
     Ok(render(
-        connect::callback(&app, &integration_id, &params, &cookies(&headers)).await?,
+        &app,
+        connect::callback(&app, &integration_id, &params, &bindings(&headers)).await?,
     ))
 }
 
-fn cookies(headers: &HeaderMap) -> BTreeMap<String, String> {
+/// The cookie that binds an attempt to a browser is `pb_connect_{attempt id}`.
+const BINDING_COOKIE_PREFIX: &str = "pb_connect_";
+
+/// It is sent to the callbacks only.
+const BINDING_COOKIE_PATH: &str = "/oauth/callback/";
+
+fn set_cookie(app: &App, binding: &connect::Binding) -> String {
+    let secure = if app.settings.public_url.scheme() == "https" {
+        "; Secure"
+    } else {
+        ""
+    };
+    format!(
+        "{BINDING_COOKIE_PREFIX}{}={}; Path={BINDING_COOKIE_PATH}; Max-Age={}; HttpOnly; SameSite=Lax{secure}",
+        binding.attempt_id, binding.value, binding.max_age
+    )
+}
+
+/// The bindings a browser presents, by attempt id.
+fn bindings(headers: &HeaderMap) -> BTreeMap<String, String> {
     headers
         .get_all(header::COOKIE)
         .iter()
         .filter_map(|v| v.to_str().ok())
         .flat_map(|v| v.split(';'))
         .filter_map(|pair| pair.trim().split_once('='))
-        .map(|(k, v)| (k.trim().to_string(), v.trim().to_string()))
+        .filter_map(|(k, v)| {
+            k.trim()
+                .strip_prefix(BINDING_COOKIE_PREFIX)
+                .map(|id| (id.to_string(), v.trim().to_string()))
+        })
         .collect()
 }
 
@@ -144,7 +169,7 @@ const HANDSHAKE_SCRIPT: &str = r#"(function () {
   setTimeout(function () { if (!done) refuse(elsewhere); }, 5000);
 })();"#;
 
-fn render(page: Page) -> Response {
+fn render(app: &App, page: Page) -> Response {
     let mut headers = HeaderMap::new();
     headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
     headers.insert(
@@ -156,19 +181,11 @@ fn render(page: Page) -> Response {
         HeaderValue::from_static("nosniff"),
     );
     if let Some(cookie) = page
-        .set_cookie
-        .as_deref()
-        .and_then(|c| HeaderValue::from_str(c).ok())
+        .binding
+        .as_ref()
+        .and_then(|b| HeaderValue::from_str(&set_cookie(app, b)).ok())
     {
         headers.insert(header::SET_COOKIE, cookie);
-    }
-    if let Some(location) = page
-        .redirect
-        .as_deref()
-        .and_then(|l| HeaderValue::from_str(l).ok())
-    {
-        headers.insert(header::LOCATION, location);
-        return (StatusCode::FOUND, headers).into_response();
     }
     let nonce = ids::random_base32(16);
     let csp = format!(

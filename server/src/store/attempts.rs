@@ -7,6 +7,7 @@ use std::collections::BTreeMap;
 use sqlx::FromRow;
 
 use super::{on_pool, Store, StoreResult};
+use crate::secret::Secret;
 use crate::vault::KeyRing;
 
 pub(crate) const SECRETS_TABLE: &str = "connect_attempt_secrets";
@@ -161,7 +162,7 @@ impl Store {
         &self,
         vault: &KeyRing,
         id: &str,
-    ) -> StoreResult<BTreeMap<String, String>> {
+    ) -> StoreResult<BTreeMap<String, Secret>> {
         self.open_sealed(vault, SECRETS_TABLE, "attempt_id", id)
             .await
     }

@@ -6,6 +6,7 @@ use sqlx::FromRow;
 
 use super::events::insert_event;
 use super::{from_json, on_pool, to_json, NewEvent, Store, StoreResult};
+use crate::secret::Secret;
 use crate::vault::KeyRing;
 
 pub(crate) const SECRETS_TABLE: &str = "connection_secrets";
@@ -192,7 +193,7 @@ impl Store {
         &self,
         vault: &KeyRing,
         id: &str,
-    ) -> StoreResult<BTreeMap<String, String>> {
+    ) -> StoreResult<BTreeMap<String, Secret>> {
         self.open_sealed(vault, SECRETS_TABLE, "connection_id", id)
             .await
     }

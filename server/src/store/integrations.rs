@@ -7,6 +7,7 @@ use sqlx::FromRow;
 
 use super::events::insert_event;
 use super::{on_pool, NewEvent, Store, StoreResult};
+use crate::secret::Secret;
 use crate::vault::KeyRing;
 
 pub(crate) const SECRETS_TABLE: &str = "integration_secrets";
@@ -76,18 +77,10 @@ pub enum UpdateOutcome {
 }
 
 /// The OAuth client a connection or attempt uses: settings and secrets.
+#[derive(Debug)]
 pub struct ClientRecord {
     pub config: String,
-    pub secrets: BTreeMap<String, String>,
-}
-
-impl std::fmt::Debug for ClientRecord {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("ClientRecord")
-            .field("config", &self.config)
-            .field("secrets", &self.secrets.keys().collect::<Vec<_>>())
-            .finish()
-    }
+    pub secrets: BTreeMap<String, Secret>,
 }
 
 /// Secret field values to write: `Some` sets the field, `None` removes it.
@@ -338,7 +331,7 @@ impl Store {
         &self,
         vault: &KeyRing,
         id: &str,
-    ) -> StoreResult<BTreeMap<String, String>> {
+    ) -> StoreResult<BTreeMap<String, Secret>> {
         self.open_sealed(vault, SECRETS_TABLE, "integration_id", id)
             .await
     }

@@ -4,6 +4,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use super::{on_pool, Store, StoreError, StoreResult};
+use crate::secret::Secret;
 use crate::vault::{self, Binding, KeyRing};
 
 /// Every table that holds sealed values, with the column naming the row it belongs to.
@@ -61,7 +62,7 @@ impl Store {
         table: &str,
         owner: &str,
         id: &str,
-    ) -> StoreResult<BTreeMap<String, String>> {
+    ) -> StoreResult<BTreeMap<String, Secret>> {
         let rows: Vec<(String, Vec<u8>)> = on_pool!(self, |pool| {
             sqlx::query_as(&format!(
                 "SELECT field, ciphertext FROM {table} WHERE {owner} = $1"
@@ -80,7 +81,7 @@ impl Store {
                 },
                 &ciphertext,
             )?;
-            out.insert(field, value);
+            out.insert(field, Secret::from(value));
         }
         Ok(out)
     }
