@@ -21,7 +21,7 @@ use url::Url;
 
 use crate::error::ErrorCode;
 use crate::integration::Settings;
-use crate::outbound::{Outbound, OutboundError};
+use crate::outbound::{Outbound, OutboundError, OutboundRequest};
 use crate::redact::Redactor;
 
 /// Why an authorization did not produce credentials, in the contract's terms.
@@ -124,9 +124,7 @@ impl<'c> AsyncHttpClient<'c> for OAuthHttp<'_> {
 
     fn call(&'c self, request: HttpRequest) -> Self::Future {
         Box::pin(async move {
-            let request =
-                reqwest::Request::try_from(request).map_err(|_| OutboundError::InvalidUrl)?;
-            let response = self.0.execute(request).await?;
+            let response = self.0.send(OutboundRequest::try_from(request)?).await?;
             let mut builder = http::Response::builder().status(response.status);
             if let Some(headers) = builder.headers_mut() {
                 *headers = response.headers;
@@ -390,7 +388,7 @@ async fn verify_signature(
     let url =
         Url::parse(jwks_url).map_err(|_| bad("the integration's jwks_url is invalid".into()))?;
     let response = outbound
-        .send(outbound.request(reqwest::Method::GET, url))
+        .send(OutboundRequest::get(url))
         .await
         .map_err(|e| outbound_failure("JWKS endpoint", &e))?;
     if response.status != 200 {
@@ -426,13 +424,12 @@ pub async fn fetch_userinfo(
 ) -> Result<IdClaims, Failure> {
     let url = Url::parse(userinfo_url)
         .map_err(|_| Failure::provider("the integration's userinfo_url is invalid", None))?;
+    let request = OutboundRequest::get(url)
+        .header("authorization", &format!("Bearer {access_token}"))
+        .and_then(|r| r.header("accept", "application/json"))
+        .map_err(|e| outbound_failure("userinfo endpoint", &e))?;
     let response = outbound
-        .send(
-            outbound
-                .request(reqwest::Method::GET, url)
-                .bearer_auth(access_token)
-                .header("accept", "application/json"),
-        )
+        .send(request)
         .await
         .map_err(|e| outbound_failure("userinfo endpoint", &e))?;
     if response.status != 200 {
@@ -471,7 +468,11 @@ pub async fn revoke(
         }
         form.finish()
     };
-    let mut request = outbound.request(reqwest::Method::POST, url);
+    let fail = |e: OutboundError| outbound_failure("revocation endpoint", &e);
+    let mut request = OutboundRequest::post(url)
+        .header("content-type", "application/x-www-form-urlencoded")
+        .map_err(fail)?
+        .body(body);
     if !by_post {
         // RFC 6749 section 2.3.1: both parts are form-encoded before Basic encoding.
         let encode =
@@ -481,16 +482,11 @@ pub async fn revoke(
             encode(client_id),
             encode(client_secret)
         ));
-        request = request.header("authorization", format!("Basic {credentials}"));
+        request = request
+            .header("authorization", &format!("Basic {credentials}"))
+            .map_err(fail)?;
     }
-    let response = outbound
-        .send(
-            request
-                .header("content-type", "application/x-www-form-urlencoded")
-                .body(body),
-        )
-        .await
-        .map_err(|e| outbound_failure("revocation endpoint", &e))?;
+    let response = outbound.send(request).await.map_err(fail)?;
     if (200..300).contains(&response.status) {
         return Ok(());
     }

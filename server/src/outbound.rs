@@ -365,29 +365,24 @@ impl Outbound {
         &self.allow
     }
 
-    /// Starts a request; send it with [`Outbound::send`], which makes the checks.
-    pub fn request(&self, method: reqwest::Method, url: Url) -> reqwest::RequestBuilder {
-        self.client.request(method, url)
-    }
-
-    /// Sends a request built by [`Outbound::request`] and reads its body up to the size limit.
-    pub async fn send(
-        &self,
-        request: reqwest::RequestBuilder,
-    ) -> Result<OutboundResponse, OutboundError> {
-        let request = request.build().map_err(|_| OutboundError::InvalidUrl)?;
-        self.execute(request).await
-    }
-
-    /// Sends a built request and reads its body up to the size limit.
-    pub async fn execute(
-        &self,
-        request: reqwest::Request,
-    ) -> Result<OutboundResponse, OutboundError> {
+    /// Sends a request and reads its body up to the size limit. The only way
+    /// out: every call gets the address check, the time limit and the size limit.
+    pub async fn send(&self, request: OutboundRequest) -> Result<OutboundResponse, OutboundError> {
+        let OutboundRequest {
+            method,
+            url,
+            headers,
+            body,
+        } = request;
         // Literal addresses never reach the resolver, so they are checked here.
-        check_url_target(request.url(), &self.allow)?;
+        check_url_target(&url, &self.allow)?;
+        let mut built = reqwest::Request::new(method, url);
+        *built.headers_mut() = headers;
+        if !body.is_empty() {
+            *built.body_mut() = Some(reqwest::Body::from(body));
+        }
         let deadline = tokio::time::Instant::now() + self.limits.total_timeout;
-        let mut response = self.client.execute(request).await.map_err(map_reqwest)?;
+        let mut response = self.client.execute(built).await.map_err(map_reqwest)?;
         let status = response.status().as_u16();
         let headers = std::mem::take(response.headers_mut());
         let mut body = Vec::new();
@@ -405,6 +400,78 @@ impl Outbound {
         Ok(OutboundResponse {
             status,
             headers,
+            body,
+        })
+    }
+}
+
+/// A request to send with [`Outbound::send`]: plain data, so that nothing can
+/// reach the network without the client's checks.
+pub struct OutboundRequest {
+    method: reqwest::Method,
+    url: Url,
+    headers: reqwest::header::HeaderMap,
+    body: Vec<u8>,
+}
+
+impl std::fmt::Debug for OutboundRequest {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // Headers and body may carry credentials; the URL's query may too.
+        f.debug_struct("OutboundRequest")
+            .field("method", &self.method)
+            .field("host", &self.url.host_str())
+            .field("path", &self.url.path())
+            .finish_non_exhaustive()
+    }
+}
+
+impl OutboundRequest {
+    pub fn new(method: reqwest::Method, url: Url) -> OutboundRequest {
+        OutboundRequest {
+            method,
+            url,
+            headers: reqwest::header::HeaderMap::new(),
+            body: Vec::new(),
+        }
+    }
+
+    pub fn get(url: Url) -> OutboundRequest {
+        Self::new(reqwest::Method::GET, url)
+    }
+
+    pub fn post(url: Url) -> OutboundRequest {
+        Self::new(reqwest::Method::POST, url)
+    }
+
+    /// Adds a header; a name or value that is not valid in HTTP is refused.
+    pub fn header(mut self, name: &str, value: &str) -> Result<OutboundRequest, OutboundError> {
+        let name = reqwest::header::HeaderName::from_bytes(name.as_bytes())
+            .map_err(|_| OutboundError::Transport("an invalid header name".into()))?;
+        let mut value = reqwest::header::HeaderValue::from_str(value)
+            .map_err(|_| OutboundError::Transport(format!("an invalid value for header {name}")))?;
+        if name == reqwest::header::AUTHORIZATION {
+            value.set_sensitive(true);
+        }
+        self.headers.append(name, value);
+        Ok(self)
+    }
+
+    pub fn body(mut self, body: impl Into<Vec<u8>>) -> OutboundRequest {
+        self.body = body.into();
+        self
+    }
+}
+
+impl TryFrom<http::Request<Vec<u8>>> for OutboundRequest {
+    type Error = OutboundError;
+
+    fn try_from(request: http::Request<Vec<u8>>) -> Result<Self, OutboundError> {
+        let (parts, body) = request.into_parts();
+        let url = Url::parse(&parts.uri.to_string()).map_err(|_| OutboundError::InvalidUrl)?;
+        Ok(OutboundRequest {
+            method: parts.method,
+            url,
+            headers: parts.headers,
             body,
         })
     }

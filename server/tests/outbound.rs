@@ -51,7 +51,9 @@ async fn get(
     url: &str,
 ) -> Result<plugboard::outbound::OutboundResponse, OutboundError> {
     client
-        .send(client.request(reqwest::Method::GET, Url::parse(url).unwrap()))
+        .send(plugboard::outbound::OutboundRequest::get(
+            Url::parse(url).unwrap(),
+        ))
         .await
 }
 
