@@ -17,7 +17,7 @@ use crate::ids;
 use crate::integration::Settings;
 use crate::oauth::{self, Failure};
 use crate::store::{
-    AttemptOutcome, AttemptRow, NewAttempt, OAuthConnection, SaveOutcome, SessionRow,
+    AttemptOutcome, AttemptRow, AttemptStatus, NewAttempt, OAuthConnection, SaveOutcome, SessionRow,
 };
 
 /// How long an attempt may take, from start to callback.
@@ -117,7 +117,7 @@ pub async fn start(
         redirect_uri,
         reconnect_id: reconnect_id.map(str::to_string),
         params: serde_json::to_string(params).unwrap_or_else(|_| "{}".into()),
-        status: "pending".into(),
+        status: AttemptStatus::Pending.as_str().into(),
         error_code: None,
         error_message: None,
         provider_code: None,
@@ -214,7 +214,7 @@ fn failed_message(attempt: &AttemptRow, code: &str) -> PopupMessage {
     PopupMessage {
         kind: "plugboard:connect",
         attempt_id: attempt.id.clone(),
-        status: "failed".into(),
+        status: AttemptStatus::Failed.as_str().into(),
         connected_account_id: None,
         error: Some(code.to_string()),
         nonce: attempt.message_nonce.clone(),
@@ -264,7 +264,7 @@ async fn usable_attempt(app: &App, attempt_id: &str) -> ApiResult<Result<Attempt
         ));
         return Ok(Err(page));
     }
-    if attempt.binding_hash.is_some() || attempt.status != "pending" {
+    if attempt.binding_hash.is_some() || attempt.status() != AttemptStatus::Pending {
         // Opened before, perhaps in another browser: the first one keeps it.
         return Ok(Err(Page::refused(
             "This sign-in link was already used",
@@ -429,7 +429,11 @@ pub async fn callback(
         .finish_attempt(
             &attempt.id,
             AttemptOutcome {
-                status: if ok { "succeeded" } else { "failed" },
+                status: if ok {
+                    AttemptStatus::Succeeded
+                } else {
+                    AttemptStatus::Failed
+                },
                 error_code: failure.as_ref().map(|f| f.code.as_str()),
                 error_message: failure.as_ref().map(|f| f.message.as_str()),
                 provider_code: failure.as_ref().and_then(|f| f.provider_code.as_deref()),
@@ -441,7 +445,13 @@ pub async fn callback(
     let post = PopupMessage {
         kind: "plugboard:connect",
         attempt_id: attempt.id.clone(),
-        status: if ok { "succeeded" } else { "failed" }.into(),
+        status: if ok {
+            AttemptStatus::Succeeded
+        } else {
+            AttemptStatus::Failed
+        }
+        .as_str()
+        .into(),
         connected_account_id: connection_id,
         error: failure.as_ref().map(|f| f.code.as_str().to_string()),
         nonce: attempt.message_nonce.clone(),

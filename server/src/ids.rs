@@ -147,9 +147,35 @@ mod tests {
 
     #[test]
     fn ids_carry_128_random_bits() {
-        let a = new_id("conn");
-        assert_eq!(a.len(), "conn_".len() + 26);
-        assert_ne!(a, new_id("conn"));
+        // Decode 2,000 ids back to their bits: each of the 128 bit positions
+        // must be set in about half of them (a counter, a timestamp or a
+        // short random part would leave some positions fixed).
+        let samples = 2000;
+        let mut set = [0u32; 128];
+        let mut seen = std::collections::HashSet::new();
+        for _ in 0..samples {
+            let id = new_id("conn");
+            let body = id.strip_prefix("conn_").unwrap();
+            assert_eq!(body.len(), 26);
+            assert!(seen.insert(id.clone()), "an id repeated");
+            let mut bits = Vec::with_capacity(130);
+            for c in body.bytes() {
+                let v = ALPHABET.iter().position(|&a| a == c).unwrap();
+                for shift in (0..5).rev() {
+                    bits.push((v >> shift) & 1 == 1);
+                }
+            }
+            for (i, bit) in bits.iter().take(128).enumerate() {
+                set[i] += u32::from(*bit);
+            }
+            assert!(!bits[128] && !bits[129], "the padding bits are zero");
+        }
+        for (i, n) in set.iter().enumerate() {
+            assert!(
+                (700..=1300).contains(n),
+                "bit {i} was set in {n} of {samples} ids"
+            );
+        }
     }
 
     #[test]

@@ -232,9 +232,27 @@ async fn ciphertexts_hold_no_plaintext(engine: Engine) {
         .windows(b"at-canary".len())
         .any(|w| w == b"at-canary"));
     assert_eq!(plugboard::vault::key_id_of(&sealed), Some("default"));
-    // Two seals of one value differ (a fresh nonce each time).
-    let (_, b) = (a.clone(), two_connections(&app).await.0);
-    assert_ne!(raw_get(&app, &b, "access_token").await, sealed);
+    // Sealing the same value for the same row and field again gives another
+    // ciphertext (a fresh nonce each time), and both open.
+    let binding = plugboard::vault::Binding {
+        table: "connection_secrets",
+        row: &a,
+        field: "access_token",
+    };
+    let again = app.state.vault.seal(binding, b"at-canary-Zq81");
+    assert_ne!(again, sealed);
+    assert_eq!(
+        &sealed[..4 + 1 + 7],
+        &again[..4 + 1 + 7],
+        "same format and key id"
+    );
+    assert_ne!(&sealed[12..24], &again[12..24], "another nonce");
+    for ciphertext in [&sealed, &again] {
+        assert_eq!(
+            app.state.vault.open(binding, ciphertext).unwrap(),
+            b"at-canary-Zq81"
+        );
+    }
 }
 
 /// SECURITY 36 in use: disconnecting a connection whose token cannot be

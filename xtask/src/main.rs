@@ -108,6 +108,8 @@ fn npm_install(dir: &str) -> Result<(), String> {
 struct Tally {
     passed: u64,
     failed: u64,
+    /// Ignored (cargo) and skipped or todo (node) tests: reported, never hidden.
+    skipped: u64,
 }
 
 /// Runs a test command, passing its output through and adding up its results
@@ -120,19 +122,23 @@ fn run_counted(command: &mut Command, tally: &mut Tally) -> Result<bool, String>
     if let Some(stdout) = child.stdout.take() {
         for line in BufReader::new(stdout).lines().map_while(Result::ok) {
             println!("{line}");
-            if let Some((p, f)) = parse_result_line(&line) {
+            if let Some((p, f, i)) = parse_result_line(&line) {
                 tally.passed += p;
                 tally.failed += f;
-            } else if let Some(n) = line
-                .strip_prefix("# pass ")
-                .and_then(|n| n.trim().parse::<u64>().ok())
-            {
-                tally.passed += n;
-            } else if let Some(n) = line
-                .strip_prefix("# fail ")
-                .and_then(|n| n.trim().parse::<u64>().ok())
-            {
-                tally.failed += n;
+                tally.skipped += i;
+            } else {
+                // node's TAP reporter closes with `# pass N`, `# fail N`, …
+                let count = |prefix: &str| {
+                    line.strip_prefix(prefix)
+                        .and_then(|n| n.trim().parse::<u64>().ok())
+                };
+                if let Some(n) = count("# pass ") {
+                    tally.passed += n;
+                } else if let Some(n) = count("# fail ").or_else(|| count("# cancelled ")) {
+                    tally.failed += n;
+                } else if let Some(n) = count("# skipped ").or_else(|| count("# todo ")) {
+                    tally.skipped += n;
+                }
             }
         }
     }
@@ -176,17 +182,23 @@ fn test(extra: &[String]) -> Result<(), String> {
         eprintln!("xtask: browser and package tests on {engine}");
         ok &= run_counted(
             Command::new("node")
-                .args(["--test", "--test-timeout=120000"])
+                .args(["--test", "--test-reporter=tap", "--test-timeout=120000"])
                 .args(files)
                 .current_dir(root())
                 .env("PLUGBOARD_BIN", &binary)
+                // Built once above: the demo test must not rebuild it while
+                // other suites pack it.
+                .env("PLUGBOARD_SDK_BUILT", "1")
                 .env("PLUGBOARD_BROWSER_ENGINE", engine)
                 .env("PLUGBOARD_TEST_POSTGRES_URL", cluster.admin_url()),
             &mut tally,
         )?;
     }
     drop(cluster);
-    println!("tests: {} passed, {} failed", tally.passed, tally.failed);
+    println!(
+        "tests: {} passed, {} failed, {} skipped",
+        tally.passed, tally.failed, tally.skipped
+    );
     if tally.passed == 0 {
         Err("no test ran".to_string())
     } else if ok && tally.failed == 0 {
@@ -199,7 +211,10 @@ fn test(extra: &[String]) -> Result<(), String> {
 /// The demo: builds what it needs, then runs `examples/demo.mjs` until Ctrl-C.
 fn demo() -> Result<(), String> {
     npm_install("tests/provider")?;
-    sdk::sdk()?;
+    // `cargo xtask test` builds the SDK once for all its suites, the demo's included.
+    if std::env::var_os("PLUGBOARD_SDK_BUILT").is_none() {
+        sdk::sdk()?;
+    }
     npm_install("examples/customer-app")?;
     run(cargo().args(["build", "--package", "plugboard", "--bin", "plugboard"]))?;
     let binary = sdk::target_dir().join("debug").join("plugboard");
@@ -249,7 +264,7 @@ fn hold_postgres() -> Result<(), String> {
 }
 
 /// Reads `test result: ok. 12 passed; 0 failed; …` into (passed, failed).
-fn parse_result_line(line: &str) -> Option<(u64, u64)> {
+fn parse_result_line(line: &str) -> Option<(u64, u64, u64)> {
     let rest = line.strip_prefix("test result: ")?;
     let count = |word: &str| -> Option<u64> {
         rest.split(';')
@@ -261,5 +276,9 @@ fn parse_result_line(line: &str) -> Option<(u64, u64)> {
             })
             .and_then(|n| n.trim().parse().ok())
     };
-    Some((count(" passed")?, count(" failed")?))
+    Some((
+        count(" passed")?,
+        count(" failed")?,
+        count(" ignored").unwrap_or(0),
+    ))
 }

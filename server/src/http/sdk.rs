@@ -21,7 +21,7 @@ use crate::connect;
 use crate::error::{ApiError, ApiResult, ErrorCode};
 use crate::http::error::{Json, Path, Query};
 use crate::integration::Settings;
-use crate::store::{ConnectionRow, SessionLookup, SessionRow};
+use crate::store::{self, ConnectionRow, SessionLookup, SessionRow};
 
 pub fn router() -> Router<AppState> {
     Router::new()
@@ -276,7 +276,7 @@ async fn start(
 
 #[derive(Serialize)]
 #[serde(rename_all = "camelCase")]
-struct AttemptStatus {
+struct AttemptStatusView {
     id: String,
     status: String,
     connected_account_id: Option<String>,
@@ -297,7 +297,7 @@ async fn attempt_status(
     State(app): State<AppState>,
     auth: SessionAuth,
     Path(attempt_id): Path<String>,
-) -> ApiResult<Json<AttemptStatus>> {
+) -> ApiResult<Json<AttemptStatusView>> {
     let attempt = app
         .store
         .get_attempt(&attempt_id)
@@ -306,12 +306,13 @@ async fn attempt_status(
             a.project_id == auth.session.project_id && a.end_user_id == auth.session.end_user_id
         })
         .ok_or_else(|| ApiError::not_found("connect attempt"))?;
-    let status = if attempt.status == "pending" && attempt.expires_at <= app.now() {
-        "expired".to_string()
-    } else {
-        attempt.status
-    };
-    Ok(Json(AttemptStatus {
+    let status =
+        if attempt.status() == store::AttemptStatus::Pending && attempt.expires_at <= app.now() {
+            "expired".to_string()
+        } else {
+            attempt.status
+        };
+    Ok(Json(AttemptStatusView {
         id: attempt.id,
         status,
         connected_account_id: attempt.connection_id,

@@ -45,6 +45,35 @@ const COLUMNS: &str = "id, project_id, session_id, integration_id, end_user_id, 
      redirect_uri, reconnect_id, params, status, error_code, error_message, provider_code, connection_id, \
      created_at, expires_at, opened_at, spent_at, completed_at, client_generation, proof_hash";
 
+/// Where an attempt stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AttemptStatus {
+    Pending,
+    Succeeded,
+    Failed,
+}
+
+impl AttemptStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AttemptStatus::Pending => "pending",
+            AttemptStatus::Succeeded => "succeeded",
+            AttemptStatus::Failed => "failed",
+        }
+    }
+}
+
+impl AttemptRow {
+    /// The recorded status; anything unknown reads as failed.
+    pub fn status(&self) -> AttemptStatus {
+        match self.status.as_str() {
+            "pending" => AttemptStatus::Pending,
+            "succeeded" => AttemptStatus::Succeeded,
+            _ => AttemptStatus::Failed,
+        }
+    }
+}
+
 /// An attempt to record, with its secrets in the clear (sealed on write).
 pub struct NewAttempt<'a> {
     pub row: &'a AttemptRow,
@@ -54,7 +83,7 @@ pub struct NewAttempt<'a> {
 
 /// How an attempt ended, to record.
 pub struct AttemptOutcome<'a> {
-    pub status: &'a str,
+    pub status: AttemptStatus,
     pub error_code: Option<&'a str>,
     pub error_message: Option<&'a str>,
     pub provider_code: Option<&'a str>,
@@ -175,7 +204,7 @@ impl Store {
                 "UPDATE connect_attempts SET status = $1, error_code = $2, error_message = $3, provider_code = $4, \
                  connection_id = $5, completed_at = $6 WHERE id = $7",
             )
-            .bind(outcome.status)
+            .bind(outcome.status.as_str())
             .bind(outcome.error_code)
             .bind(outcome.error_message)
             .bind(outcome.provider_code)

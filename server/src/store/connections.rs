@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 use sqlx::FromRow;
 
 use super::events::insert_event;
-use super::{from_json, on_pool, to_json, NewEvent, Store, StoreResult};
+use super::{from_json, on_pool, to_json, EventKind, NewEvent, Store, StoreResult};
 use crate::secret::Secret;
 use crate::vault::KeyRing;
 
@@ -122,7 +122,7 @@ impl Store {
                 &mut *tx,
                 NewEvent {
                     project_id: new.project_id,
-                    kind: "connection.created",
+                    kind: EventKind::ConnectionCreated,
                     connection_id: Some(&id),
                     integration: Some(new.integration_key),
                     end_user_id: new.end_user_id,
@@ -224,7 +224,7 @@ impl Store {
                 &mut *tx,
                 NewEvent {
                     project_id,
-                    kind: "connection.deleted",
+                    kind: EventKind::ConnectionDeleted,
                     connection_id: Some(id),
                     integration: Some(&connection.integration),
                     end_user_id: connection.end_user_id.as_deref(),
@@ -406,9 +406,9 @@ impl Store {
                 }
             };
             let kind = if created {
-                "connection.created"
+                EventKind::ConnectionCreated
             } else {
-                "connection.updated"
+                EventKind::ConnectionUpdated
             };
             put_connection_secret!(tx, vault, &id, "access_token", c.access_token);
             // A provider that sends no new refresh token keeps the old one valid.

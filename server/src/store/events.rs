@@ -17,10 +17,28 @@ pub struct EventRow {
     pub created_at: i64,
 }
 
+/// What an event records.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EventKind {
+    ConnectionCreated,
+    ConnectionUpdated,
+    ConnectionDeleted,
+}
+
+impl EventKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            EventKind::ConnectionCreated => "connection.created",
+            EventKind::ConnectionUpdated => "connection.updated",
+            EventKind::ConnectionDeleted => "connection.deleted",
+        }
+    }
+}
+
 /// An event to record, inside the transaction that made the change.
 pub struct NewEvent<'a> {
     pub project_id: &'a str,
-    pub kind: &'a str,
+    pub kind: EventKind,
     pub connection_id: Option<&'a str>,
     pub integration: Option<&'a str>,
     pub end_user_id: Option<&'a str>,
@@ -38,7 +56,7 @@ macro_rules! insert_event {
         )
         .bind($crate::ids::new_id("evt"))
         .bind(event.project_id)
-        .bind(event.kind)
+        .bind(event.kind.as_str())
         .bind(event.connection_id)
         .bind(event.integration)
         .bind(event.end_user_id)

@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 use sqlx::FromRow;
 
 use super::events::insert_event;
-use super::{on_pool, NewEvent, Store, StoreResult};
+use super::{on_pool, EventKind, NewEvent, Store, StoreResult};
 use crate::secret::Secret;
 use crate::vault::KeyRing;
 
@@ -372,7 +372,7 @@ impl Store {
                     .await?;
                 let event = NewEvent {
                     project_id,
-                    kind: "connection.deleted",
+                    kind: EventKind::ConnectionDeleted,
                     connection_id: Some(connection_id),
                     integration: Some(key),
                     end_user_id: end_user_id.as_deref(),

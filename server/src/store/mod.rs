@@ -40,11 +40,11 @@ mod projects;
 mod sessions;
 mod vault_rows;
 
-pub use attempts::{AttemptOutcome, AttemptRow, NewAttempt};
+pub use attempts::{AttemptOutcome, AttemptRow, AttemptStatus, NewAttempt};
 pub use connections::{
     ConnectionCursor, ConnectionRow, NewConnection, OAuthConnection, SaveOutcome,
 };
-pub use events::{EventRow, NewEvent};
+pub use events::{EventKind, EventRow, NewEvent};
 pub use integrations::{
     ClientRecord, DeleteIntegration, IntegrationRow, IntegrationUpdate, RetiredClient,
     UpdateOutcome,

@@ -49,6 +49,22 @@ macro_rules! on_both_engines {
     };
 }
 
+/// One `#[tokio::test]` for each named `async fn(Engine)`, on SQLite only:
+/// for tests whose subject does not depend on the database engine.
+#[macro_export]
+macro_rules! on_one_engine {
+    ($($name:ident),* $(,)?) => {
+        mod once {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() {
+                    super::$name($crate::common::Engine::Sqlite).await
+                }
+            )*
+        }
+    };
+}
+
 /// The admin URL of the test PostgreSQL cluster.
 pub fn postgres_admin_url() -> String {
     std::env::var("PLUGBOARD_TEST_POSTGRES_URL").unwrap_or_else(|_| {
@@ -229,7 +245,9 @@ impl TestApp {
             Outbound::new(
                 allow_hosts,
                 Limits {
-                    total_timeout: std::time::Duration::from_secs(3),
+                    // Generous: a loaded machine must not fail provider-backed tests.
+                    // The stalled-peer tests wait this long once each.
+                    total_timeout: std::time::Duration::from_secs(10),
                     max_body_bytes: 1024 * 1024,
                     ..Limits::default()
                 },
