@@ -14,7 +14,7 @@ use subtle::ConstantTimeEq;
 use crate::app::App;
 use crate::error::{ApiError, ApiResult, ErrorCode};
 use crate::ids;
-use crate::integration::Settings;
+use crate::integrations::IntegrationSpec;
 use crate::oauth::{self, Failure};
 use crate::store::{
     AttemptOutcome, AttemptRow, AttemptStatus, NewAttempt, OAuthConnection, SaveOutcome, SessionRow,
@@ -89,7 +89,9 @@ pub async fn start(
             return Err(ApiError::not_found("connected account"));
         }
     }
-    let settings = Settings::parse(&integration.config).map_err(ApiError::internal)?;
+    let spec = IntegrationSpec::parse(&integration.auth_type, &integration.config)
+        .map_err(ApiError::internal)?;
+    let settings = spec.oauth2_code().map_err(ApiError::internal)?;
     let now = app.now();
     let attempt_id = ids::new_id("att");
     let proof = ids::random_base32(32);
@@ -98,7 +100,7 @@ pub async fn start(
     let nonce = settings.wants_openid().then(|| ids::random_base32(24));
     let redirect_uri = crate::app::callback_url(&app.settings, &integration.id);
     let authorization_url = oauth::authorization_url(
-        &settings,
+        settings,
         &redirect_uri,
         &state,
         &challenge,
@@ -518,8 +520,10 @@ async fn finish(
         .await
         .map_err(|e| internal(&e))?
         .ok_or_else(|| internal(&"the attempt's OAuth client is gone"))?;
-    let settings = Settings::parse(&client.config).map_err(|e| internal(&e))?;
-    let multiple_accounts = Settings::parse(&integration.config)
+    let client_spec =
+        IntegrationSpec::parse(&integration.auth_type, &client.config).map_err(|e| internal(&e))?;
+    let settings = client_spec.oauth2_code().map_err(|e| internal(&e))?;
+    let multiple_accounts = IntegrationSpec::parse(&integration.auth_type, &integration.config)
         .map_err(|e| internal(&e))?
         .multiple_accounts;
     // RFC 9207: a response that names another issuer is never exchanged.
@@ -569,7 +573,7 @@ async fn finish(
         .unwrap_or_default();
     let tokens = oauth::exchange_code(
         &app.outbound,
-        &settings,
+        settings,
         &client_secret,
         code,
         verifier,
@@ -582,7 +586,7 @@ async fn finish(
     if let Some(id_token) = tokens.id_token.as_deref() {
         let claims = oauth::check_id_token(
             &app.outbound,
-            &settings,
+            settings,
             id_token,
             secrets.get("oidc_nonce").map(crate::secret::Secret::expose),
             now,

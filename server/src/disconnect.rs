@@ -6,7 +6,7 @@
 use serde_json::json;
 
 use crate::app::App;
-use crate::integration::Settings;
+use crate::integrations::IntegrationSpec;
 use crate::oauth;
 use crate::store::{ConnectionRow, StoreError, StoreResult};
 
@@ -44,7 +44,11 @@ pub async fn revoke(app: &App, connection: &ConnectionRow) -> StoreResult<Revoca
         }
         Err(e) => return Err(e),
     };
-    let settings = match Settings::parse(&client.config) {
+    let spec = match IntegrationSpec::parse(&integration.auth_type, &client.config) {
+        Ok(spec) => spec,
+        Err(_) => return Ok(Revocation::NotOffered),
+    };
+    let settings = match spec.oauth2_code() {
         Ok(s) if s.revocation_url.is_some() => s,
         _ => return Ok(Revocation::NotOffered),
     };
@@ -76,7 +80,7 @@ pub async fn revoke(app: &App, connection: &ConnectionRow) -> StoreResult<Revoca
     ] {
         if let Some(token) = tokens.get(field) {
             if let Err(failure) =
-                oauth::revoke(&app.outbound, &settings, &client_secret, token, hint).await
+                oauth::revoke(&app.outbound, settings, &client_secret, token, hint).await
             {
                 tracing::warn!(connection = %connection.id, error = %failure.message, "revocation failed");
                 return Ok(Revocation::Failed(failure.message));

@@ -6,6 +6,7 @@
 #![deny(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 pub mod app;
+pub mod auth;
 pub mod cli;
 pub mod clock;
 pub mod config;
@@ -14,7 +15,7 @@ pub mod disconnect;
 pub mod error;
 pub mod http;
 pub mod ids;
-pub mod integration;
+pub mod integrations;
 pub mod jobs;
 pub mod oauth;
 pub mod outbound;

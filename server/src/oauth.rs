@@ -19,8 +19,8 @@ use oauth2::{
 use serde::{Deserialize, Serialize};
 use url::Url;
 
+use crate::auth::oauth2::{CodeSpec, TokenAuthMethod};
 use crate::error::ErrorCode;
-use crate::integration::Settings;
 use crate::outbound::{Outbound, OutboundError, OutboundRequest};
 use crate::redact::Redactor;
 
@@ -57,14 +57,13 @@ pub fn new_pkce() -> (String, String) {
 /// The authorization request URL. The integration's extra parameters go
 /// first; the ones the flow depends on are set last and cannot be overridden.
 pub fn authorization_url(
-    settings: &Settings,
+    settings: &CodeSpec,
     redirect_uri: &str,
     state: &str,
     code_challenge: &str,
     nonce: Option<&str>,
 ) -> Result<String, Failure> {
-    let base = settings.authorization_url.as_deref().unwrap_or_default();
-    let mut url = Url::parse(base)
+    let mut url = Url::parse(&settings.authorization_url)
         .map_err(|_| Failure::provider("the integration's authorization_url is invalid", None))?;
     {
         let mut query = url.query_pairs_mut();
@@ -73,10 +72,7 @@ pub fn authorization_url(
         }
         query
             .append_pair("response_type", "code")
-            .append_pair(
-                "client_id",
-                settings.client_id.as_deref().unwrap_or_default(),
-            )
+            .append_pair("client_id", &settings.client_id)
             .append_pair("redirect_uri", redirect_uri)
             .append_pair("state", state)
             .append_pair("code_challenge", code_challenge)
@@ -177,7 +173,7 @@ fn outbound_failure(step: &str, e: &OutboundError) -> Failure {
 /// Exchanges an authorization code for tokens at the integration's token endpoint.
 pub async fn exchange_code(
     outbound: &Outbound,
-    settings: &Settings,
+    settings: &CodeSpec,
     client_secret: &str,
     code: &str,
     verifier: &str,
@@ -185,21 +181,18 @@ pub async fn exchange_code(
 ) -> Result<Tokens, Failure> {
     let invalid =
         |what: &str| Failure::provider(format!("the integration's {what} is invalid"), None);
-    let token_url = TokenUrl::new(settings.token_url.clone().unwrap_or_default())
-        .map_err(|_| invalid("token_url"))?;
+    let token_url = TokenUrl::new(settings.token_url.clone()).map_err(|_| invalid("token_url"))?;
     let redirect =
         RedirectUrl::new(redirect_uri.to_string()).map_err(|_| invalid("callback URL"))?;
-    let auth_type = match settings.token_auth_method.as_deref() {
-        Some("client_secret_post") => AuthType::RequestBody,
-        _ => AuthType::BasicAuth,
+    let auth_type = match settings.token_auth_method {
+        TokenAuthMethod::ClientSecretPost => AuthType::RequestBody,
+        TokenAuthMethod::ClientSecretBasic => AuthType::BasicAuth,
     };
-    let client: CodeClient = oauth2::Client::new(ClientId::new(
-        settings.client_id.clone().unwrap_or_default(),
-    ))
-    .set_client_secret(ClientSecret::new(client_secret.to_string()))
-    .set_auth_type(auth_type)
-    .set_redirect_uri(redirect)
-    .set_token_uri(token_url);
+    let client: CodeClient = oauth2::Client::new(ClientId::new(settings.client_id.clone()))
+        .set_client_secret(ClientSecret::new(client_secret.to_string()))
+        .set_auth_type(auth_type)
+        .set_redirect_uri(redirect)
+        .set_token_uri(token_url);
     let result = client
         .exchange_code(AuthorizationCode::new(code.to_string()))
         .set_pkce_verifier(PkceCodeVerifier::new(verifier.to_string()))
@@ -209,10 +202,7 @@ pub async fn exchange_code(
     let redactor = Redactor::new()
         .secret(code)
         .secret(verifier)
-        .basic_credentials(
-            settings.client_id.as_deref().unwrap_or_default(),
-            client_secret,
-        );
+        .basic_credentials(&settings.client_id, client_secret);
     let response = match result {
         Ok(response) => response,
         Err(RequestTokenError::ServerResponse(err)) => {
@@ -314,7 +304,7 @@ fn decode_segment<T: serde::de::DeserializeOwned>(segment: &str) -> Option<T> {
 /// and its signature against the provider's keys when a JWKS URL is set.
 pub async fn check_id_token(
     outbound: &Outbound,
-    settings: &Settings,
+    settings: &CodeSpec,
     id_token: &str,
     expected_nonce: Option<&str>,
     now: i64,
@@ -327,14 +317,10 @@ pub async fn check_id_token(
     }
     let claims: IdClaims =
         decode_segment(parts[1]).ok_or_else(|| bad("its claims cannot be read"))?;
-    let issuer = settings.issuer.as_deref().unwrap_or_default();
-    if claims.iss.as_deref() != Some(issuer) {
+    if settings.issuer.is_none() || claims.iss != settings.issuer {
         return Err(bad("`iss` is not the integration's issuer"));
     }
-    if !claims
-        .aud
-        .contains(settings.client_id.as_deref().unwrap_or_default())
-    {
+    if !claims.aud.contains(&settings.client_id) {
         return Err(bad("`aud` does not name this client"));
     }
     match claims.exp {
@@ -449,15 +435,15 @@ pub async fn fetch_userinfo(
 /// integration's client the way its token requests do.
 pub async fn revoke(
     outbound: &Outbound,
-    settings: &Settings,
+    settings: &CodeSpec,
     client_secret: &str,
     token: &str,
     hint: &str,
 ) -> Result<(), Failure> {
     let url = Url::parse(settings.revocation_url.as_deref().unwrap_or_default())
         .map_err(|_| Failure::provider("the integration's revocation_url is invalid", None))?;
-    let client_id = settings.client_id.as_deref().unwrap_or_default();
-    let by_post = settings.token_auth_method.as_deref() == Some("client_secret_post");
+    let client_id = settings.client_id.as_str();
+    let by_post = settings.token_auth_method == TokenAuthMethod::ClientSecretPost;
     let body = {
         let mut form = url::form_urlencoded::Serializer::new(String::new());
         form.append_pair("token", token)

@@ -169,7 +169,7 @@ async fn canaries_never_reach_the_log_or_an_answer() {
     assert!(!log.contains(&key), "the secret key in the log");
 
     // Debug output of what holds a secret names the fields, not the values.
-    let valid = plugboard::integration::validate(
+    let valid = plugboard::integrations::validate(
         common::oauth_integration("acme").as_object().unwrap(),
         &[],
         &plugboard::outbound::AllowList::default(),

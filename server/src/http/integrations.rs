@@ -12,7 +12,7 @@ use crate::clock::rfc3339;
 use crate::error::{ApiError, ApiResult};
 use crate::http::error::{Json, Path, Query};
 use crate::ids;
-use crate::integration::{self, ValidIntegration};
+use crate::integrations::{self as integration, ValidIntegration};
 use crate::store::{
     DeleteIntegration, IntegrationRow, IntegrationUpdate, RetiredClient, UpdateOutcome,
 };

@@ -20,7 +20,7 @@ use crate::clock::rfc3339;
 use crate::connect;
 use crate::error::{ApiError, ApiResult, ErrorCode};
 use crate::http::error::{Json, Path, Query};
-use crate::integration::Settings;
+use crate::integrations::IntegrationSpec;
 use crate::store::{self, ConnectionRow, SessionLookup, SessionRow};
 
 pub fn router() -> Router<AppState> {
@@ -162,7 +162,8 @@ async fn apps(State(app): State<AppState>, auth: SessionAuth) -> ApiResult<Json<
         .await?;
     let mut out = Vec::new();
     for row in rows.into_iter().filter(|r| allows(&auth.session, &r.key)) {
-        let settings = Settings::parse(&row.config).map_err(ApiError::internal)?;
+        let settings =
+            IntegrationSpec::parse(&row.auth_type, &row.config).map_err(ApiError::internal)?;
         out.push(AppView {
             key: row.key,
             label: settings.label,

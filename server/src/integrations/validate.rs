@@ -1,75 +1,17 @@
-//! Integrations as clients write and read them: the fields of each auth type,
-//! their validation, and the merge a PATCH makes.
+//! Validation of an integration as clients write it: every field checked,
+//! every failure named, and PATCH as a JSON merge patch validated whole.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use serde_json::{Map, Value};
 use url::Url;
 
+use super::AuthType;
 use crate::outbound::{self, AllowList};
 use crate::secret::Secret;
 
-/// Every auth type of the product. Only those in [`SUPPORTED_AUTH_TYPES`] can be created yet.
-pub const AUTH_TYPES: [&str; 10] = [
-    "oauth2_authorization_code",
-    "oauth2_client_credentials",
-    "oauth2_refresh_token",
-    "api_key",
-    "api_key_secret",
-    "api_key_url",
-    "basic",
-    "basic_url",
-    "basic_api_key",
-    "aws_sigv4",
-];
-
-pub const SUPPORTED_AUTH_TYPES: [&str; 1] = ["oauth2_authorization_code"];
-
-/// Fields every integration has (besides `key` and `auth_type`).
-const COMMON_FIELDS: [&str; 9] = [
-    "label",
-    "description",
-    "logo_url",
-    "provider",
-    "api_base_url",
-    "tenant_id",
-    "multiple_accounts",
-    "refresh_buffer_seconds",
-    "test_request",
-];
-
-const OAUTH2_CODE_FIELDS: [&str; 11] = [
-    "authorization_url",
-    "token_url",
-    "client_id",
-    "scopes",
-    "scope_separator",
-    "authorization_params",
-    "token_auth_method",
-    "issuer",
-    "jwks_url",
-    "userinfo_url",
-    "revocation_url",
-];
-
-/// Write-only fields: stored in the vault, never read back.
-pub const SECRET_FIELDS: [&str; 1] = ["client_secret"];
-
 /// Fields of a read integration that a client may send back unchanged; they are ignored.
 const READ_ONLY_FIELDS: [&str; 4] = ["id", "callback_url", "created_at", "updated_at"];
-
-/// Parameters the authorization request sets itself; an integration may not override them.
-const RESERVED_AUTHORIZATION_PARAMS: [&str; 9] = [
-    "response_type",
-    "client_id",
-    "redirect_uri",
-    "state",
-    "scope",
-    "code_challenge",
-    "code_challenge_method",
-    "nonce",
-    "request_uri",
-];
 
 /// An integration that passed validation.
 #[derive(Debug)]
@@ -82,8 +24,10 @@ pub struct ValidIntegration {
     pub secrets: Vec<(&'static str, Secret)>,
 }
 
-/// Validates a whole integration. `existing_secrets` names the secret fields
-/// already stored (on PATCH), which then need not be sent again.
+/// Validates a whole integration: the fields every integration has, then its
+/// auth family's (`auth::…::validate`); a field no check read is unknown.
+/// `existing_secrets` names the secret fields already stored (on PATCH),
+/// which then need not be sent again.
 pub fn validate(
     input: &Map<String, Value>,
     existing_secrets: &[String],
@@ -94,26 +38,10 @@ pub fn validate(
         errors: BTreeMap::new(),
         out: Map::new(),
         allow,
+        read: BTreeSet::new(),
     };
     let key = v.key();
     let auth_type = v.auth_type();
-
-    for name in input.keys() {
-        let known = name == "key"
-            || name == "auth_type"
-            || COMMON_FIELDS.contains(&name.as_str())
-            || READ_ONLY_FIELDS.contains(&name.as_str())
-            || (auth_type.as_deref() == Some("oauth2_authorization_code")
-                && (OAUTH2_CODE_FIELDS.contains(&name.as_str())
-                    || SECRET_FIELDS.contains(&name.as_str())));
-        if !known && !v.errors.contains_key(name) {
-            let reason = match auth_type.as_deref() {
-                Some(t) => format!("unknown field for auth_type {t}"),
-                None => "unknown field".to_string(),
-            };
-            v.errors.insert(name.clone(), reason);
-        }
-    }
 
     let label = v
         .string("label", false, 200)
@@ -142,61 +70,28 @@ pub fn validate(
         .insert("refresh_buffer_seconds".into(), Value::from(buffer));
     v.test_request();
 
-    let mut secrets = Vec::new();
-    if auth_type.as_deref() == Some("oauth2_authorization_code") {
-        v.url("authorization_url", true, UrlUse::Browser);
-        v.no_reserved_query("authorization_url");
-        v.url("token_url", true, UrlUse::Server);
-        v.string("client_id", true, 1024)
-            .map(|s| v.out.insert("client_id".into(), Value::String(s)));
-        match v.string("client_secret", false, 4096) {
-            Some(secret) => secrets.push(("client_secret", Secret::new(secret))),
-            None if existing_secrets.iter().any(|s| s == "client_secret") => {}
-            None if !v.errors.contains_key("client_secret") => {
-                v.errors
-                    .insert("client_secret".into(), "is required".into());
-            }
-            None => {}
+    let secrets = match auth_type {
+        Some(AuthType::OAuth2AuthorizationCode) => {
+            crate::auth::oauth2::validate(&mut v, existing_secrets)
         }
-        v.scopes();
-        let separator = v
-            .string("scope_separator", false, 4)
-            .unwrap_or_else(|| " ".into());
-        v.out
-            .insert("scope_separator".into(), Value::String(separator));
-        v.authorization_params();
-        let method = v
-            .string("token_auth_method", false, 64)
-            .unwrap_or_else(|| "client_secret_basic".into());
-        if !["client_secret_basic", "client_secret_post"].contains(&method.as_str()) {
-            v.errors.insert(
-                "token_auth_method".into(),
-                "must be client_secret_basic or client_secret_post".into(),
-            );
+        _ => Vec::new(),
+    };
+
+    for name in input.keys() {
+        let known = v.read.contains(name.as_str()) || READ_ONLY_FIELDS.contains(&name.as_str());
+        if !known && !v.errors.contains_key(name) {
+            let reason = match auth_type {
+                Some(t) => format!("unknown field for auth_type {}", t.as_str()),
+                None => "unknown field".to_string(),
+            };
+            v.errors.insert(name.clone(), reason);
         }
-        v.out
-            .insert("token_auth_method".into(), Value::String(method));
-        v.url("issuer", false, UrlUse::Issuer);
-        let asks_openid = v
-            .out
-            .get("scopes")
-            .and_then(Value::as_array)
-            .is_some_and(|s| s.iter().any(|x| x == "openid"));
-        if asks_openid && !v.out.contains_key("issuer") && !v.errors.contains_key("issuer") {
-            v.errors.insert(
-                "issuer".into(),
-                "is required when scopes include openid: the ID token's `iss` is checked against it".into(),
-            );
-        }
-        v.url("jwks_url", false, UrlUse::Server);
-        v.url("userinfo_url", false, UrlUse::Server);
-        v.url("revocation_url", false, UrlUse::Server);
     }
 
     match (key, auth_type, v.errors.is_empty()) {
         (Some(key), Some(auth_type), true) => Ok(ValidIntegration {
             key,
-            auth_type,
+            auth_type: auth_type.as_str().to_string(),
             config: v.out,
             secrets,
         }),
@@ -272,7 +167,7 @@ pub fn merge_patch(
 }
 
 #[derive(Clone, Copy, PartialEq, Eq)]
-enum UrlUse {
+pub(crate) enum UrlUse {
     /// Shown to people (a logo): any http(s) URL.
     Display,
     /// Opened by the end user's browser: https, or http on a loopback host.
@@ -285,11 +180,14 @@ enum UrlUse {
     Issuer,
 }
 
-struct Validator<'a> {
+/// Reads an integration's input field by field, collecting every failure
+/// and the normalised output; remembers which fields it read.
+pub(crate) struct Validator<'a> {
     input: &'a Map<String, Value>,
-    errors: BTreeMap<String, String>,
-    out: Map<String, Value>,
+    pub(crate) errors: BTreeMap<String, String>,
+    pub(crate) out: Map<String, Value>,
     allow: &'a AllowList,
+    read: BTreeSet<String>,
 }
 
 fn is_loopback_host(url: &Url) -> bool {
@@ -311,18 +209,24 @@ fn host_allow_listed(url: &Url, allow: &AllowList) -> bool {
 }
 
 impl Validator<'_> {
-    fn present(&self, name: &str) -> bool {
-        self.input.get(name).is_some_and(|v| !v.is_null())
+    /// The input's value of `name`, which is now known.
+    pub(crate) fn get(&mut self, name: &str) -> Option<Value> {
+        self.read.insert(name.to_string());
+        self.input.get(name).cloned()
     }
 
-    fn fail(&mut self, name: &str, reason: impl Into<String>) {
+    pub(crate) fn present(&mut self, name: &str) -> bool {
+        self.get(name).is_some_and(|v| !v.is_null())
+    }
+
+    pub(crate) fn fail(&mut self, name: &str, reason: impl Into<String>) {
         self.errors
             .entry(name.to_string())
             .or_insert_with(|| reason.into());
     }
 
-    fn string(&mut self, name: &str, required: bool, max: usize) -> Option<String> {
-        match self.input.get(name) {
+    pub(crate) fn string(&mut self, name: &str, required: bool, max: usize) -> Option<String> {
+        match self.get(name) {
             None | Some(Value::Null) => {
                 if required {
                     self.fail(name, "is required");
@@ -353,13 +257,13 @@ impl Validator<'_> {
         }
     }
 
-    fn optional_string(&mut self, name: &str, max: usize) {
+    pub(crate) fn optional_string(&mut self, name: &str, max: usize) {
         if let Some(s) = self.string(name, false, max) {
             self.out.insert(name.into(), Value::String(s));
         }
     }
 
-    fn key(&mut self) -> Option<String> {
+    pub(crate) fn key(&mut self) -> Option<String> {
         let key = self.string("key", true, 64)?;
         let ok = key
             .bytes()
@@ -375,32 +279,37 @@ impl Validator<'_> {
         Some(key)
     }
 
-    fn auth_type(&mut self) -> Option<String> {
+    pub(crate) fn auth_type(&mut self) -> Option<AuthType> {
         let t = self.string("auth_type", true, 64)?;
-        if !AUTH_TYPES.contains(&t.as_str()) {
-            self.fail(
-                "auth_type",
-                format!("must be one of: {}", AUTH_TYPES.join(", ")),
-            );
-            None
-        } else if !SUPPORTED_AUTH_TYPES.contains(&t.as_str()) {
-            self.fail(
-                "auth_type",
-                format!(
-                    "{t} integrations are not supported yet; supported: {}",
-                    SUPPORTED_AUTH_TYPES.join(", ")
-                ),
-            );
-            None
-        } else {
-            Some(t)
+        let all: Vec<&str> = AuthType::ALL.iter().map(|a| a.as_str()).collect();
+        let supported: Vec<&str> = AuthType::ALL
+            .iter()
+            .filter(|a| a.is_supported())
+            .map(|a| a.as_str())
+            .collect();
+        match AuthType::parse(&t) {
+            None => {
+                self.fail("auth_type", format!("must be one of: {}", all.join(", ")));
+                None
+            }
+            Some(a) if !a.is_supported() => {
+                self.fail(
+                    "auth_type",
+                    format!(
+                        "{t} integrations are not supported yet; supported: {}",
+                        supported.join(", ")
+                    ),
+                );
+                None
+            }
+            Some(a) => Some(a),
         }
     }
 
-    fn boolean(&mut self, name: &str, default: bool) -> bool {
-        match self.input.get(name) {
+    pub(crate) fn boolean(&mut self, name: &str, default: bool) -> bool {
+        match self.get(name) {
             None | Some(Value::Null) => default,
-            Some(Value::Bool(b)) => *b,
+            Some(Value::Bool(b)) => b,
             Some(_) => {
                 self.fail(name, "must be true or false");
                 default
@@ -408,8 +317,8 @@ impl Validator<'_> {
         }
     }
 
-    fn integer(&mut self, name: &str, default: i64, min: i64, max: i64) -> i64 {
-        match self.input.get(name) {
+    pub(crate) fn integer(&mut self, name: &str, default: i64, min: i64, max: i64) -> i64 {
+        match self.get(name) {
             None | Some(Value::Null) => default,
             Some(v) => match v.as_i64() {
                 Some(n) if (min..=max).contains(&n) => n,
@@ -421,7 +330,7 @@ impl Validator<'_> {
         }
     }
 
-    fn url(&mut self, name: &str, required: bool, use_: UrlUse) {
+    pub(crate) fn url(&mut self, name: &str, required: bool, use_: UrlUse) {
         let Some(text) = self.string(name, required, 2048) else {
             return;
         };
@@ -475,98 +384,8 @@ impl Validator<'_> {
         self.out.insert(name.into(), Value::String(text));
     }
 
-    /// The authorization request's own parameters may not come from the URL's
-    /// query, where they would be sent before (and so may be read instead of)
-    /// Plugboard's.
-    fn no_reserved_query(&mut self, name: &str) {
-        let Some(url) = self
-            .out
-            .get(name)
-            .and_then(Value::as_str)
-            .and_then(|u| Url::parse(u).ok())
-        else {
-            return;
-        };
-        let reserved: Vec<String> = url
-            .query_pairs()
-            .map(|(k, _)| k.into_owned())
-            .filter(|k| RESERVED_AUTHORIZATION_PARAMS.contains(&k.as_str()))
-            .collect();
-        if let Some(first) = reserved.first() {
-            self.out.remove(name);
-            self.fail(
-                name,
-                format!("its query must not set `{first}`: Plugboard sets it itself"),
-            );
-        }
-    }
-
-    fn scopes(&mut self) {
-        let scopes = match self.input.get("scopes") {
-            None | Some(Value::Null) => Vec::new(),
-            Some(Value::Array(items)) => {
-                let mut scopes = Vec::new();
-                for item in items {
-                    match item.as_str() {
-                        Some(s)
-                            if !s.is_empty()
-                                && s.len() <= 256
-                                && s.bytes()
-                                    .all(|b| b.is_ascii_graphic() && b != b'"' && b != b'\\') =>
-                        {
-                            if !scopes.iter().any(|x: &Value| x.as_str() == Some(s)) {
-                                scopes.push(Value::String(s.to_string()));
-                            }
-                        }
-                        _ => return self.fail(
-                            "scopes",
-                            "must be a list of scope names without spaces, quotes or backslashes",
-                        ),
-                    }
-                }
-                if scopes.len() > 100 {
-                    return self.fail("scopes", "must list at most 100 scopes");
-                }
-                scopes
-            }
-            Some(_) => return self.fail("scopes", "must be a list of strings"),
-        };
-        self.out.insert("scopes".into(), Value::Array(scopes));
-    }
-
-    fn authorization_params(&mut self) {
-        let params = match self.input.get("authorization_params") {
-            None | Some(Value::Null) => Map::new(),
-            Some(Value::Object(map)) => {
-                for (name, value) in map {
-                    if RESERVED_AUTHORIZATION_PARAMS.contains(&name.as_str()) {
-                        return self.fail(
-                            "authorization_params",
-                            format!("`{name}` is set by Plugboard itself and cannot be overridden"),
-                        );
-                    }
-                    if name.is_empty() || !value.is_string() {
-                        return self.fail(
-                            "authorization_params",
-                            "must map parameter names to string values",
-                        );
-                    }
-                }
-                if map.len() > 50 {
-                    return self.fail("authorization_params", "must have at most 50 parameters");
-                }
-                map.clone()
-            }
-            Some(_) => {
-                return self.fail("authorization_params", "must be an object of string values")
-            }
-        };
-        self.out
-            .insert("authorization_params".into(), Value::Object(params));
-    }
-
-    fn test_request(&mut self) {
-        let Some(value) = self.input.get("test_request").filter(|v| !v.is_null()) else {
+    pub(crate) fn test_request(&mut self) {
+        let Some(value) = self.get("test_request").filter(|v| !v.is_null()) else {
             return;
         };
         let Some(map) = value.as_object() else {
@@ -626,11 +445,11 @@ mod tests {
     use super::*;
     use serde_json::json;
 
-    fn obj(v: Value) -> Map<String, Value> {
+    pub(crate) fn obj(v: Value) -> Map<String, Value> {
         v.as_object().cloned().unwrap()
     }
 
-    fn minimal() -> Value {
+    pub(crate) fn minimal() -> Value {
         json!({
             "key": "teamleader", "auth_type": "oauth2_authorization_code",
             "client_id": "id", "client_secret": "secret",
@@ -640,7 +459,7 @@ mod tests {
     }
 
     #[test]
-    fn accepts_a_minimal_integration_with_defaults() {
+    pub(crate) fn accepts_a_minimal_integration_with_defaults() {
         let v = validate(&obj(minimal()), &[], &AllowList::default()).unwrap();
         assert_eq!(v.key, "teamleader");
         assert_eq!(v.config["label"], "teamleader");
@@ -651,7 +470,7 @@ mod tests {
     }
 
     #[test]
-    fn names_each_failing_field() {
+    pub(crate) fn names_each_failing_field() {
         let mut input = obj(minimal());
         input.insert("token_url".into(), json!("http://10.0.0.8/token"));
         input.insert("scopes".into(), json!("a b"));
@@ -675,7 +494,7 @@ mod tests {
     }
 
     #[test]
-    fn server_called_urls_refuse_internal_literals_unless_allow_listed() {
+    pub(crate) fn server_called_urls_refuse_internal_literals_unless_allow_listed() {
         let mut input = obj(minimal());
         input.insert("token_url".into(), json!("http://127.0.0.2:9000/token"));
         let allow = AllowList::parse("127.0.0.1").unwrap();
@@ -692,7 +511,7 @@ mod tests {
     }
 
     #[test]
-    fn patch_keeps_key_and_auth_type() {
+    pub(crate) fn patch_keeps_key_and_auth_type() {
         let stored = obj(json!({"label": "A"}));
         let merged = merge_patch(
             "k",
@@ -710,54 +529,5 @@ mod tests {
             &obj(json!({"key": "other"}))
         )
         .is_err());
-    }
-}
-
-/// The stored settings of an integration, typed (what `validate` produced).
-#[derive(Debug, Clone, serde::Deserialize)]
-pub struct Settings {
-    pub label: String,
-    #[serde(default)]
-    pub description: Option<String>,
-    #[serde(default)]
-    pub logo_url: Option<String>,
-    #[serde(default)]
-    pub multiple_accounts: bool,
-    #[serde(default)]
-    pub authorization_url: Option<String>,
-    #[serde(default)]
-    pub token_url: Option<String>,
-    #[serde(default)]
-    pub client_id: Option<String>,
-    #[serde(default)]
-    pub scopes: Vec<String>,
-    #[serde(default = "default_separator")]
-    pub scope_separator: String,
-    #[serde(default)]
-    pub authorization_params: BTreeMap<String, String>,
-    #[serde(default)]
-    pub token_auth_method: Option<String>,
-    #[serde(default)]
-    pub issuer: Option<String>,
-    #[serde(default)]
-    pub jwks_url: Option<String>,
-    #[serde(default)]
-    pub userinfo_url: Option<String>,
-    #[serde(default)]
-    pub revocation_url: Option<String>,
-}
-
-fn default_separator() -> String {
-    " ".to_string()
-}
-
-impl Settings {
-    pub fn parse(config: &str) -> Result<Settings, String> {
-        serde_json::from_str(config).map_err(|e| format!("integration settings: {e}"))
-    }
-
-    /// Whether the integration asks for an OpenID Connect ID token.
-    pub fn wants_openid(&self) -> bool {
-        self.scopes.iter().any(|s| s == "openid")
     }
 }
