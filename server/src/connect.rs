@@ -66,11 +66,7 @@ pub async fn start(
     params: &BTreeMap<String, String>,
 ) -> ApiResult<StartedAttempt> {
     // An app outside the session answers exactly like one that does not exist.
-    let allowed = session
-        .integrations
-        .as_ref()
-        .is_none_or(|list| list.iter().any(|k| k == app_key));
-    let integration = match allowed {
+    let integration = match crate::connections::session_allows(session, app_key) {
         true => {
             app.store
                 .get_integration_by_key(&session.project_id, app_key)
@@ -80,14 +76,7 @@ pub async fn start(
     }
     .ok_or_else(|| ApiError::not_found("app"))?;
     if let Some(id) = reconnect_id {
-        let connection = app.store.get_connection(&session.project_id, id).await?;
-        let owned = connection.is_some_and(|c| {
-            c.end_user_id.as_deref() == Some(session.end_user_id.as_str())
-                && c.integration == app_key
-        });
-        if !owned {
-            return Err(ApiError::not_found("connected account"));
-        }
+        crate::connections::end_users_connection(app, session, id, Some(app_key)).await?;
     }
     let spec = IntegrationSpec::parse(&integration.auth_type, &integration.config)
         .map_err(ApiError::internal)?;

@@ -11,7 +11,7 @@ pub mod cli;
 pub mod clock;
 pub mod config;
 pub mod connect;
-pub mod disconnect;
+pub mod connections;
 pub mod error;
 pub mod http;
 pub mod ids;

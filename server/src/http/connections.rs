@@ -134,7 +134,7 @@ async fn remove(
         .get_connection(&auth.project_id, &id)
         .await?
         .ok_or_else(|| ApiError::not_found("connection"))?;
-    if crate::disconnect::disconnect(&app, &connection, "deleted").await? {
+    if crate::connections::disconnect(&app, &connection, "deleted").await? {
         Ok(StatusCode::NO_CONTENT)
     } else {
         Err(ApiError::not_found("connection"))

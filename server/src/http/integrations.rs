@@ -9,13 +9,12 @@ use serde_json::{Map, Value};
 
 use super::{AppState, Page, ProjectAuth};
 use crate::clock::rfc3339;
+use crate::connections::{self, IntegrationDeleted};
 use crate::error::{ApiError, ApiResult};
 use crate::http::error::{Json, Path, Query};
 use crate::ids;
 use crate::integrations::{self as integration, ValidIntegration};
-use crate::store::{
-    DeleteIntegration, IntegrationRow, IntegrationUpdate, RetiredClient, UpdateOutcome,
-};
+use crate::store::{IntegrationRow, IntegrationUpdate, RetiredClient, UpdateOutcome};
 
 pub fn router() -> Router<AppState> {
     Router::new()
@@ -235,27 +234,10 @@ async fn remove(
     Path(key): Path<String>,
     Query(params): Query<DeleteParams>,
 ) -> ApiResult<StatusCode> {
-    if params.cascade {
-        // Each connection is disconnected as the end user would: revoked at
-        // the provider where it offers revocation, then deleted.
-        let integration = find(&app, &auth.project_id, &key).await?;
-        loop {
-            let page = app
-                .store
-                .list_connections(&auth.project_id, None, Some(&integration.key), None, 200)
-                .await?;
-            if page.is_empty() {
-                break;
-            }
-            for connection in &page {
-                crate::disconnect::disconnect(&app, connection, "integration_deleted").await?;
-            }
-        }
-    }
-    match app.store.delete_integration(&auth.project_id, &key, params.cascade, app.now()).await? {
-        DeleteIntegration::Deleted { .. } => Ok(StatusCode::NO_CONTENT),
-        DeleteIntegration::NotFound => Err(ApiError::not_found("integration")),
-        DeleteIntegration::HasConnections(n) => Err(ApiError::conflict(format!(
+    match connections::delete_integration(&app, &auth.project_id, &key, params.cascade).await? {
+        IntegrationDeleted::Deleted => Ok(StatusCode::NO_CONTENT),
+        IntegrationDeleted::NotFound => Err(ApiError::not_found("integration")),
+        IntegrationDeleted::HasConnections(n) => Err(ApiError::conflict(format!(
             "the integration still has {n} connection(s); delete them first or pass ?cascade=true to disconnect them all"
         ))),
     }

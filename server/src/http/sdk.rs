@@ -18,6 +18,7 @@ use serde::{Deserialize, Serialize};
 use super::{bearer, AppState, AuthGuard};
 use crate::clock::rfc3339;
 use crate::connect;
+use crate::connections;
 use crate::error::{ApiError, ApiResult, ErrorCode};
 use crate::http::error::{Json, Path, Query};
 use crate::integrations::IntegrationSpec;
@@ -148,20 +149,16 @@ impl From<ConnectionRow> for ConnectedAccountView {
     }
 }
 
-fn allows(session: &SessionRow, key: &str) -> bool {
-    session
-        .integrations
-        .as_ref()
-        .is_none_or(|list| list.iter().any(|k| k == key))
-}
-
 async fn apps(State(app): State<AppState>, auth: SessionAuth) -> ApiResult<Json<Vec<AppView>>> {
     let rows = app
         .store
         .list_integrations(&auth.session.project_id)
         .await?;
     let mut out = Vec::new();
-    for row in rows.into_iter().filter(|r| allows(&auth.session, &r.key)) {
+    for row in rows
+        .into_iter()
+        .filter(|r| connections::session_allows(&auth.session, &r.key))
+    {
         let settings =
             IntegrationSpec::parse(&row.auth_type, &row.config).map_err(ApiError::internal)?;
         out.push(AppView {
@@ -200,19 +197,10 @@ async fn connections(
         .await?;
     Ok(Json(
         rows.into_iter()
-            .filter(|r| allows(&auth.session, &r.integration))
+            .filter(|r| connections::session_allows(&auth.session, &r.integration))
             .map(ConnectedAccountView::from)
             .collect(),
     ))
-}
-
-async fn own_connection(app: &AppState, auth: &SessionAuth, id: &str) -> ApiResult<ConnectionRow> {
-    app.store
-        .get_connection(&auth.session.project_id, id)
-        .await?
-        .filter(|c| c.end_user_id.as_deref() == Some(auth.session.end_user_id.as_str()))
-        .filter(|c| allows(&auth.session, &c.integration))
-        .ok_or_else(|| ApiError::not_found("connected account"))
 }
 
 async fn disconnect(
@@ -220,8 +208,8 @@ async fn disconnect(
     auth: SessionAuth,
     Path(id): Path<String>,
 ) -> ApiResult<StatusCode> {
-    let connection = own_connection(&app, &auth, &id).await?;
-    if crate::disconnect::disconnect(&app, &connection, "disconnected_by_end_user").await? {
+    let connection = connections::end_users_connection(&app, &auth.session, &id, None).await?;
+    if crate::connections::disconnect(&app, &connection, "disconnected_by_end_user").await? {
         Ok(StatusCode::NO_CONTENT)
     } else {
         Err(ApiError::not_found("connected account"))

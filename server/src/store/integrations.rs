@@ -5,8 +5,7 @@ use std::collections::BTreeMap;
 
 use sqlx::FromRow;
 
-use super::events::insert_event;
-use super::{on_pool, EventKind, NewEvent, Store, StoreResult};
+use super::{on_pool, Store, StoreResult};
 use crate::secret::Secret;
 use crate::vault::KeyRing;
 
@@ -29,11 +28,9 @@ pub struct IntegrationRow {
 /// How deleting an integration went.
 #[derive(Debug, PartialEq, Eq)]
 pub enum DeleteIntegration {
-    Deleted {
-        connections_deleted: usize,
-    },
+    Deleted,
     NotFound,
-    /// It still has this many connections and `cascade` was not asked for.
+    /// It still has this many connections.
     HasConnections(i64),
 }
 
@@ -336,14 +333,12 @@ impl Store {
             .await
     }
 
-    /// Deletes an integration. With connections left, only when `cascade`:
-    /// then they are deleted first, each recorded in the event log.
+    /// Deletes an integration that has no connections left. Connections are
+    /// never deleted here: disconnecting revokes them first (`connections`).
     pub async fn delete_integration(
         &self,
         project_id: &str,
         key: &str,
-        cascade: bool,
-        now: i64,
     ) -> StoreResult<DeleteIntegration> {
         Ok(on_pool!(self, |pool| {
             let mut tx = pool.begin().await?;
@@ -356,39 +351,20 @@ impl Store {
             let Some((integration_id,)) = found else {
                 return Ok(DeleteIntegration::NotFound);
             };
-            let connections: Vec<(String, Option<String>)> = sqlx::query_as(
-                "SELECT id, end_user_id FROM connections WHERE integration_id = $1 ORDER BY created_at, id",
-            )
-            .bind(&integration_id)
-            .fetch_all(&mut *tx)
-            .await?;
-            if !connections.is_empty() && !cascade {
-                return Ok(DeleteIntegration::HasConnections(connections.len() as i64));
-            }
-            for (connection_id, end_user_id) in &connections {
-                sqlx::query("DELETE FROM connections WHERE id = $1")
-                    .bind(connection_id)
-                    .execute(&mut *tx)
+            let (count,): (i64,) =
+                sqlx::query_as("SELECT COUNT(*) FROM connections WHERE integration_id = $1")
+                    .bind(&integration_id)
+                    .fetch_one(&mut *tx)
                     .await?;
-                let event = NewEvent {
-                    project_id,
-                    kind: EventKind::ConnectionDeleted,
-                    connection_id: Some(connection_id),
-                    integration: Some(key),
-                    end_user_id: end_user_id.as_deref(),
-                    data: serde_json::json!({ "reason": "integration_deleted" }),
-                    now,
-                };
-                insert_event!(&mut *tx, event);
+            if count > 0 {
+                return Ok(DeleteIntegration::HasConnections(count));
             }
             sqlx::query("DELETE FROM integrations WHERE id = $1")
                 .bind(&integration_id)
                 .execute(&mut *tx)
                 .await?;
             tx.commit().await?;
-            DeleteIntegration::Deleted {
-                connections_deleted: connections.len(),
-            }
+            DeleteIntegration::Deleted
         }))
     }
 }

@@ -1,14 +1,94 @@
+//! Connections: whose they are, and how they end.
+//!
+//! Ownership: to an end user's session, a connection is reachable only when
+//! it is that end user's and its app is one the session allows; anything
+//! else answers exactly like a connection that does not exist.
+//!
 //! Disconnecting: revoke the connection's tokens at the provider where it
 //! offers revocation, then delete the connection. A failed revocation does not
 //! keep the connection: it is deleted all the same, and the failure is recorded
-//! in the event log.
+//! in the event log. Deleting an integration with `cascade` disconnects each
+//! of its connections this way; no path deletes one without revoking it.
 
 use serde_json::json;
 
 use crate::app::App;
+use crate::error::{ApiError, ApiResult};
 use crate::integrations::IntegrationSpec;
 use crate::oauth;
-use crate::store::{ConnectionRow, StoreError, StoreResult};
+use crate::store::{ConnectionRow, DeleteIntegration, SessionRow, StoreError, StoreResult};
+
+/// Whether a connect session may use the app (integration) `app_key`.
+pub fn session_allows(session: &SessionRow, app_key: &str) -> bool {
+    session
+        .integrations
+        .as_ref()
+        .is_none_or(|list| list.iter().any(|k| k == app_key))
+}
+
+/// The session's end user's own connection `id` (of `app_key` when given),
+/// or `not_found`.
+pub async fn end_users_connection(
+    app: &App,
+    session: &SessionRow,
+    id: &str,
+    app_key: Option<&str>,
+) -> ApiResult<ConnectionRow> {
+    app.store
+        .get_connection(&session.project_id, id)
+        .await?
+        .filter(|c| c.end_user_id.as_deref() == Some(session.end_user_id.as_str()))
+        .filter(|c| session_allows(session, &c.integration))
+        .filter(|c| app_key.is_none_or(|key| c.integration == key))
+        .ok_or_else(|| ApiError::not_found("connected account"))
+}
+
+/// How deleting an integration went.
+#[derive(Debug, PartialEq, Eq)]
+pub enum IntegrationDeleted {
+    Deleted,
+    NotFound,
+    /// It still has this many connections and `cascade` was not asked for.
+    HasConnections(i64),
+}
+
+/// Deletes an integration; with `cascade`, first disconnects every one of its
+/// connections (revoked, then deleted, each recorded).
+pub async fn delete_integration(
+    app: &App,
+    project_id: &str,
+    key: &str,
+    cascade: bool,
+) -> ApiResult<IntegrationDeleted> {
+    // A connection made while this runs is disconnected in the next round.
+    for _ in 0..10 {
+        if cascade {
+            loop {
+                let page = app
+                    .store
+                    .list_connections(project_id, None, Some(key), None, 200)
+                    .await?;
+                if page.is_empty() {
+                    break;
+                }
+                for connection in &page {
+                    disconnect(app, connection, "integration_deleted").await?;
+                }
+            }
+        }
+        match app.store.delete_integration(project_id, key).await? {
+            DeleteIntegration::Deleted => return Ok(IntegrationDeleted::Deleted),
+            DeleteIntegration::NotFound => return Ok(IntegrationDeleted::NotFound),
+            DeleteIntegration::HasConnections(n) if !cascade => {
+                return Ok(IntegrationDeleted::HasConnections(n))
+            }
+            DeleteIntegration::HasConnections(_) => continue,
+        }
+    }
+    Err(ApiError::conflict(
+        "connections keep being added to this integration; try again",
+    ))
+}
 
 /// What revocation at the provider did.
 #[derive(Debug, Clone, PartialEq, Eq)]
