@@ -12,10 +12,12 @@ use serde::Serialize;
 use subtle::ConstantTimeEq;
 
 use crate::app::App;
+use crate::auth::oauth2::CodeSpec;
 use crate::error::{ApiError, ApiResult, ErrorCode};
 use crate::ids;
 use crate::integrations::IntegrationSpec;
 use crate::oauth::{self, Failure};
+use crate::secret::Secret;
 use crate::store::{
     AttemptOutcome, AttemptRow, AttemptStatus, NewAttempt, OAuthConnection, SaveOutcome, SessionRow,
 };
@@ -457,50 +459,41 @@ pub async fn callback(
     })
 }
 
-/// Everything after the attempt is spent: checks, the code exchange, the account rules.
+/// A failure inside Plugboard, logged; the end user sees a plain message.
+fn internal_failure(attempt: &AttemptRow, e: &dyn std::fmt::Display) -> Failure {
+    tracing::error!(error = %e, attempt = %attempt.id, "connect attempt failed inside Plugboard");
+    Failure {
+        code: ErrorCode::Internal,
+        message: "Plugboard could not finish the sign-in.".into(),
+        provider_code: None,
+    }
+}
+
+fn failure(code: ErrorCode, message: &str) -> Failure {
+    Failure {
+        code,
+        message: message.into(),
+        provider_code: None,
+    }
+}
+
+/// Everything after the attempt is spent: checks, the code exchange, the
+/// account, the account rules. Answers the connection id and whether it is new.
 async fn finish(
     app: &App,
     attempt: &AttemptRow,
     params: &CallbackParams,
-    secrets: &BTreeMap<String, crate::secret::Secret>,
+    secrets: &BTreeMap<String, Secret>,
     now: i64,
 ) -> Result<(String, bool), Failure> {
-    let internal = |e: &dyn std::fmt::Display| {
-        tracing::error!(error = %e, attempt = %attempt.id, "connect attempt failed inside Plugboard");
-        Failure {
-            code: ErrorCode::Internal,
-            message: "Plugboard could not finish the sign-in.".into(),
-            provider_code: None,
-        }
-    };
-    let expired = |what: &str| Failure {
-        code: ErrorCode::SessionExpired,
-        message: format!(
-            "The {what} expired before the sign-in finished. Start again from the app."
-        ),
-        provider_code: None,
-    };
-    if attempt.expires_at <= now {
-        return Err(expired("sign-in link"));
-    }
-    let session = app
-        .store
-        .get_session(&attempt.session_id)
-        .await
-        .map_err(|e| internal(&e))?;
-    if session.is_none_or(|s| s.expires_at <= now) {
-        return Err(expired("connect session"));
-    }
+    let internal = |e: &dyn std::fmt::Display| internal_failure(attempt, e);
+    still_valid(app, attempt, now).await?;
     let integration = app
         .store
         .get_integration_by_id(&attempt.integration_id)
         .await
         .map_err(|e| internal(&e))?
-        .ok_or_else(|| Failure {
-            code: ErrorCode::NotFound,
-            message: "The app was removed.".into(),
-            provider_code: None,
-        })?;
+        .ok_or_else(|| failure(ErrorCode::NotFound, "The app was removed."))?;
     // The code goes to the client the authorization request was made for,
     // even if the integration has moved to another one since.
     let client = app
@@ -515,7 +508,96 @@ async fn finish(
     let multiple_accounts = IntegrationSpec::parse(&integration.auth_type, &integration.config)
         .map_err(|e| internal(&e))?
         .multiple_accounts;
-    // RFC 9207: a response that names another issuer is never exchanged.
+    let code = accepted_code(params, settings)?;
+    let verifier = secrets
+        .get("pkce_verifier")
+        .ok_or_else(|| internal(&"no PKCE verifier"))?;
+    let client_secret = client
+        .secrets
+        .get("client_secret")
+        .cloned()
+        .unwrap_or_default();
+    let tokens = oauth::exchange_code(
+        &app.outbound,
+        settings,
+        &client_secret,
+        code,
+        verifier,
+        &attempt.redirect_uri,
+    )
+    .await?;
+    let nonce = secrets.get("oidc_nonce").map(Secret::expose);
+    let account = identify_account(app, settings, &tokens, nonce, now).await?;
+    let outcome = app
+        .store
+        .save_oauth_connection(
+            &app.vault,
+            OAuthConnection {
+                project_id: &attempt.project_id,
+                integration_id: &integration.id,
+                integration_key: &integration.key,
+                end_user_id: &attempt.end_user_id,
+                reconnect_id: attempt.reconnect_id.as_deref(),
+                multiple_accounts,
+                subject: account.subject.as_deref(),
+                label: account.label.as_deref(),
+                scopes: &tokens.scopes,
+                access_token: &tokens.access_token,
+                refresh_token: tokens.refresh_token.as_deref(),
+                token_type: &tokens.token_type,
+                token_expires_at: tokens
+                    .expires_in
+                    .map(|s| now.saturating_add(i64::try_from(s).unwrap_or(i64::MAX))),
+                client_generation: attempt.client_generation,
+                now,
+            },
+        )
+        .await
+        .map_err(|e| internal(&e))?;
+    match outcome {
+        SaveOutcome::Created(id) => Ok((id, true)),
+        SaveOutcome::Updated(id) => Ok((id, false)),
+        SaveOutcome::AccountLimit => Err(failure(
+            ErrorCode::AccountLimit,
+            "Only one account can be connected to this app; disconnect the other one first.",
+        )),
+        SaveOutcome::AccountMismatch => Err(failure(
+            ErrorCode::AccountMismatch,
+            "You signed in with a different account than the one being reconnected.",
+        )),
+        SaveOutcome::ReconnectTargetMissing => Err(failure(
+            ErrorCode::NotFound,
+            "The account being reconnected no longer exists.",
+        )),
+    }
+}
+
+/// The attempt, and the session it belongs to, have not expired.
+async fn still_valid(app: &App, attempt: &AttemptRow, now: i64) -> Result<(), Failure> {
+    let expired = |what: &str| {
+        failure(
+            ErrorCode::SessionExpired,
+            &format!("The {what} expired before the sign-in finished. Start again from the app."),
+        )
+    };
+    if attempt.expires_at <= now {
+        return Err(expired("sign-in link"));
+    }
+    let session = app
+        .store
+        .get_session(&attempt.session_id)
+        .await
+        .map_err(|e| internal_failure(attempt, &e))?;
+    if session.is_none_or(|s| s.expires_at <= now) {
+        return Err(expired("connect session"));
+    }
+    Ok(())
+}
+
+/// The authorization response's code, once the response passed its checks:
+/// the issuer it names (RFC 9207), and no error from the provider.
+fn accepted_code<'p>(params: &'p CallbackParams, settings: &CodeSpec) -> Result<&'p str, Failure> {
+    // A response that names another issuer is never exchanged.
     if let (Some(iss), Some(expected)) = (params.iss.as_deref(), settings.issuer.as_deref()) {
         if iss != expected {
             return Err(Failure::provider(
@@ -546,41 +628,31 @@ async fn finish(
         };
         return Err(Failure::provider(message, Some(error)));
     }
-    let Some(code) = params.code.as_deref().filter(|c| !c.is_empty()) else {
-        return Err(Failure::provider(
-            "The provider sent no authorization code.",
-            None,
-        ));
-    };
-    let verifier = secrets
-        .get("pkce_verifier")
-        .ok_or_else(|| internal(&"no PKCE verifier"))?;
-    let client_secret = client
-        .secrets
-        .get("client_secret")
-        .cloned()
-        .unwrap_or_default();
-    let tokens = oauth::exchange_code(
-        &app.outbound,
-        settings,
-        &client_secret,
-        code,
-        verifier,
-        &attempt.redirect_uri,
-    )
-    .await?;
+    params
+        .code
+        .as_deref()
+        .filter(|c| !c.is_empty())
+        .ok_or_else(|| Failure::provider("The provider sent no authorization code.", None))
+}
 
+/// Who signed in: the provider's subject and a label for people.
+struct Account {
+    subject: Option<String>,
+    label: Option<String>,
+}
+
+/// Learns the account from the ID token (checked) and the userinfo endpoint.
+async fn identify_account(
+    app: &App,
+    settings: &CodeSpec,
+    tokens: &oauth::Tokens,
+    nonce: Option<&str>,
+    now: i64,
+) -> Result<Account, Failure> {
     let mut subject = None;
     let mut label = None;
     if let Some(id_token) = tokens.id_token.as_deref() {
-        let claims = oauth::check_id_token(
-            &app.outbound,
-            settings,
-            id_token,
-            secrets.get("oidc_nonce").map(crate::secret::Secret::expose),
-            now,
-        )
-        .await?;
+        let claims = oauth::check_id_token(&app.outbound, settings, id_token, nonce, now).await?;
         label = claims
             .email
             .clone()
@@ -615,52 +687,5 @@ async fn finish(
         .or_else(|| subject.clone())
         .map(|l| crate::text::display_label(&l))
         .filter(|l| !l.is_empty());
-    let outcome = app
-        .store
-        .save_oauth_connection(
-            &app.vault,
-            OAuthConnection {
-                project_id: &attempt.project_id,
-                integration_id: &integration.id,
-                integration_key: &integration.key,
-                end_user_id: &attempt.end_user_id,
-                reconnect_id: attempt.reconnect_id.as_deref(),
-                multiple_accounts,
-                subject: subject.as_deref(),
-                label: label.as_deref(),
-                scopes: &tokens.scopes,
-                access_token: &tokens.access_token,
-                refresh_token: tokens.refresh_token.as_deref(),
-                token_type: &tokens.token_type,
-                token_expires_at: tokens
-                    .expires_in
-                    .map(|s| now.saturating_add(i64::try_from(s).unwrap_or(i64::MAX))),
-                client_generation: attempt.client_generation,
-                now,
-            },
-        )
-        .await
-        .map_err(|e| internal(&e))?;
-    match outcome {
-        SaveOutcome::Created(id) => Ok((id, true)),
-        SaveOutcome::Updated(id) => Ok((id, false)),
-        SaveOutcome::AccountLimit => Err(Failure {
-            code: ErrorCode::AccountLimit,
-            message:
-                "Only one account can be connected to this app; disconnect the other one first."
-                    .into(),
-            provider_code: None,
-        }),
-        SaveOutcome::AccountMismatch => Err(Failure {
-            code: ErrorCode::AccountMismatch,
-            message: "You signed in with a different account than the one being reconnected."
-                .into(),
-            provider_code: None,
-        }),
-        SaveOutcome::ReconnectTargetMissing => Err(Failure {
-            code: ErrorCode::NotFound,
-            message: "The account being reconnected no longer exists.".into(),
-            provider_code: None,
-        }),
-    }
+    Ok(Account { subject, label })
 }
