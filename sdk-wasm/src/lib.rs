@@ -2,7 +2,7 @@
 //! disconnecting an end user's accounts. Compiled to WebAssembly; `npm/`
 //! wraps these bindings in the public ES module `@plugboard/sdk`.
 //!
-//! The popup rules (PRODUCT.md): the popup opens synchronously inside the
+//! The popup rules (README, "The SDK in a web page"): the popup opens synchronously inside the
 //! caller's click; one attempt at a time; the outcome comes from the popup's
 //! message (exact origin, the popup as source, matching nonce) or, when the
 //! popup reports closed, from the server's attempt status, polled for up to

@@ -1,7 +1,7 @@
 //! The connect flow: an attempt started by the SDK, the popup that binds it to
 //! one browser and sends it to the provider, and the callback that ends it.
 //!
-//! Rules (PRODUCT.md, "Connect sessions and the popup"): an attempt is
+//! Rules (README, "How an end user connects an account"): an attempt is
 //! single-use and lives 10 minutes; its `state`, PKCE verifier and nonces are
 //! spent by the first callback that passes the browser-binding check, whatever
 //! its outcome; a callback without the binding cookie spends nothing.
