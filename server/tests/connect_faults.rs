@@ -4,9 +4,8 @@
 
 mod common;
 
-use axum::body::Body;
-use axum::http::{Request, StatusCode};
 use common::fake::{json_response, Behaviour, FakePeer};
+use common::journey::Session;
 use common::provider::Browser;
 use common::{Engine, TestApp};
 use serde_json::json;
@@ -40,50 +39,13 @@ async fn exchange(
         }),
     )
     .await;
-    let session = app
-        .call(
-            "POST",
-            "/v1/connect/sessions",
-            Some(&key),
-            Some(json!({ "end_user_id": "u1", "allowed_origins": [ORIGIN] })),
-        )
-        .await;
-    let token = session.body["token"].as_str().unwrap().to_string();
-    let sdk = |method: &str, path: &str, body: Option<serde_json::Value>| {
-        Request::builder()
-            .method(method)
-            .uri(path)
-            .header("authorization", format!("Bearer {token}"))
-            .header("origin", ORIGIN)
-            .header("content-type", "application/json")
-            .body(body.map(|b| Body::from(b.to_string())).unwrap_or_default())
-            .unwrap()
-    };
-    let started = app
-        .send(sdk(
-            "POST",
-            "/v1/sdk/connect",
-            Some(json!({ "app": "crm" })),
-        ))
-        .await;
-    assert_eq!(started.status, StatusCode::CREATED, "{}", started.text);
-    let mut browser = Browser::new();
-    let visit = browser.open_popup(&started.body).await;
-    let authorize = url::Url::parse(visit.location.as_deref().unwrap()).unwrap();
-    let query: std::collections::BTreeMap<String, String> =
-        authorize.query_pairs().into_owned().collect();
+    let session = Session::mint(&app, &key, "u1", ORIGIN).await;
+    let mut attempt = session.start(&app, "crm").await;
     // The provider would redirect back with a code; the test plays that part.
-    let callback = format!(
-        "{}?code=code-from-provider&state={}",
-        query["redirect_uri"],
-        url::form_urlencoded::byte_serialize(query["state"].as_bytes()).collect::<String>()
-    );
-    let page = browser.get(&callback).await;
-    let attempt = started.body["attemptId"].as_str().unwrap();
-    let status = app
-        .send(sdk("GET", &format!("/v1/sdk/connect/{attempt}"), None))
-        .await
-        .body;
+    let callback = attempt.callback("code-from-provider");
+    let page = attempt.browser.get(&callback).await;
+    let status = session.status(&app, &attempt.id).await;
+    let browser = attempt.browser;
     (app, peer, page.status, status, callback, browser)
 }
 

@@ -5,10 +5,9 @@
 
 mod common;
 
-use axum::body::Body;
-use axum::http::{Request, StatusCode};
 use base64::Engine as _;
 use common::fake::{json_response, Behaviour, FakePeer};
+use common::journey::Session;
 use common::provider::{sign_in_until_callback, Browser, Consent, Provider};
 use common::{Engine, TestApp};
 use serde_json::{json, Value};
@@ -28,7 +27,7 @@ type MakeToken<'a> = Box<dyn Fn(&str) -> Option<String> + 'a>;
 struct Oidc {
     app: TestApp,
     peer: FakePeer,
-    token: String,
+    session: Session,
 }
 
 /// One started attempt, up to the provider's redirect back.
@@ -67,54 +66,18 @@ async fn setup(engine: Engine, issuer: &str, jwks_url: Option<String>, client_id
         settings["jwks_url"] = json!(jwks);
     }
     app.integration(&key, "oidc", settings).await;
-    let session = app
-        .call(
-            "POST",
-            "/v1/connect/sessions",
-            Some(&key),
-            Some(json!({ "end_user_id": "u1", "allowed_origins": [ORIGIN] })),
-        )
-        .await;
-    Oidc {
-        app,
-        peer,
-        token: session.body["token"].as_str().unwrap().to_string(),
-    }
+    let session = Session::mint(&app, &key, "u1", ORIGIN).await;
+    Oidc { app, peer, session }
 }
 
 impl Oidc {
-    fn sdk(&self, method: &str, path: &str, body: Option<Value>) -> Request<Body> {
-        Request::builder()
-            .method(method)
-            .uri(path)
-            .header("authorization", format!("Bearer {}", self.token))
-            .header("origin", ORIGIN)
-            .header("content-type", "application/json")
-            .body(body.map(|b| Body::from(b.to_string())).unwrap_or_default())
-            .unwrap()
-    }
-
     async fn attempt(&self) -> Attempt {
-        let started = self
-            .app
-            .send(self.sdk("POST", "/v1/sdk/connect", Some(json!({ "app": "oidc" }))))
-            .await;
-        assert_eq!(started.status, StatusCode::CREATED, "{}", started.text);
-        let mut browser = Browser::new();
-        let visit = browser.open_popup(&started.body).await;
-        let query: std::collections::BTreeMap<String, String> =
-            url::Url::parse(visit.location.as_deref().unwrap())
-                .unwrap()
-                .query_pairs()
-                .into_owned()
-                .collect();
-        let state =
-            url::form_urlencoded::byte_serialize(query["state"].as_bytes()).collect::<String>();
+        let attempt = self.session.start(&self.app, "oidc").await;
         Attempt {
-            browser,
-            callback: format!("{}?code=c&state={state}", query["redirect_uri"]),
-            nonce: query["nonce"].clone(),
-            id: started.body["attemptId"].as_str().unwrap().to_string(),
+            callback: attempt.callback("c"),
+            nonce: attempt.authorization["nonce"].clone(),
+            id: attempt.id,
+            browser: attempt.browser,
         }
     }
 
@@ -127,10 +90,7 @@ impl Oidc {
         self.peer
             .set(Behaviour::Respond(json_response(200, &body.to_string())));
         attempt.browser.get(&attempt.callback).await;
-        self.app
-            .send(self.sdk("GET", &format!("/v1/sdk/connect/{}", attempt.id), None))
-            .await
-            .body
+        self.session.status(&self.app, &attempt.id).await
     }
 }
 

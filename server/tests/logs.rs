@@ -10,10 +10,8 @@ mod common;
 use std::io::Write;
 use std::sync::{Arc, Mutex};
 
-use axum::body::Body;
-use axum::http::Request;
 use common::fake::{json_response, Behaviour, FakePeer};
-use common::provider::Browser;
+use common::journey::Session;
 use common::{Engine, TestApp};
 use serde_json::json;
 
@@ -78,48 +76,14 @@ async fn canaries_never_reach_the_log_or_an_answer() {
                 }),
             )
             .await;
-        let session = app
-            .call(
-                "POST",
-                "/v1/connect/sessions",
-                Some(&key),
-                Some(json!({ "end_user_id": "u1", "allowed_origins": [ORIGIN] })),
-            )
-            .await;
-        let token = session.body["token"].as_str().unwrap().to_string();
-        let sdk = |method: &str, path: &str, body: Option<serde_json::Value>| {
-            Request::builder()
-                .method(method)
-                .uri(path)
-                .header("authorization", format!("Bearer {token}"))
-                .header("origin", ORIGIN)
-                .header("content-type", "application/json")
-                .body(body.map(|b| Body::from(b.to_string())).unwrap_or_default())
-                .unwrap()
-        };
-        let started = app
-            .send(sdk(
-                "POST",
-                "/v1/sdk/connect",
-                Some(json!({ "app": format!("crm{n}") })),
-            ))
-            .await;
-        let mut browser = Browser::new();
-        let visit = browser.open_popup(&started.body).await;
-        let authorize = url::Url::parse(visit.location.as_deref().unwrap()).unwrap();
-        let query: std::collections::BTreeMap<String, String> =
-            authorize.query_pairs().into_owned().collect();
-        let callback = format!(
-            "{}?code=code-canary-{n}&state={}",
-            query["redirect_uri"],
-            url::form_urlencoded::byte_serialize(query["state"].as_bytes()).collect::<String>()
-        );
-        answers += &browser.get(&callback).await.body;
-        let attempt = started.body["attemptId"].as_str().unwrap();
-        answers += &app
-            .send(sdk("GET", &format!("/v1/sdk/connect/{attempt}"), None))
+        let session = Session::mint(&app, &key, "u1", ORIGIN).await;
+        let mut attempt = session.start(&app, &format!("crm{n}")).await;
+        answers += &attempt
+            .browser
+            .get(&attempt.callback(&format!("code-canary-{n}")))
             .await
-            .text;
+            .body;
+        answers += &session.status(&app, &attempt.id).await.to_string();
         // A connection with canary tokens, disconnected against the failing endpoint.
         let connection = app
             .connection(

@@ -433,4 +433,5 @@ pub fn oauth_integration(key: &str) -> Value {
     })
 }
 pub mod fake;
+pub mod journey;
 pub mod provider;

@@ -1,0 +1,96 @@
+//! The journey the connect-flow tests share: mint a session, start an attempt
+//! as the SDK does, open its popup with the proof, and come back to the
+//! callback as the provider would send the browser, with a code of the test's choosing.
+
+use std::collections::BTreeMap;
+
+use axum::body::Body;
+use axum::http::{Request, StatusCode};
+use serde_json::{json, Value};
+
+use super::provider::Browser;
+use super::TestApp;
+
+/// A connect session's token, for one end user and page origin.
+pub struct Session {
+    pub token: String,
+    pub origin: String,
+}
+
+impl Session {
+    /// Mints a session for `end_user` at the project of `secret_key`.
+    pub async fn mint(app: &TestApp, secret_key: &str, end_user: &str, origin: &str) -> Session {
+        let reply = app
+            .call(
+                "POST",
+                "/v1/connect/sessions",
+                Some(secret_key),
+                Some(json!({ "end_user_id": end_user, "allowed_origins": [origin] })),
+            )
+            .await;
+        assert_eq!(reply.status, StatusCode::CREATED, "{}", reply.text);
+        Session {
+            token: reply.body["token"].as_str().expect("token").to_string(),
+            origin: origin.to_string(),
+        }
+    }
+
+    /// A request to the SDK's endpoints, as the page sends it.
+    pub fn sdk(&self, method: &str, path: &str, body: Option<Value>) -> Request<Body> {
+        Request::builder()
+            .method(method)
+            .uri(path)
+            .header("authorization", format!("Bearer {}", self.token))
+            .header("origin", &self.origin)
+            .header("content-type", "application/json")
+            .body(body.map(|b| Body::from(b.to_string())).unwrap_or_default())
+            .expect("request")
+    }
+
+    /// Starts an attempt at `app_key` and opens its popup in a fresh browser,
+    /// stopping at the provider's authorization URL.
+    pub async fn start(&self, app: &TestApp, app_key: &str) -> Attempt {
+        let started = app
+            .send(self.sdk("POST", "/v1/sdk/connect", Some(json!({ "app": app_key }))))
+            .await;
+        assert_eq!(started.status, StatusCode::CREATED, "{}", started.text);
+        let mut browser = Browser::new();
+        let visit = browser.open_popup(&started.body).await;
+        let authorize =
+            url::Url::parse(visit.location.as_deref().expect("authorization URL")).expect("url");
+        Attempt {
+            browser,
+            id: started.body["attemptId"].as_str().expect("id").to_string(),
+            authorization: authorize.query_pairs().into_owned().collect(),
+        }
+    }
+
+    /// How an attempt ended, as the SDK reads it.
+    pub async fn status(&self, app: &TestApp, attempt_id: &str) -> Value {
+        app.send(self.sdk("GET", &format!("/v1/sdk/connect/{attempt_id}"), None))
+            .await
+            .body
+    }
+}
+
+/// An attempt whose popup reached the provider's authorization URL.
+pub struct Attempt {
+    pub browser: Browser,
+    pub id: String,
+    /// The authorization request's parameters.
+    pub authorization: BTreeMap<String, String>,
+}
+
+impl Attempt {
+    /// The callback URL the provider would send the browser to with `code`.
+    pub fn callback(&self, code: &str) -> String {
+        let encode =
+            |s: &str| url::form_urlencoded::byte_serialize(s.as_bytes()).collect::<String>();
+        format!(
+            "{}?code={}&state={}",
+            self.authorization["redirect_uri"],
+            encode(code),
+            encode(&self.authorization["state"])
+        )
+    }
+}
