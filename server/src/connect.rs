@@ -538,7 +538,6 @@ async fn finish(
                 integration_key: &integration.key,
                 end_user_id: &attempt.end_user_id,
                 reconnect_id: attempt.reconnect_id.as_deref(),
-                multiple_accounts,
                 subject: account.subject.as_deref(),
                 label: account.label.as_deref(),
                 scopes: &tokens.scopes,
@@ -551,6 +550,7 @@ async fn finish(
                 client_generation: attempt.client_generation,
                 now,
             },
+            |facts| crate::connections::account_rule(facts, multiple_accounts),
         )
         .await
         .map_err(|e| internal(&e))?;

@@ -16,7 +16,10 @@ use crate::app::App;
 use crate::error::{ApiError, ApiResult};
 use crate::integrations::IntegrationSpec;
 use crate::oauth;
-use crate::store::{ConnectionRow, DeleteIntegration, SessionRow, StoreError, StoreResult};
+use crate::store::{
+    AccountDecision, AccountFacts, ConnectionRow, DeleteIntegration, SaveOutcome, SessionRow,
+    StoreError, StoreResult,
+};
 
 /// Whether a connect session may use the app (integration) `app_key`.
 pub fn session_allows(session: &SessionRow, app_key: &str) -> bool {
@@ -41,6 +44,38 @@ pub async fn end_users_connection(
         .filter(|c| session_allows(session, &c.integration))
         .filter(|c| app_key.is_none_or(|key| c.integration == key))
         .ok_or_else(|| ApiError::not_found("connected account"))
+}
+
+/// The account rules, when an authorization is saved: connecting the same
+/// provider account again updates its connection; reconnecting a named
+/// connection needs the same account (`account_mismatch`) and the connection
+/// to still be the end user's; a new account is refused when the app allows
+/// one account (`multiple_accounts` false) and the end user has one.
+pub fn account_rule(facts: &AccountFacts<'_>, multiple_accounts: bool) -> AccountDecision {
+    if facts.reconnecting {
+        let Some(named) = &facts.named else {
+            return AccountDecision::Refuse(SaveOutcome::ReconnectTargetMissing);
+        };
+        let other_account = match (&named.subject, facts.subject) {
+            (Some(old), Some(new)) => old != new,
+            _ => false,
+        };
+        let is_another_connection = facts
+            .same_account
+            .as_ref()
+            .is_some_and(|other| *other != named.id);
+        if other_account || is_another_connection {
+            return AccountDecision::Refuse(SaveOutcome::AccountMismatch);
+        }
+        return AccountDecision::Update(named.id.clone());
+    }
+    if let Some(id) = &facts.same_account {
+        return AccountDecision::Update(id.clone());
+    }
+    if !multiple_accounts && facts.connected > 0 {
+        return AccountDecision::Refuse(SaveOutcome::AccountLimit);
+    }
+    AccountDecision::Create
 }
 
 /// How deleting an integration went.
@@ -184,4 +219,71 @@ pub async fn disconnect(app: &App, connection: &ConnectionRow, reason: &str) -> 
     app.store
         .delete_connection(&connection.project_id, &connection.id, app.now(), data)
         .await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::NamedConnection;
+
+    fn facts<'a>(subject: Option<&'a str>) -> AccountFacts<'a> {
+        AccountFacts {
+            subject,
+            same_account: None,
+            reconnecting: false,
+            named: None,
+            connected: 0,
+        }
+    }
+
+    #[test]
+    fn the_account_rules() {
+        assert_eq!(
+            account_rule(&facts(Some("a")), false),
+            AccountDecision::Create
+        );
+        let mut same = facts(Some("a"));
+        same.same_account = Some("conn_a".into());
+        same.connected = 1;
+        assert_eq!(
+            account_rule(&same, false),
+            AccountDecision::Update("conn_a".into())
+        );
+        let mut second = facts(Some("b"));
+        second.connected = 1;
+        assert_eq!(
+            account_rule(&second, false),
+            AccountDecision::Refuse(SaveOutcome::AccountLimit)
+        );
+        assert_eq!(account_rule(&second, true), AccountDecision::Create);
+
+        let mut reconnect = facts(Some("a"));
+        reconnect.reconnecting = true;
+        assert_eq!(
+            account_rule(&reconnect, true),
+            AccountDecision::Refuse(SaveOutcome::ReconnectTargetMissing)
+        );
+        reconnect.named = Some(NamedConnection {
+            id: "conn_a".into(),
+            subject: Some("a".into()),
+        });
+        assert_eq!(
+            account_rule(&reconnect, true),
+            AccountDecision::Update("conn_a".into())
+        );
+        let mut other = facts(Some("b"));
+        other.reconnecting = true;
+        other.named = reconnect.named.take();
+        assert_eq!(
+            account_rule(&other, true),
+            AccountDecision::Refuse(SaveOutcome::AccountMismatch)
+        );
+        // The account signed in already has another connection of its own.
+        other.subject = Some("a");
+        other.same_account = Some("conn_other".into());
+        assert_eq!(
+            account_rule(&other, true),
+            AccountDecision::Refuse(SaveOutcome::AccountMismatch)
+        );
+    }
 }

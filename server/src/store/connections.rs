@@ -246,7 +246,6 @@ pub struct OAuthConnection<'a> {
     pub end_user_id: &'a str,
     /// Reconnecting this connection in place, when set.
     pub reconnect_id: Option<&'a str>,
-    pub multiple_accounts: bool,
     /// The provider's stable id for the account, when it told us.
     pub subject: Option<&'a str>,
     pub label: Option<&'a str>,
@@ -258,6 +257,37 @@ pub struct OAuthConnection<'a> {
     /// The OAuth client generation the tokens came from.
     pub client_generation: i64,
     pub now: i64,
+}
+
+/// What the account rules decide from: the facts, read inside the saving transaction.
+#[derive(Debug)]
+pub struct AccountFacts<'a> {
+    /// The provider's id for the account signed in, when it told us.
+    pub subject: Option<&'a str>,
+    /// The end user's connection of this same provider account, if any.
+    pub same_account: Option<String>,
+    /// Whether a named connection is being reconnected.
+    pub reconnecting: bool,
+    /// That named connection, when it is the end user's on this integration.
+    pub named: Option<NamedConnection>,
+    /// How many connections the end user has on this integration.
+    pub connected: i64,
+}
+
+/// A connection named for reconnecting.
+#[derive(Debug)]
+pub struct NamedConnection {
+    pub id: String,
+    pub subject: Option<String>,
+}
+
+/// What the account rules chose.
+#[derive(Debug, PartialEq, Eq)]
+pub enum AccountDecision {
+    /// Update this connection in place.
+    Update(String),
+    Create,
+    Refuse(SaveOutcome),
 }
 
 /// What saving an authorization did, by the contract's rules.
@@ -295,15 +325,16 @@ macro_rules! put_connection_secret {
 }
 
 impl Store {
-    /// Saves an end user's authorization: updates the connection of the same
-    /// provider account (or the named one), or creates one, or refuses by the
-    /// `multiple_accounts` and reconnect rules. One transaction; saves for the
-    /// same integration are serialised, so two racing authorizations cannot
-    /// both slip past `account_limit`.
+    /// Saves an end user's authorization: gathers the facts the account rules
+    /// need, lets `decide` (the rules, which are the domain's) choose, then
+    /// updates that connection, creates one, or refuses. One transaction;
+    /// saves for the same integration are serialised, so two racing
+    /// authorizations cannot both slip past `account_limit`.
     pub async fn save_oauth_connection(
         &self,
         vault: &KeyRing,
         c: OAuthConnection<'_>,
+        decide: impl Fn(&AccountFacts<'_>) -> AccountDecision,
     ) -> StoreResult<SaveOutcome> {
         let scopes = to_json(&c.scopes);
         Ok(on_pool!(self, |pool| {
@@ -323,8 +354,8 @@ impl Store {
                 .await?,
                 None => None,
             };
-            let target = if let Some(reconnect_id) = c.reconnect_id {
-                let named: Option<(String, Option<String>)> = sqlx::query_as(
+            let named: Option<(String, Option<String>)> = match c.reconnect_id {
+                Some(reconnect_id) => sqlx::query_as(
                     "SELECT id, subject FROM connections WHERE id = $1 AND project_id = $2 AND integration_id = $3 AND end_user_id = $4",
                 )
                 .bind(reconnect_id)
@@ -332,36 +363,27 @@ impl Store {
                 .bind(c.integration_id)
                 .bind(c.end_user_id)
                 .fetch_optional(&mut *tx)
-                .await?;
-                let Some((id, old_subject)) = named else {
-                    return Ok(SaveOutcome::ReconnectTargetMissing);
-                };
-                let other_account = match (&old_subject, c.subject) {
-                    (Some(old), Some(new)) => old != new,
-                    _ => false,
-                };
-                let is_another_connection =
-                    same_account.as_ref().is_some_and(|(other,)| *other != id);
-                if other_account || is_another_connection {
-                    return Ok(SaveOutcome::AccountMismatch);
-                }
-                Some(id)
-            } else if let Some((id,)) = same_account {
-                Some(id)
-            } else {
-                if !c.multiple_accounts {
-                    let (count,): (i64,) = sqlx::query_as(
-                        "SELECT COUNT(*) FROM connections WHERE integration_id = $1 AND end_user_id = $2",
-                    )
-                    .bind(c.integration_id)
-                    .bind(c.end_user_id)
-                    .fetch_one(&mut *tx)
-                    .await?;
-                    if count > 0 {
-                        return Ok(SaveOutcome::AccountLimit);
-                    }
-                }
-                None
+                .await?,
+                None => None,
+            };
+            let (connected,): (i64,) = sqlx::query_as(
+                "SELECT COUNT(*) FROM connections WHERE integration_id = $1 AND end_user_id = $2",
+            )
+            .bind(c.integration_id)
+            .bind(c.end_user_id)
+            .fetch_one(&mut *tx)
+            .await?;
+            let facts = AccountFacts {
+                subject: c.subject,
+                same_account: same_account.map(|(id,)| id),
+                reconnecting: c.reconnect_id.is_some(),
+                named: named.map(|(id, subject)| NamedConnection { id, subject }),
+                connected,
+            };
+            let target = match decide(&facts) {
+                AccountDecision::Update(id) => Some(id),
+                AccountDecision::Create => None,
+                AccountDecision::Refuse(outcome) => return Ok(outcome),
             };
             let (id, created) = match target {
                 Some(id) => {

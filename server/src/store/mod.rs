@@ -42,7 +42,8 @@ mod vault_rows;
 
 pub use attempts::{AttemptOutcome, AttemptRow, AttemptStatus, NewAttempt};
 pub use connections::{
-    ConnectionCursor, ConnectionRow, NewConnection, OAuthConnection, SaveOutcome,
+    AccountDecision, AccountFacts, ConnectionCursor, ConnectionRow, NamedConnection, NewConnection,
+    OAuthConnection, SaveOutcome,
 };
 pub use events::{EventKind, EventRow, NewEvent};
 pub use integrations::{
