@@ -170,6 +170,31 @@ impl Setup {
         }
     }
 
+    /// Deletes a connection from the backend; answers the status.
+    async fn delete_connection(&self, id: &str) -> StatusCode {
+        self.app
+            .call(
+                "DELETE",
+                &format!("/v1/connections/{id}"),
+                Some(&self.key),
+                None,
+            )
+            .await
+            .status
+    }
+
+    /// A connection's tokens, as stored.
+    async fn tokens(
+        &self,
+        id: &str,
+    ) -> std::collections::BTreeMap<String, plugboard::secret::Secret> {
+        self.app
+            .store()
+            .connection_secrets(&self.app.state.vault, id)
+            .await
+            .unwrap()
+    }
+
     async fn accounts(&self, token: &str) -> Vec<Value> {
         let reply = self
             .sdk("GET", "/v1/sdk/connections", token, None, ORIGIN)
@@ -250,12 +275,7 @@ async fn connects_a_first_and_a_second_account_and_updates_the_same_one(engine: 
     );
 
     // The credentials are stored sealed, and work at the provider.
-    let secrets = s
-        .app
-        .store()
-        .connection_secrets(&s.app.state.vault, &alice)
-        .await
-        .unwrap();
+    let secrets = s.tokens(&alice).await;
     assert!(secrets.contains_key("refresh_token"));
     assert!(token_works(&s, &secrets["access_token"]).await);
 
@@ -276,12 +296,7 @@ async fn connects_a_first_and_a_second_account_and_updates_the_same_one(engine: 
     );
     let accounts = s.accounts(&token).await;
     assert_eq!(accounts.len(), 2);
-    let new_secrets = s
-        .app
-        .store()
-        .connection_secrets(&s.app.state.vault, &alice)
-        .await
-        .unwrap();
+    let new_secrets = s.tokens(&alice).await;
     assert_ne!(
         new_secrets["access_token"], secrets["access_token"],
         "the new tokens replaced the old"
@@ -325,12 +340,7 @@ async fn reconnecting_a_named_connection_updates_it_or_refuses_another_account(e
         .as_str()
         .unwrap()
         .to_string();
-    let before = s
-        .app
-        .store()
-        .connection_secrets(&s.app.state.vault, &alice)
-        .await
-        .unwrap();
+    let before = s.tokens(&alice).await;
 
     let body = json!({ "app": "acme", "connectedAccountId": alice });
     let (page, _) = s
@@ -340,12 +350,7 @@ async fn reconnecting_a_named_connection_updates_it_or_refuses_another_account(e
         posted(&page)["message"]["connectedAccountId"],
         alice.as_str()
     );
-    let after = s
-        .app
-        .store()
-        .connection_secrets(&s.app.state.vault, &alice)
-        .await
-        .unwrap();
+    let after = s.tokens(&alice).await;
     assert_ne!(before["access_token"], after["access_token"]);
 
     let (page, attempt) = s.connect(&token, "mallory", Consent::Allow, body).await;
@@ -358,12 +363,7 @@ async fn reconnecting_a_named_connection_updates_it_or_refuses_another_account(e
     let accounts = s.accounts(&token).await;
     assert_eq!(accounts.len(), 1);
     assert_eq!(accounts[0]["label"], "alice@example.test");
-    let unchanged = s
-        .app
-        .store()
-        .connection_secrets(&s.app.state.vault, &alice)
-        .await
-        .unwrap();
+    let unchanged = s.tokens(&alice).await;
     assert_eq!(
         unchanged["access_token"], after["access_token"],
         "nothing of mallory's was stored"
@@ -577,12 +577,7 @@ async fn states_are_single_use_and_need_the_binding_cookie(engine: Engine) {
     assert_eq!(page.status, 400);
     assert!(page.body.contains("already used"), "{}", page.body);
     // Had the code been sent twice, the provider would have revoked the tokens issued from it.
-    let secrets = s
-        .app
-        .store()
-        .connection_secrets(&s.app.state.vault, &connection)
-        .await
-        .unwrap();
+    let secrets = s.tokens(&connection).await;
     assert!(token_works(&s, &secrets["access_token"]).await);
     assert_eq!(s.accounts(&token).await.len(), 1);
 }
@@ -882,12 +877,7 @@ async fn disconnecting_revokes_at_the_provider_then_deletes(engine: Engine) {
             .as_str()
             .unwrap()
             .to_string();
-        let secrets = s
-            .app
-            .store()
-            .connection_secrets(&s.app.state.vault, &id)
-            .await
-            .unwrap();
+        let secrets = s.tokens(&id).await;
         assert!(token_works(&s, &secrets["access_token"]).await);
         tokens.push(secrets["access_token"].clone());
         ids.push(id);
@@ -913,16 +903,7 @@ async fn disconnecting_revokes_at_the_provider_then_deletes(engine: Engine) {
         "other accounts untouched"
     );
     // By the backend.
-    let reply = s
-        .app
-        .call(
-            "DELETE",
-            &format!("/v1/connections/{}", ids[1]),
-            Some(&s.key),
-            None,
-        )
-        .await;
-    assert_eq!(reply.status, StatusCode::NO_CONTENT);
+    assert_eq!(s.delete_connection(&ids[1]).await, StatusCode::NO_CONTENT);
     assert!(!token_works(&s, &tokens[1]).await);
     // With the integration.
     let reply = s
@@ -1128,22 +1109,11 @@ async fn a_re_pointed_url_needs_the_client_secret_and_old_connections_keep_their
         .to_string();
 
     // Connections made before are revoked at their own provider.
-    let secrets = s
-        .app
-        .store()
-        .connection_secrets(&s.app.state.vault, &made_before[0])
-        .await
-        .unwrap();
-    let reply = s
-        .app
-        .call(
-            "DELETE",
-            &format!("/v1/connections/{}", made_before[0]),
-            Some(&s.key),
-            None,
-        )
-        .await;
-    assert_eq!(reply.status, StatusCode::NO_CONTENT);
+    let secrets = s.tokens(&made_before[0]).await;
+    assert_eq!(
+        s.delete_connection(&made_before[0]).await,
+        StatusCode::NO_CONTENT
+    );
     assert!(
         !token_works(&s, &secrets["access_token"]).await,
         "revoked at the real provider"
