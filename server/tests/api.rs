@@ -1281,15 +1281,9 @@ async fn secrets_are_not_cached_nothing_is_sniffed_and_oversize_requests_get_the
 async fn session_tokens_wrong_in_any_way_get_one_401_over_http(engine: Engine) {
     let app = TestApp::new(engine).await;
     let (_, key) = app.project("Acme").await;
-    let session = app
-        .call(
-            "POST",
-            "/v1/connect/sessions",
-            Some(&key),
-            Some(json!({ "end_user_id": "u", "allowed_origins": ["http://localhost:3000"] })),
-        )
-        .await;
-    let token = session.body["token"].as_str().unwrap().to_string();
+    let token = common::journey::Session::mint(&app, &key, "u", "http://localhost:3000")
+        .await
+        .token;
     let mut forged = token.clone();
     let last = forged.pop().unwrap();
     forged.push(if last == 'a' { 'b' } else { 'a' });
@@ -1334,15 +1328,9 @@ async fn sdk_keys_and_callback_routes_take_bad_input_without_a_500(engine: Engin
     let app = TestApp::new(engine).await;
     let (_, key) = app.project("Acme").await;
     let integration = app.integration(&key, "acme", json!({})).await;
-    let session = app
-        .call(
-            "POST",
-            "/v1/connect/sessions",
-            Some(&key),
-            Some(json!({ "end_user_id": "u", "allowed_origins": ["http://localhost:3000"] })),
-        )
-        .await;
-    let token = session.body["token"].as_str().unwrap().to_string();
+    let token = common::journey::Session::mint(&app, &key, "u", "http://localhost:3000")
+        .await
+        .token;
     let request = |method: &str, path: &str, bearer: &str, body: Vec<u8>| {
         Request::builder()
             .method(method)

@@ -226,6 +226,14 @@ struct Journey {
     callback: String,
 }
 
+/// The id of the account a successful callback page reports.
+fn connected_id(page: &Visit) -> String {
+    posted(page)["message"]["connectedAccountId"]
+        .as_str()
+        .expect("a connected account id")
+        .to_string()
+}
+
 /// The message the callback page posts to its opener.
 fn posted(page: &Visit) -> Value {
     let start =
@@ -336,10 +344,7 @@ async fn reconnecting_a_named_connection_updates_it_or_refuses_another_account(e
     let (page, _) = s
         .connect(&token, "alice", Consent::Allow, json!({ "app": "acme" }))
         .await;
-    let alice = posted(&page)["message"]["connectedAccountId"]
-        .as_str()
-        .unwrap()
-        .to_string();
+    let alice = connected_id(&page);
     let before = s.tokens(&alice).await;
 
     let body = json!({ "app": "acme", "connectedAccountId": alice });
@@ -562,10 +567,7 @@ async fn states_are_single_use_and_need_the_binding_cookie(engine: Engine) {
     // The real user's flow completes.
     let page = browser.get(&callback).await;
     assert_eq!(page.status, 200, "{}", page.body);
-    let connection = posted(&page)["message"]["connectedAccountId"]
-        .as_str()
-        .unwrap()
-        .to_string();
+    let connection = connected_id(&page);
     assert!(
         browser.cookie(&s.app.base_url, &cookie_name).is_none(),
         "the binding cookie is cleared"
@@ -745,17 +747,11 @@ async fn sdk_endpoints_list_and_disconnect_only_the_end_users_own(engine: Engine
         "client_secret_post works too: {}",
         page.body
     );
-    let alice = posted(&page)["message"]["connectedAccountId"]
-        .as_str()
-        .unwrap()
-        .to_string();
+    let alice = connected_id(&page);
     let (page, attempt) = s
         .connect(&theirs, "bob", Consent::Allow, json!({ "app": "acme" }))
         .await;
-    let bob = posted(&page)["message"]["connectedAccountId"]
-        .as_str()
-        .unwrap()
-        .to_string();
+    let bob = connected_id(&page);
 
     assert_eq!(s.accounts(&mine).await.len(), 1);
     // SECURITY 14: another end user's connection and attempt answer as unknown ones.
@@ -873,10 +869,7 @@ async fn disconnecting_revokes_at_the_provider_then_deletes(engine: Engine) {
         let (page, _) = s
             .connect(&token, account, Consent::Allow, json!({ "app": "acme" }))
             .await;
-        let id = posted(&page)["message"]["connectedAccountId"]
-            .as_str()
-            .unwrap()
-            .to_string();
+        let id = connected_id(&page);
         let secrets = s.tokens(&id).await;
         assert!(token_works(&s, &secrets["access_token"]).await);
         tokens.push(secrets["access_token"].clone());
@@ -970,10 +963,7 @@ async fn a_failed_revocation_still_disconnects_and_is_recorded(engine: Engine) {
     let (page, _) = s
         .connect(&token, "alice", Consent::Allow, json!({ "app": "acme" }))
         .await;
-    let id = posted(&page)["message"]["connectedAccountId"]
-        .as_str()
-        .unwrap()
-        .to_string();
+    let id = connected_id(&page);
 
     let reply = s
         .sdk(
@@ -1028,12 +1018,7 @@ async fn a_re_pointed_url_needs_the_client_secret_and_old_connections_keep_their
         let (page, _) = s
             .connect(&token, account, Consent::Allow, json!({ "app": "acme" }))
             .await;
-        made_before.push(
-            posted(&page)["message"]["connectedAccountId"]
-                .as_str()
-                .unwrap()
-                .to_string(),
-        );
+        made_before.push(connected_id(&page));
     }
     let re_point = json!({
         "token_url": format!("{}/token", canary.url),
@@ -1103,10 +1088,7 @@ async fn a_re_pointed_url_needs_the_client_secret_and_old_connections_keep_their
         "exchanged at the client it was started with: {}",
         page.body
     );
-    let carol = posted(&page)["message"]["connectedAccountId"]
-        .as_str()
-        .unwrap()
-        .to_string();
+    let carol = connected_id(&page);
 
     // Connections made before are revoked at their own provider.
     let secrets = s.tokens(&made_before[0]).await;
