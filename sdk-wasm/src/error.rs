@@ -2,8 +2,11 @@
 //! stable `code` from the product's one list (and `providerCode` / `fields`
 //! when the server gave them).
 
-use js_sys::{Object, Reflect};
+use js_sys::Reflect;
 use wasm_bindgen::JsValue;
+
+use crate::js::{TextMap, ToJs};
+use crate::model::ErrorBody;
 
 /// Codes the SDK itself raises (the rest come from the server).
 pub const POPUP_BLOCKED: &str = "popup_blocked";
@@ -13,52 +16,81 @@ pub const NETWORK_ERROR: &str = "network_error";
 pub const VALIDATION_FAILED: &str = "validation_failed";
 pub const NOT_FOUND: &str = "not_found";
 pub const ACCOUNT_AMBIGUOUS: &str = "account_ambiguous";
+pub const SESSION_EXPIRED: &str = "session_expired";
+pub const SESSION_TOKEN_FAILED: &str = "session_token_failed";
+pub const UPSTREAM_ERROR: &str = "upstream_error";
 pub const INTERNAL: &str = "internal";
 
-pub fn error(code: &str, message: &str) -> JsValue {
-    let e = js_sys::Error::new(message);
-    e.set_name("PlugboardError");
-    let _ = Reflect::set(&e, &"code".into(), &code.into());
-    e.into()
+/// A failure, typed until it leaves for JavaScript.
+pub struct SdkError {
+    pub code: String,
+    pub message: String,
+    pub provider_code: Option<String>,
+    pub fields: Option<TextMap>,
+    /// What failed underneath, such as the page's own error.
+    pub cause: Option<JsValue>,
 }
 
-/// An error from the server's `{"error": {...}}` body.
-pub fn from_body(status: u16, body: &JsValue) -> JsValue {
-    let inner = Reflect::get(body, &"error".into()).unwrap_or(JsValue::UNDEFINED);
-    let code = get_string(&inner, "code").unwrap_or_else(|| {
-        if status >= 500 {
-            "upstream_error".into()
-        } else {
-            INTERNAL.into()
+impl SdkError {
+    pub fn new(code: &str, message: impl Into<String>) -> SdkError {
+        SdkError {
+            code: code.into(),
+            message: message.into(),
+            provider_code: None,
+            fields: None,
+            cause: None,
         }
-    });
-    let message =
-        get_string(&inner, "message").unwrap_or_else(|| format!("the server answered {status}"));
-    let e = error(&code, &message);
-    if let Some(provider_code) = get_string(&inner, "provider_code") {
-        let _ = Reflect::set(&e, &"providerCode".into(), &provider_code.into());
     }
-    let fields = Reflect::get(&inner, &"fields".into()).unwrap_or(JsValue::UNDEFINED);
-    if fields.is_object() {
-        let _ = Reflect::set(&e, &"fields".into(), &fields);
+
+    pub fn with_cause(mut self, cause: JsValue) -> SdkError {
+        self.cause = Some(cause);
+        self
     }
-    e
+
+    /// From the server's `{"error": {...}}` body (or its absence) and status.
+    pub fn from_body(status: u16, body: ErrorBody) -> SdkError {
+        match body.error {
+            Some(e) => SdkError {
+                code: e.code,
+                message: e.message,
+                provider_code: e.provider_code,
+                fields: e.fields,
+                cause: None,
+            },
+            None => SdkError::new(
+                if status >= 500 {
+                    UPSTREAM_ERROR
+                } else {
+                    INTERNAL
+                },
+                format!("the server answered {status}"),
+            ),
+        }
+    }
 }
 
-pub fn get_string(value: &JsValue, key: &str) -> Option<String> {
-    if !value.is_object() {
-        return None;
+impl From<SdkError> for JsValue {
+    fn from(e: SdkError) -> JsValue {
+        let js = js_sys::Error::new(&e.message);
+        js.set_name("PlugboardError");
+        let set = |key: &str, value: JsValue| {
+            let _ = Reflect::set(&js, &key.into(), &value);
+        };
+        set("code", e.code.into());
+        if let Some(provider_code) = e.provider_code {
+            set("providerCode", provider_code.into());
+        }
+        if let Some(fields) = e.fields {
+            set("fields", fields.to_js());
+        }
+        if let Some(cause) = e.cause {
+            set("cause", cause);
+        }
+        js.into()
     }
-    Reflect::get(value, &key.into())
-        .ok()
-        .and_then(|v| v.as_string())
 }
 
-/// A plain object with the given string fields.
-pub fn object(fields: &[(&str, JsValue)]) -> JsValue {
-    let o = Object::new();
-    for (k, v) in fields {
-        let _ = Reflect::set(&o, &(*k).into(), v);
-    }
-    o.into()
+/// The JavaScript error for `code`.
+pub fn error(code: &str, message: &str) -> JsValue {
+    SdkError::new(code, message).into()
 }

@@ -10,17 +10,24 @@
 
 mod error;
 mod http;
+mod js;
+mod model;
 
 use std::cell::{Cell, RefCell};
 use std::rc::Rc;
 
-use js_sys::{Array, Object, Promise, Reflect};
+use js_sys::{Object, Promise};
 use wasm_bindgen::prelude::*;
 use wasm_bindgen_futures::{future_to_promise, JsFuture};
 use web_sys::{MessageEvent, Window};
 
-use crate::error::{error, get_string, object};
-use crate::http::Api;
+use crate::error::{error, SdkError};
+use crate::http::{read, Api};
+use crate::js::{from_js, TextMap, ToJs};
+use crate::model::{
+    App, AttemptState, AttemptStatus, ConnectedAccount, PopupMessage, ProofMessage, StartAttempt,
+    StartedAttempt,
+};
 
 /// How long the SDK keeps asking the server after the popup reports closed.
 const CLOSED_GRACE_MS: f64 = 3000.0;
@@ -37,6 +44,18 @@ struct Inner {
     popup: RefCell<Option<Window>>,
 }
 
+/// A promise of `future`'s value as JavaScript, or of its error as a `PlugboardError`.
+fn promise<T: ToJs>(
+    future: impl std::future::Future<Output = Result<T, SdkError>> + 'static,
+) -> Promise {
+    future_to_promise(async move {
+        match future.await {
+            Ok(value) => Ok(value.to_js()),
+            Err(e) => Err(e.into()),
+        }
+    })
+}
+
 /// The SDK's client for one session. The public, documented surface is the
 /// `Plugboard` class of the npm package, which wraps this.
 #[wasm_bindgen]
@@ -44,9 +63,9 @@ pub struct Client {
     inner: Rc<Inner>,
 }
 
-fn window() -> Result<Window, JsValue> {
+fn window() -> Result<Window, SdkError> {
     web_sys::window().ok_or_else(|| {
-        error(
+        SdkError::new(
             error::INTERNAL,
             "the Plugboard SDK runs in a browser window",
         )
@@ -61,17 +80,15 @@ impl Client {
         session_token: String,
         fetch_session_token: Option<js_sys::Function>,
     ) -> Result<Client, JsValue> {
-        let url = web_sys::Url::new(&server_url).map_err(|_| {
+        let invalid = || {
             error(
                 error::VALIDATION_FAILED,
                 "serverUrl must be an absolute http(s) URL",
             )
-        })?;
+        };
+        let url = web_sys::Url::new(&server_url).map_err(|_| invalid())?;
         if url.protocol() != "http:" && url.protocol() != "https:" {
-            return Err(error(
-                error::VALIDATION_FAILED,
-                "serverUrl must be an absolute http(s) URL",
-            ));
+            return Err(invalid());
         }
         if session_token.is_empty() {
             return Err(error(error::VALIDATION_FAILED, "sessionToken is required"));
@@ -91,14 +108,14 @@ impl Client {
     #[wasm_bindgen(js_name = listApps)]
     pub fn list_apps(&self) -> Promise {
         let inner = self.inner.clone();
-        future_to_promise(async move { inner.api.call("GET", "/v1/sdk/apps", None).await })
+        promise(async move { read::<Vec<App>>(inner.api.call("GET", "/v1/sdk/apps", None).await?) })
     }
 
     /// The end user's connected accounts, of one app or of all.
     #[wasm_bindgen(js_name = getConnectedAccounts)]
     pub fn get_connected_accounts(&self, app_key: Option<String>) -> Promise {
         let inner = self.inner.clone();
-        future_to_promise(async move { accounts(&inner, app_key.as_deref()).await })
+        promise(async move { accounts(&inner, app_key.as_deref()).await })
     }
 
     /// Disconnects one of the end user's accounts. Without an id, the app must
@@ -107,25 +124,10 @@ impl Client {
     pub fn disconnect_app(&self, app_key: String, connected_account_id: Option<String>) -> Promise {
         let inner = self.inner.clone();
         future_to_promise(async move {
-            let id = match connected_account_id {
-                Some(id) => id,
-                None => {
-                    let list: Array = accounts(&inner, Some(&app_key)).await?.into();
-                    match list.length() {
-                        0 => return Err(error(error::NOT_FOUND, &format!("no connected account for {app_key}"))),
-                        1 => get_string(&list.get(0), "id").unwrap_or_default(),
-                        _ => {
-                            return Err(error(
-                                error::ACCOUNT_AMBIGUOUS,
-                                &format!("several accounts are connected to {app_key}: pass connectedAccountId"),
-                            ))
-                        }
-                    }
-                }
-            };
-            let path = format!("/v1/sdk/connections/{}", encode(&id));
-            inner.api.call("DELETE", &path, None).await?;
-            Ok(JsValue::UNDEFINED)
+            disconnect(&inner, &app_key, connected_account_id)
+                .await
+                .map(|()| JsValue::UNDEFINED)
+                .map_err(JsValue::from)
         })
     }
 
@@ -148,24 +150,43 @@ impl Client {
                 "a connect popup is already open",
             ));
         }
-        let popup =
-            match window().and_then(|w| {
-                w.open_with_url_and_target_and_features(
-                    "",
-                    "plugboard-connect",
-                    "popup=yes,width=520,height=720",
-                )
-            }) {
-                Ok(Some(popup)) => popup,
-                _ => return Promise::reject(&error(
-                    error::POPUP_BLOCKED,
-                    "the browser blocked the connect popup; call connectApp from a click handler",
-                )),
-            };
+        let params = if params.is_undefined() || params.is_null() {
+            TextMap::default()
+        } else {
+            match from_js::<TextMap>(params) {
+                Some(params) => params,
+                None => {
+                    return Promise::reject(&error(
+                        error::VALIDATION_FAILED,
+                        "params must map names to strings",
+                    ))
+                }
+            }
+        };
+        let opened = window().ok().and_then(|w| {
+            w.open_with_url_and_target_and_features(
+                "",
+                "plugboard-connect",
+                "popup=yes,width=520,height=720",
+            )
+            .ok()
+            .flatten()
+        });
+        let Some(popup) = opened else {
+            return Promise::reject(&error(
+                error::POPUP_BLOCKED,
+                "the browser blocked the connect popup; call connectApp from a click handler",
+            ));
+        };
         inner.busy.set(true);
         *inner.popup.borrow_mut() = Some(popup.clone());
-        future_to_promise(async move {
-            let result = connect(&inner, &popup, &app_key, connected_account_id, params).await;
+        promise(async move {
+            let request = StartAttempt {
+                app: app_key,
+                connected_account_id,
+                params,
+            };
+            let result = connect(&inner, &popup, request).await;
             inner.busy.set(false);
             *inner.popup.borrow_mut() = None;
             if result.is_err() {
@@ -180,12 +201,43 @@ fn encode(value: &str) -> String {
     String::from(js_sys::encode_uri_component(value))
 }
 
-async fn accounts(inner: &Inner, app_key: Option<&str>) -> Result<JsValue, JsValue> {
+async fn accounts(inner: &Inner, app_key: Option<&str>) -> Result<Vec<ConnectedAccount>, SdkError> {
     let path = match app_key {
         Some(key) => format!("/v1/sdk/connections?app={}", encode(key)),
         None => "/v1/sdk/connections".to_string(),
     };
-    inner.api.call("GET", &path, None).await
+    read(inner.api.call("GET", &path, None).await?)
+}
+
+async fn disconnect(
+    inner: &Inner,
+    app_key: &str,
+    connected_account_id: Option<String>,
+) -> Result<(), SdkError> {
+    let id =
+        match connected_account_id {
+            Some(id) => id,
+            None => {
+                let mut list = accounts(inner, Some(app_key)).await?;
+                match list.len() {
+                    0 => {
+                        return Err(SdkError::new(
+                            error::NOT_FOUND,
+                            format!("no connected account for {app_key}"),
+                        ))
+                    }
+                    1 => list.remove(0).id,
+                    _ => return Err(SdkError::new(
+                        error::ACCOUNT_AMBIGUOUS,
+                        format!(
+                            "several accounts are connected to {app_key}: pass connectedAccountId"
+                        ),
+                    )),
+                }
+            }
+        };
+    let path = format!("/v1/sdk/connections/{}", encode(&id));
+    inner.api.call("DELETE", &path, None).await.map(drop)
 }
 
 async fn sleep(ms: i32) {
@@ -197,81 +249,85 @@ async fn sleep(ms: i32) {
     let _ = JsFuture::from(promise).await;
 }
 
-/// What the popup told the page.
-struct PopupResult {
-    status: String,
+/// How an attempt ended, as the popup or the server told it.
+struct Outcome {
+    succeeded: bool,
     connected_account_id: Option<String>,
     error: Option<String>,
+}
+
+async fn attempt_status(inner: &Inner, attempt_id: &str) -> Result<AttemptStatus, SdkError> {
+    let path = format!("/v1/sdk/connect/{}", encode(attempt_id));
+    read(inner.api.call("GET", &path, None).await?)
 }
 
 async fn connect(
     inner: &Rc<Inner>,
     popup: &Window,
-    app_key: &str,
-    connected_account_id: Option<String>,
-    params: JsValue,
-) -> Result<JsValue, JsValue> {
-    let mut body = vec![("app", JsValue::from_str(app_key))];
-    if let Some(id) = &connected_account_id {
-        body.push(("connectedAccountId", JsValue::from_str(id)));
-    }
-    if params.is_object() {
-        body.push(("params", params));
-    }
-    let started = inner
-        .api
-        .call("POST", "/v1/sdk/connect", Some(&object(&body)))
-        .await?;
-    let attempt_id = get_string(&started, "attemptId").unwrap_or_default();
-    let nonce = get_string(&started, "nonce").unwrap_or_default();
-    let popup_url = get_string(&started, "popupUrl").unwrap_or_default();
-    // Given only to this popup, when its page asks: it proves the popup was
-    // opened by this page (a popup URL opened anywhere else cannot go on).
-    let proof = get_string(&started, "popupProof").unwrap_or_default();
+    request: StartAttempt,
+) -> Result<ConnectedAccount, SdkError> {
+    let started: StartedAttempt = read(
+        inner
+            .api
+            .call("POST", "/v1/sdk/connect", Some(&request))
+            .await?,
+    )?;
     if popup.closed().unwrap_or(true) {
-        return Err(error(error::USER_CANCELLED, "the connect popup was closed"));
+        return Err(SdkError::new(
+            error::USER_CANCELLED,
+            "the connect popup was closed",
+        ));
     }
 
     // The fast path: the popup's message, accepted only from the server's
     // origin, from this popup, for this attempt, with this nonce.
-    let received: Rc<RefCell<Option<PopupResult>>> = Rc::new(RefCell::new(None));
+    let received: Rc<RefCell<Option<Outcome>>> = Rc::new(RefCell::new(None));
     let listener = {
         let received = received.clone();
         let popup = popup.clone();
         let origin = inner.server_origin.clone();
-        let attempt_id = attempt_id.clone();
+        let attempt_id = started.attempt_id.clone();
+        let nonce = started.nonce.clone();
+        // Given only to this popup, when its page asks: it proves the popup was
+        // opened by this page (a popup URL opened anywhere else cannot go on).
+        let proof = started.popup_proof.clone();
         Closure::<dyn FnMut(MessageEvent)>::new(move |event: MessageEvent| {
-            if event.origin() != origin {
+            if event.origin() != origin || !event.source().is_some_and(|s| Object::is(&s, &popup)) {
                 return;
             }
-            let from_popup = event.source().is_some_and(|s| Object::is(&s, &popup));
-            let data = event.data();
-            let matches = get_string(&data, "type").as_deref() == Some("plugboard:connect")
-                && get_string(&data, "nonce").as_deref() == Some(nonce.as_str())
-                && get_string(&data, "attemptId").as_deref() == Some(attempt_id.as_str());
-            if from_popup && matches {
-                *received.borrow_mut() = Some(PopupResult {
-                    status: get_string(&data, "status").unwrap_or_default(),
-                    connected_account_id: get_string(&data, "connectedAccountId"),
-                    error: get_string(&data, "error"),
-                });
+            let Some(message) = from_js::<PopupMessage>(event.data()) else {
+                return;
+            };
+            if message.attempt_id != attempt_id {
+                return;
             }
-            let hello = get_string(&data, "type").as_deref() == Some("plugboard:hello")
-                && get_string(&data, "attemptId").as_deref() == Some(attempt_id.as_str());
-            if from_popup && hello {
-                let answer = object(&[
-                    ("type", JsValue::from_str("plugboard:proof")),
-                    ("attemptId", JsValue::from_str(&attempt_id)),
-                    ("proof", JsValue::from_str(&proof)),
-                ]);
-                // To the server's origin only: a popup that went elsewhere gets nothing.
-                let _ = popup.post_message(&answer, &origin);
+            match message.kind.as_str() {
+                "plugboard:connect" if message.nonce.as_deref() == Some(nonce.as_str()) => {
+                    *received.borrow_mut() = Some(Outcome {
+                        succeeded: message.status == Some(AttemptState::Succeeded),
+                        connected_account_id: message.connected_account_id,
+                        error: message.error,
+                    });
+                }
+                "plugboard:hello" => {
+                    let answer = ProofMessage {
+                        attempt_id: &attempt_id,
+                        proof: &proof,
+                    };
+                    // To the server's origin only: a popup that went elsewhere gets nothing.
+                    let _ = popup.post_message(&answer.to_js(), &origin);
+                }
+                _ => {}
             }
         })
     };
+    let js =
+        |e: JsValue| SdkError::new(error::INTERNAL, "the browser refused the popup").with_cause(e);
     let window = window()?;
-    window.add_event_listener_with_callback("message", listener.as_ref().unchecked_ref())?;
-    popup.location().set_href(&popup_url)?;
+    window
+        .add_event_listener_with_callback("message", listener.as_ref().unchecked_ref())
+        .map_err(js)?;
+    popup.location().set_href(&started.popup_url).map_err(js)?;
     let started_at = js_sys::Date::now();
     let mut closed = false;
     loop {
@@ -292,35 +348,26 @@ async fn connect(
     drop(listener);
 
     let message = received.borrow_mut().take();
-    if let Some(result) = message {
+    if let Some(outcome) = message {
         let _ = popup.close();
-        return finish(inner, app_key, &attempt_id, result).await;
+        return finish(inner, &request.app, &started.attempt_id, outcome).await;
     }
     // The popup closed (or lost its opener to a provider's COOP header) without
     // a message reaching us: the server knows how the attempt ended.
     let deadline = js_sys::Date::now() + if closed { CLOSED_GRACE_MS } else { 0.0 };
     loop {
-        let status = inner
-            .api
-            .call(
-                "GET",
-                &format!("/v1/sdk/connect/{}", encode(&attempt_id)),
-                None,
-            )
-            .await?;
-        let state = get_string(&status, "status").unwrap_or_default();
-        if state == "succeeded" || state == "failed" {
-            let err = Reflect::get(&status, &"error".into()).unwrap_or(JsValue::UNDEFINED);
-            let result = PopupResult {
-                status: state,
-                connected_account_id: get_string(&status, "connectedAccountId"),
-                error: get_string(&err, "code"),
+        let status = attempt_status(inner, &started.attempt_id).await?;
+        if status.status != AttemptState::Unfinished {
+            let outcome = Outcome {
+                succeeded: status.status == AttemptState::Succeeded,
+                connected_account_id: status.connected_account_id,
+                error: status.error.map(|e| e.code),
             };
-            return finish(inner, app_key, &attempt_id, result).await;
+            return finish(inner, &request.app, &started.attempt_id, outcome).await;
         }
         if js_sys::Date::now() >= deadline {
             let _ = popup.close();
-            return Err(error(
+            return Err(SdkError::new(
                 error::USER_CANCELLED,
                 "the connect popup was closed before the account was connected",
             ));
@@ -334,38 +381,30 @@ async fn finish(
     inner: &Inner,
     app_key: &str,
     attempt_id: &str,
-    result: PopupResult,
-) -> Result<JsValue, JsValue> {
-    if result.status != "succeeded" {
+    outcome: Outcome,
+) -> Result<ConnectedAccount, SdkError> {
+    if !outcome.succeeded {
         // The server has the human message for the code.
-        let status = inner
-            .api
-            .call(
-                "GET",
-                &format!("/v1/sdk/connect/{}", encode(attempt_id)),
-                None,
-            )
+        let detail = attempt_status(inner, attempt_id)
             .await
-            .ok();
-        let err = status
-            .as_ref()
-            .and_then(|s| Reflect::get(s, &"error".into()).ok())
-            .unwrap_or(JsValue::UNDEFINED);
-        let code = result
+            .ok()
+            .and_then(|s| s.error)
+            .unwrap_or_default();
+        let code = outcome
             .error
-            .or_else(|| get_string(&err, "code"))
+            .or_else(|| Some(detail.code).filter(|c| !c.is_empty()))
             .unwrap_or_else(|| error::INTERNAL.into());
-        let message = get_string(&err, "message")
-            .unwrap_or_else(|| format!("the account was not connected: {code}"));
-        let e = error(&code, &message);
-        if let Some(provider_code) = get_string(&err, "providerCode") {
-            let _ = Reflect::set(&e, &"providerCode".into(), &provider_code.into());
+        let mut e = SdkError::new(&code, detail.message);
+        if e.message.is_empty() {
+            e.message = format!("the account was not connected: {code}");
         }
+        e.provider_code = detail.provider_code;
         return Err(e);
     }
-    let id = result.connected_account_id.unwrap_or_default();
-    let list: Array = accounts(inner, Some(app_key)).await?.into();
-    list.iter()
-        .find(|a| get_string(a, "id").as_deref() == Some(id.as_str()))
-        .ok_or_else(|| error(error::NOT_FOUND, "the connected account is no longer there"))
+    let id = outcome.connected_account_id.unwrap_or_default();
+    accounts(inner, Some(app_key))
+        .await?
+        .into_iter()
+        .find(|a| a.id == id)
+        .ok_or_else(|| SdkError::new(error::NOT_FOUND, "the connected account is no longer there"))
 }

@@ -5,6 +5,7 @@
 //! - `cargo xtask postgres` — starts such a cluster and prints its URL until Ctrl-C
 //!   (for running single tests by hand).
 
+mod imports;
 mod postgres;
 mod sdk;
 
@@ -76,8 +77,8 @@ fn cargo() -> Command {
     Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_string()))
 }
 
-/// Installs the test provider's npm packages when they are missing or stale.
-fn npm_install(dir: &str) -> Result<(), String> {
+/// Installs the npm packages of `dir` (a test peer, a build tool) when they are missing or stale.
+pub(crate) fn npm_install(dir: &str) -> Result<(), String> {
     let dir = root().join(dir);
     let installed = dir.join("node_modules/.package-lock.json");
     let fresh = match (
@@ -247,6 +248,15 @@ fn bench() -> Result<(), String> {
         );
     }
     println!("{:<28} {raw_total:>10} {gz_total:>10}", "total");
+    let mut core = 0;
+    for file in sdk::shipped_files().iter().take(2) {
+        core += sdk::sizes(file)?.1;
+    }
+    println!(
+        "the .wasm and its glue, gzipped: {core} bytes of the {} budget ({:.0}%)",
+        sdk::SIZE_BUDGET,
+        100.0 * core as f64 / sdk::SIZE_BUDGET as f64
+    );
     println!(
         "gzip keeps {:.1}% of the bytes",
         100.0 * gz_total as f64 / raw_total.max(1) as f64

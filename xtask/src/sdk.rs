@@ -169,6 +169,55 @@ pub fn shipped_files() -> Vec<PathBuf> {
     ]
 }
 
+/// The most the `.wasm` and its glue may weigh together, gzipped (`-9`), in bytes.
+pub const SIZE_BUDGET: u64 = 32_000;
+
+/// The module name the glue gives the WebAssembly's imports.
+const GLUE_MODULE: &str = "./plugboard_sdk_bg.js";
+
+/// Runs a tool of `xtask/tools` (installed with `npm ci` there) under Node.
+fn node_tool(script: &str) -> Command {
+    let mut command = Command::new("node");
+    command.arg(root().join("xtask/tools/node_modules").join(script));
+    command
+}
+
+/// Shrinks what wasm-bindgen wrote: short import names in both files, then
+/// `wasm-opt -Oz` on the module and a minifier on the glue.
+fn shrink(dist: &Path) -> Result<(), String> {
+    let wasm_path = dist.join("plugboard_sdk_bg.wasm");
+    let glue_path = dist.join("plugboard_sdk.js");
+    let read_error = |e: std::io::Error| format!("{}: {e}", dist.display());
+    let wasm = std::fs::read(&wasm_path).map_err(read_error)?;
+    let glue = std::fs::read_to_string(&glue_path).map_err(read_error)?;
+    let (wasm, glue, renamed) = crate::imports::shorten(&wasm, &glue, GLUE_MODULE)?;
+    std::fs::write(&wasm_path, wasm).map_err(read_error)?;
+    std::fs::write(&glue_path, glue).map_err(read_error)?;
+    eprintln!("xtask sdk: {renamed} import names shortened");
+    crate::npm_install("xtask/tools")?;
+    run(node_tool("binaryen/bin/wasm-opt")
+        .args(["-Oz", "--converge"])
+        .arg(&wasm_path)
+        .arg("-o")
+        .arg(&wasm_path))?;
+    run(node_tool("terser/bin/terser")
+        .arg(&glue_path)
+        .args(["--module", "--compress", "--mangle", "--output"])
+        .arg(&glue_path))?;
+    Ok(())
+}
+
+fn report(stage: &str) -> Result<(), String> {
+    for file in shipped_files().iter().take(2) {
+        let (raw, gz) = sizes(file)?;
+        eprintln!(
+            "xtask sdk: {stage:<18} {:<22} {raw:>7} bytes, {gz:>6} gzipped",
+            file.file_name().unwrap_or_default().to_string_lossy()
+        );
+    }
+    Ok(())
+}
+
 pub fn sdk() -> Result<(), String> {
     let wasm = build_wasm()?;
     let version = locked_wasm_bindgen_version()?;
@@ -187,13 +236,9 @@ pub fn sdk() -> Result<(), String> {
         .arg("--out-dir")
         .arg(&dist)
         .arg(&wasm))?;
-    for file in shipped_files() {
-        let (raw, gz) = sizes(&file)?;
-        eprintln!(
-            "xtask sdk: {:<28} {raw:>7} bytes, {gz:>6} gzipped",
-            file.file_name().unwrap_or_default().to_string_lossy()
-        );
-    }
+    report("from wasm-bindgen")?;
+    shrink(&dist)?;
+    report("shipped")?;
     eprintln!("xtask sdk: the package is in npm/ (`npm pack ./npm` makes the tarball)");
     Ok(())
 }
