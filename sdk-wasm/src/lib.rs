@@ -214,28 +214,29 @@ async fn disconnect(
     app_key: &str,
     connected_account_id: Option<String>,
 ) -> Result<(), SdkError> {
-    let id =
-        match connected_account_id {
-            Some(id) => id,
-            None => {
-                let mut list = accounts(inner, Some(app_key)).await?;
-                match list.len() {
-                    0 => {
-                        return Err(SdkError::new(
-                            error::NOT_FOUND,
-                            format!("no connected account for {app_key}"),
-                        ))
-                    }
-                    1 => list.remove(0).id,
-                    _ => return Err(SdkError::new(
+    let id = match connected_account_id {
+        Some(id) => id,
+        None => {
+            let mut list = accounts(inner, Some(app_key)).await?;
+            match list.len() {
+                0 => {
+                    return Err(SdkError::new(
+                        error::NOT_FOUND,
+                        format!("no connected account for {app_key}"),
+                    ))
+                }
+                1 => list.remove(0).id,
+                _ => {
+                    return Err(SdkError::new(
                         error::ACCOUNT_AMBIGUOUS,
                         format!(
                             "several accounts are connected to {app_key}: pass connectedAccountId"
                         ),
-                    )),
+                    ))
                 }
             }
-        };
+        }
+    };
     let path = format!("/v1/sdk/connections/{}", encode(&id));
     inner.api.call("DELETE", &path, None).await.map(drop)
 }

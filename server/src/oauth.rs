@@ -20,9 +20,11 @@ use serde::{Deserialize, Serialize};
 use url::Url;
 
 use crate::auth::oauth2::{CodeSpec, TokenAuthMethod};
+use crate::auth::ConnectionCredential;
 use crate::error::ErrorCode;
 use crate::outbound::{Outbound, OutboundError, OutboundRequest};
 use crate::redact::Redactor;
+use crate::secret::Secret;
 
 /// Why an authorization did not produce credentials, in the contract's terms.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -134,13 +136,13 @@ impl<'c> AsyncHttpClient<'c> for OAuthHttp<'_> {
 
 /// What a successful code exchange gave.
 pub struct Tokens {
-    pub access_token: String,
-    pub refresh_token: Option<String>,
+    pub access_token: Secret,
+    pub refresh_token: Option<Secret>,
     pub token_type: String,
     pub expires_in: Option<u64>,
     /// The scopes granted, when the provider said; else those requested.
     pub scopes: Vec<String>,
-    pub id_token: Option<String>,
+    pub id_token: Option<Secret>,
 }
 
 impl std::fmt::Debug for Tokens {
@@ -247,15 +249,17 @@ pub async fn exchange_code(
         BasicTokenType::Extension(other) => other.clone(),
     };
     Ok(Tokens {
-        access_token,
-        refresh_token: response.refresh_token().map(|t| t.secret().to_string()),
+        access_token: Secret::new(access_token),
+        refresh_token: response
+            .refresh_token()
+            .map(|t| Secret::new(t.secret().as_str())),
         token_type,
         expires_in: response.expires_in().map(|d| d.as_secs()),
         scopes: match response.scopes() {
             Some(scopes) => scopes.iter().map(|s| s.to_string()).collect(),
             None => settings.scopes.clone(),
         },
-        id_token: response.extra_fields().id_token.clone(),
+        id_token: response.extra_fields().id_token.clone().map(Secret::new),
     })
 }
 
@@ -406,14 +410,14 @@ async fn verify_signature(
 pub async fn fetch_userinfo(
     outbound: &Outbound,
     userinfo_url: &str,
-    access_token: &str,
+    access_token: &Secret,
 ) -> Result<IdClaims, Failure> {
     let url = Url::parse(userinfo_url)
         .map_err(|_| Failure::provider("the integration's userinfo_url is invalid", None))?;
     let request = OutboundRequest::get(url)
-        .header("authorization", &format!("Bearer {access_token}"))
-        .and_then(|r| r.header("accept", "application/json"))
-        .map_err(|e| outbound_failure("userinfo endpoint", &e))?;
+        .header("accept", "application/json")
+        .map_err(|e| outbound_failure("userinfo endpoint", &e))?
+        .credential(ConnectionCredential::AccessToken(access_token.clone()));
     let response = outbound
         .send(request)
         .await

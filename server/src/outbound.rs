@@ -8,9 +8,12 @@
 //! check and the connection cannot slip through.
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
 
+use bytes::Bytes;
+use futures_util::{Stream, StreamExt};
 use ipnet::IpNet;
 use reqwest::dns::{Addrs, Name, Resolve, Resolving};
 use url::{Host, Url};
@@ -212,7 +215,7 @@ pub enum OutboundError {
     Resolve(String),
     #[error("the request timed out")]
     Timeout,
-    #[error("the response is larger than {0} bytes")]
+    #[error("a body is larger than {0} bytes")]
     TooLarge(usize),
     #[error("the request failed: {0}")]
     Transport(String),
@@ -323,6 +326,66 @@ pub struct OutboundResponse {
     pub body: Vec<u8>,
 }
 
+/// Bytes that arrive (or leave) a piece at a time.
+pub type ByteStream = Pin<Box<dyn Stream<Item = Result<Bytes, OutboundError>> + Send>>;
+
+/// An exchange whose status and headers have arrived and whose body is read
+/// as it comes, still within the size limit and the total time limit.
+pub struct StreamedResponse {
+    pub status: u16,
+    pub headers: reqwest::header::HeaderMap,
+    response: reqwest::Response,
+    deadline: tokio::time::Instant,
+    max_body_bytes: usize,
+    received: usize,
+}
+
+impl std::fmt::Debug for StreamedResponse {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("StreamedResponse")
+            .field("status", &self.status)
+            .field("received", &self.received)
+            .finish_non_exhaustive()
+    }
+}
+
+impl StreamedResponse {
+    /// The next piece of the body; `None` at its end.
+    pub async fn chunk(&mut self) -> Result<Option<Bytes>, OutboundError> {
+        let chunk = tokio::time::timeout_at(self.deadline, self.response.chunk())
+            .await
+            .map_err(|_| OutboundError::Timeout)?
+            .map_err(map_reqwest)?;
+        if let Some(chunk) = &chunk {
+            self.received += chunk.len();
+            if self.received > self.max_body_bytes {
+                return Err(OutboundError::TooLarge(self.max_body_bytes));
+            }
+        }
+        Ok(chunk)
+    }
+
+    /// The body as a stream, for passing on without holding it whole.
+    pub fn into_stream(self) -> ByteStream {
+        Box::pin(futures_util::stream::try_unfold(self, |mut r| async move {
+            Ok(r.chunk().await?.map(|chunk| (chunk, r)))
+        }))
+    }
+
+    /// Reads the rest of the body.
+    pub async fn read_all(mut self) -> Result<OutboundResponse, OutboundError> {
+        let mut body = Vec::new();
+        while let Some(chunk) = self.chunk().await? {
+            body.extend_from_slice(&chunk);
+        }
+        Ok(OutboundResponse {
+            status: self.status,
+            headers: self.headers,
+            body,
+        })
+    }
+}
+
 /// The outbound HTTP client.
 #[derive(Clone)]
 pub struct Outbound {
@@ -365,53 +428,121 @@ impl Outbound {
         &self.allow
     }
 
-    /// Sends a request and reads its body up to the size limit. The only way
-    /// out: every call gets the address check, the time limit and the size limit.
+    /// Sends a request and reads its body up to the size limit.
     pub async fn send(&self, request: OutboundRequest) -> Result<OutboundResponse, OutboundError> {
+        self.open(request).await?.read_all().await
+    }
+
+    /// Sends a request and answers once the status and headers are in; the
+    /// body follows through [`StreamedResponse`]. The only way out: every call
+    /// gets the address check, the time limit and the size limits (a streamed
+    /// request body is cut at the same limit), and its credential is placed
+    /// last, on the request exactly as it will be sent.
+    pub async fn open(&self, request: OutboundRequest) -> Result<StreamedResponse, OutboundError> {
         let OutboundRequest {
             method,
-            url,
-            headers,
+            mut url,
+            mut headers,
             body,
+            credential,
         } = request;
         // Literal addresses never reach the resolver, so they are checked here.
         check_url_target(&url, &self.allow)?;
+        if let Some(credential) = &credential {
+            credential.place(&mut Prepared {
+                method: &method,
+                url: &mut url,
+                headers: &mut headers,
+                body: match &body {
+                    RequestBody::Bytes(bytes) => Some(bytes),
+                    RequestBody::Stream(_) => None,
+                },
+            })?;
+            check_url_target(&url, &self.allow)?;
+        }
         let mut built = reqwest::Request::new(method, url);
         *built.headers_mut() = headers;
-        if !body.is_empty() {
-            *built.body_mut() = Some(reqwest::Body::from(body));
+        let overflowed = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        match body {
+            RequestBody::Bytes(bytes) if bytes.is_empty() => {}
+            RequestBody::Bytes(bytes) => {
+                if bytes.len() > self.limits.max_body_bytes {
+                    return Err(OutboundError::TooLarge(self.limits.max_body_bytes));
+                }
+                *built.body_mut() = Some(reqwest::Body::from(bytes));
+            }
+            RequestBody::Stream(stream) => {
+                let bounded = bounded(stream, self.limits.max_body_bytes, overflowed.clone());
+                *built.body_mut() = Some(reqwest::Body::wrap_stream(bounded));
+            }
         }
         let deadline = tokio::time::Instant::now() + self.limits.total_timeout;
-        let mut response = self.client.execute(built).await.map_err(map_reqwest)?;
+        let mut response = match self.client.execute(built).await {
+            Ok(response) => response,
+            Err(_) if overflowed.load(std::sync::atomic::Ordering::SeqCst) => {
+                return Err(OutboundError::TooLarge(self.limits.max_body_bytes))
+            }
+            Err(e) => return Err(map_reqwest(e)),
+        };
         let status = response.status().as_u16();
         let headers = std::mem::take(response.headers_mut());
-        let mut body = Vec::new();
-        loop {
-            let chunk = tokio::time::timeout_at(deadline, response.chunk())
-                .await
-                .map_err(|_| OutboundError::Timeout)?
-                .map_err(map_reqwest)?;
-            let Some(chunk) = chunk else { break };
-            if body.len() + chunk.len() > self.limits.max_body_bytes {
-                return Err(OutboundError::TooLarge(self.limits.max_body_bytes));
-            }
-            body.extend_from_slice(&chunk);
-        }
-        Ok(OutboundResponse {
+        Ok(StreamedResponse {
             status,
             headers,
-            body,
+            response,
+            deadline,
+            max_body_bytes: self.limits.max_body_bytes,
+            received: 0,
         })
     }
 }
 
-/// A request to send with [`Outbound::send`]: plain data, so that nothing can
-/// reach the network without the client's checks.
+/// A request body stream that fails once it has given more than `max` bytes.
+fn bounded(
+    stream: ByteStream,
+    max: usize,
+    overflowed: Arc<std::sync::atomic::AtomicBool>,
+) -> impl Stream<Item = Result<Bytes, OutboundError>> + Send {
+    let mut sent = 0usize;
+    stream.map(move |chunk| {
+        let chunk = chunk?;
+        sent += chunk.len();
+        if sent > max {
+            overflowed.store(true, std::sync::atomic::Ordering::SeqCst);
+            return Err(OutboundError::TooLarge(max));
+        }
+        Ok(chunk)
+    })
+}
+
+/// A request as it will be sent, for a credential to be placed on.
+pub struct Prepared<'a> {
+    pub method: &'a reqwest::Method,
+    pub url: &'a mut Url,
+    pub headers: &'a mut reqwest::header::HeaderMap,
+    /// The whole body, or `None` for a streamed one.
+    pub body: Option<&'a [u8]>,
+}
+
+/// How a connection's credential goes on a request: each auth family
+/// implements it once (`crate::auth`), and [`Outbound::open`] calls it last.
+pub trait Credential: Send + Sync {
+    fn place(&self, request: &mut Prepared<'_>) -> Result<(), OutboundError>;
+}
+
+enum RequestBody {
+    Bytes(Vec<u8>),
+    Stream(ByteStream),
+}
+
+/// A request to send with [`Outbound::send`] or [`Outbound::open`]: plain
+/// data, so that nothing can reach the network without the client's checks.
 pub struct OutboundRequest {
     method: reqwest::Method,
     url: Url,
     headers: reqwest::header::HeaderMap,
-    body: Vec<u8>,
+    body: RequestBody,
+    credential: Option<Box<dyn Credential>>,
 }
 
 impl std::fmt::Debug for OutboundRequest {
@@ -431,7 +562,8 @@ impl OutboundRequest {
             method,
             url,
             headers: reqwest::header::HeaderMap::new(),
-            body: Vec::new(),
+            body: RequestBody::Bytes(Vec::new()),
+            credential: None,
         }
     }
 
@@ -457,7 +589,20 @@ impl OutboundRequest {
     }
 
     pub fn body(mut self, body: impl Into<Vec<u8>>) -> OutboundRequest {
-        self.body = body.into();
+        self.body = RequestBody::Bytes(body.into());
+        self
+    }
+
+    /// A body passed on as it arrives (the proxy's), cut at the size limit.
+    pub fn body_stream(mut self, body: ByteStream) -> OutboundRequest {
+        self.body = RequestBody::Stream(body);
+        self
+    }
+
+    /// The connection's credential: the client places it on the request as
+    /// the credential's auth family says, after every other change.
+    pub fn credential(mut self, credential: impl Credential + 'static) -> OutboundRequest {
+        self.credential = Some(Box::new(credential));
         self
     }
 }
@@ -472,7 +617,8 @@ impl TryFrom<http::Request<Vec<u8>>> for OutboundRequest {
             method: parts.method,
             url,
             headers: parts.headers,
-            body,
+            body: RequestBody::Bytes(body),
+            credential: None,
         })
     }
 }

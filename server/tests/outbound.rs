@@ -203,3 +203,218 @@ async fn large_and_endless_bodies_are_cut_at_the_limit() {
         Err(OutboundError::Timeout)
     ));
 }
+
+/// A peer that reads each whole request (headers, then a chunked or
+/// `content-length` body), reports it, and answers 200 with an empty body.
+async fn recording_peer() -> (u16, tokio::sync::mpsc::UnboundedReceiver<(String, Vec<u8>)>) {
+    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let port = listener.local_addr().unwrap().port();
+    let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+    tokio::spawn(async move {
+        while let Ok((mut stream, _)) = listener.accept().await {
+            let tx = tx.clone();
+            tokio::spawn(async move {
+                let mut data = Vec::new();
+                let mut buf = [0u8; 16 * 1024];
+                let head_end = loop {
+                    if let Some(i) = data.windows(4).position(|w| w == b"\r\n\r\n") {
+                        break i + 4;
+                    }
+                    match stream.read(&mut buf).await {
+                        Ok(0) | Err(_) => return,
+                        Ok(n) => data.extend_from_slice(&buf[..n]),
+                    }
+                };
+                let head = String::from_utf8_lossy(&data[..head_end]).to_lowercase();
+                let length = head
+                    .lines()
+                    .find_map(|l| l.strip_prefix("content-length: "))
+                    .and_then(|n| n.trim().parse::<usize>().ok());
+                let chunked = head.contains("transfer-encoding: chunked");
+                loop {
+                    let body = &data[head_end..];
+                    let complete = match (length, chunked) {
+                        (Some(n), _) => body.len() >= n,
+                        (None, true) => body.ends_with(b"0\r\n\r\n"),
+                        (None, false) => true,
+                    };
+                    if complete {
+                        break;
+                    }
+                    match stream.read(&mut buf).await {
+                        Ok(0) | Err(_) => return,
+                        Ok(n) => data.extend_from_slice(&buf[..n]),
+                    }
+                }
+                let _ = tx.send((head, decode_chunked(&data[head_end..], chunked)));
+                answer(
+                    stream,
+                    "HTTP/1.1 200 OK\r\ncontent-length: 0\r\nconnection: close\r\n\r\n",
+                )
+                .await;
+            });
+        }
+    });
+    (port, rx)
+}
+
+fn decode_chunked(body: &[u8], chunked: bool) -> Vec<u8> {
+    if !chunked {
+        return body.to_vec();
+    }
+    let mut out = Vec::new();
+    let mut rest = body;
+    while let Some(line_end) = rest.windows(2).position(|w| w == b"\r\n") {
+        let size =
+            usize::from_str_radix(std::str::from_utf8(&rest[..line_end]).unwrap(), 16).unwrap();
+        if size == 0 {
+            break;
+        }
+        out.extend_from_slice(&rest[line_end + 2..line_end + 2 + size]);
+        rest = &rest[line_end + 2 + size + 2..];
+    }
+    out
+}
+
+fn pieces(count: usize, size: usize) -> plugboard::outbound::ByteStream {
+    Box::pin(futures_util::stream::iter((0..count).map(move |i| {
+        Ok(bytes::Bytes::from(vec![b'a' + (i % 26) as u8; size]))
+    })))
+}
+
+#[tokio::test]
+async fn a_response_body_is_read_as_it_arrives_and_cut_at_the_limit() {
+    // Headers first, then the body in pieces, a pause between each.
+    let (port, _) = peer("127.0.0.1:0", |mut s| async move {
+        let _ = s
+            .write_all(b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\nx-upstream: yes\r\n\r\n")
+            .await;
+        for piece in ["5\r\nfirst\r\n", "6\r\nsecond\r\n", "0\r\n\r\n"] {
+            tokio::time::sleep(Duration::from_millis(150)).await;
+            if s.write_all(piece.as_bytes()).await.is_err() {
+                return;
+            }
+        }
+    })
+    .await;
+    let outbound = client(Limits::default());
+    let request = plugboard::outbound::OutboundRequest::get(
+        Url::parse(&format!("http://127.0.0.1:{port}/")).unwrap(),
+    );
+    let mut response = outbound.open(request).await.unwrap();
+    // The status and headers are here before the body is.
+    assert_eq!(response.status, 200);
+    assert_eq!(response.headers["x-upstream"], "yes");
+    let mut body = Vec::new();
+    let mut chunks = 0;
+    while let Some(chunk) = response.chunk().await.unwrap() {
+        body.extend_from_slice(&chunk);
+        chunks += 1;
+    }
+    assert_eq!(body, b"firstsecond");
+    assert!(chunks >= 2, "the body came in {chunks} piece(s)");
+
+    // The same limit as a whole read: a streamed body stops at it.
+    let (port, _) = peer("127.0.0.1:0", |mut s| async move {
+        let _ = s
+            .write_all(b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n")
+            .await;
+        let piece = format!("4000\r\n{}\r\n", "x".repeat(0x4000));
+        for _ in 0..64 {
+            if s.write_all(piece.as_bytes()).await.is_err() {
+                return;
+            }
+        }
+        let _ = s.write_all(b"0\r\n\r\n").await;
+    })
+    .await;
+    let limits = Limits {
+        max_body_bytes: 100 * 1024,
+        ..Limits::default()
+    };
+    let request = plugboard::outbound::OutboundRequest::get(
+        Url::parse(&format!("http://127.0.0.1:{port}/")).unwrap(),
+    );
+    let mut stream = client(limits).open(request).await.unwrap().into_stream();
+    let mut received = 0;
+    let outcome = loop {
+        match futures_util::StreamExt::next(&mut stream).await {
+            Some(Ok(chunk)) => received += chunk.len(),
+            Some(Err(e)) => break Err(e),
+            None => break Ok(()),
+        }
+    };
+    assert!(
+        matches!(outcome, Err(OutboundError::TooLarge(n)) if n == 100 * 1024),
+        "{outcome:?}"
+    );
+    assert!(received <= 100 * 1024, "{received} bytes passed the limit");
+}
+
+#[tokio::test]
+async fn a_streamed_request_body_is_sent_whole_or_refused_past_the_limit() {
+    let (port, mut requests) = recording_peer().await;
+    let url = Url::parse(&format!("http://127.0.0.1:{port}/upload")).unwrap();
+    let limits = Limits {
+        max_body_bytes: 64 * 1024,
+        ..Limits::default()
+    };
+    let outbound = client(limits);
+
+    let request =
+        plugboard::outbound::OutboundRequest::post(url.clone()).body_stream(pieces(4, 1000));
+    assert_eq!(outbound.send(request).await.unwrap().status, 200);
+    let (_, body) = requests.recv().await.unwrap();
+    assert_eq!(body.len(), 4000);
+    assert!(body.starts_with(&[b'a'; 1000]) && body.ends_with(&[b'd'; 1000]));
+
+    // 100 pieces of 1 KB against a 64 KB limit.
+    let request =
+        plugboard::outbound::OutboundRequest::post(url.clone()).body_stream(pieces(100, 1024));
+    match outbound.send(request).await {
+        Err(OutboundError::TooLarge(n)) => assert_eq!(n, 64 * 1024),
+        other => panic!("{other:?}"),
+    }
+    // A whole body over the limit is refused before anything is sent.
+    let request = plugboard::outbound::OutboundRequest::post(url).body(vec![0u8; 64 * 1024 + 1]);
+    assert!(matches!(
+        outbound.send(request).await,
+        Err(OutboundError::TooLarge(_))
+    ));
+    assert!(
+        requests.try_recv().is_err(),
+        "no over-limit request reached the peer whole"
+    );
+}
+
+#[tokio::test]
+async fn a_connections_access_token_is_placed_by_the_client_replacing_the_callers() {
+    use plugboard::auth::ConnectionCredential;
+    use plugboard::secret::Secret;
+
+    let (port, mut requests) = recording_peer().await;
+    let request = plugboard::outbound::OutboundRequest::get(
+        Url::parse(&format!("http://127.0.0.1:{port}/me")).unwrap(),
+    )
+    .header("authorization", "Basic c3RvbGVuOmNyZWRz")
+    .unwrap()
+    .credential(ConnectionCredential::AccessToken(Secret::new("token-123")));
+    assert!(
+        !format!("{request:?}").contains("token-123"),
+        "the request's Debug shows no credential"
+    );
+    assert_eq!(
+        client(Limits::default())
+            .send(request)
+            .await
+            .unwrap()
+            .status,
+        200
+    );
+    let (head, _) = requests.recv().await.unwrap();
+    let authorizations: Vec<&str> = head
+        .lines()
+        .filter(|l| l.starts_with("authorization:"))
+        .collect();
+    assert_eq!(authorizations, ["authorization: bearer token-123"]);
+}

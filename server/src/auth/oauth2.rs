@@ -4,10 +4,12 @@
 
 use std::collections::BTreeMap;
 
+use reqwest::header::{HeaderValue, AUTHORIZATION};
 use serde_json::{Map, Value};
 use url::Url;
 
 use crate::integrations::validate::{UrlUse, Validator};
+use crate::outbound::{OutboundError, Prepared};
 use crate::secret::Secret;
 
 /// Parameters the authorization request sets itself; an integration may not
@@ -250,4 +252,15 @@ impl Validator<'_> {
         self.out
             .insert("authorization_params".into(), Value::Object(params));
     }
+}
+
+/// Places an OAuth 2.0 access token: `Authorization: Bearer` (RFC 6750,
+/// section 2.1), replacing any `Authorization` the request had.
+pub fn place_access_token(token: &Secret, request: &mut Prepared<'_>) -> Result<(), OutboundError> {
+    let mut value = HeaderValue::from_str(&format!("Bearer {}", token.expose())).map_err(|_| {
+        OutboundError::Transport("the access token is not a valid header value".into())
+    })?;
+    value.set_sensitive(true);
+    request.headers.insert(AUTHORIZATION, value);
+    Ok(())
 }
