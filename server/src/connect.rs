@@ -214,6 +214,47 @@ fn failed_message(attempt: &AttemptRow, code: &str) -> PopupMessage {
     }
 }
 
+/// The session's end user's attempt; anyone else's answers `not_found`,
+/// exactly like an id that does not exist.
+pub async fn session_attempt(
+    app: &App,
+    session: &SessionRow,
+    attempt_id: &str,
+) -> ApiResult<AttemptRow> {
+    app.store
+        .get_attempt(attempt_id)
+        .await?
+        .filter(|a| a.project_id == session.project_id && a.end_user_id == session.end_user_id)
+        .ok_or_else(|| ApiError::not_found("connect attempt"))
+}
+
+/// An attempt's status as its page sees it: a pending one past its time is `expired`.
+pub fn visible_status(attempt: &AttemptRow, now: i64) -> &str {
+    if attempt.status() == AttemptStatus::Pending && attempt.expires_at <= now {
+        "expired"
+    } else {
+        &attempt.status
+    }
+}
+
+/// Whether the attempt's popup went on to the provider: its page proved its
+/// opener and received the authorization URL. Before that, a closed popup
+/// means the user gave up; after it, a popup that looks closed may only have
+/// been severed from the page by the provider's `Cross-Origin-Opener-Policy`.
+pub fn reached_provider(attempt: &AttemptRow) -> bool {
+    attempt.opened_at.is_some()
+}
+
+/// The page gave up on the attempt (the SDK's `signal` aborted): a pending
+/// attempt no callback has spent becomes `cancelled` and can create nothing.
+/// One a callback got to first keeps its course. Answers the attempt as it
+/// now stands.
+pub async fn cancel(app: &App, session: &SessionRow, attempt_id: &str) -> ApiResult<AttemptRow> {
+    let attempt = session_attempt(app, session, attempt_id).await?;
+    app.store.cancel_attempt(&attempt.id, app.now()).await?;
+    session_attempt(app, session, attempt_id).await
+}
+
 /// The popup's first page (SECURITY 33). It binds nothing yet: it asks its
 /// opener, at the exact origin that started the attempt, for the proof the
 /// SDK received when it started the attempt, and presents it with
@@ -381,6 +422,12 @@ pub async fn callback(
         return Ok(Page::refused(
             "This sign-in did not start in this browser",
             "Finish signing in from the window the app opened, or start again from the app.",
+        ));
+    }
+    if attempt.status() == AttemptStatus::Cancelled {
+        return Ok(Page::refused(
+            "This sign-in was cancelled",
+            "The app stopped waiting for it. Close this window and start again from the app.",
         ));
     }
     let now = app.now();

@@ -29,6 +29,40 @@ pub fn session_allows(session: &SessionRow, app_key: &str) -> bool {
         .is_none_or(|list| list.iter().any(|k| k == app_key))
 }
 
+/// The session's end user's own connections, of one app or of all, at most
+/// 200 (a person's accounts, not a data set). An app that does not exist and
+/// one outside the session's integrations answer alike: `not_found`.
+pub async fn end_users_connections(
+    app: &App,
+    session: &SessionRow,
+    app_key: Option<&str>,
+) -> ApiResult<Vec<ConnectionRow>> {
+    if let Some(key) = app_key {
+        let exists = app
+            .store
+            .get_integration_by_key(&session.project_id, key)
+            .await?
+            .is_some();
+        if !exists || !session_allows(session, key) {
+            return Err(ApiError::not_found("app"));
+        }
+    }
+    let rows = app
+        .store
+        .list_connections(
+            &session.project_id,
+            Some(&session.end_user_id),
+            app_key,
+            None,
+            200,
+        )
+        .await?;
+    Ok(rows
+        .into_iter()
+        .filter(|r| session_allows(session, &r.integration))
+        .collect())
+}
+
 /// The session's end user's own connection `id` (of `app_key` when given),
 /// or `not_found`.
 pub async fn end_users_connection(

@@ -32,6 +32,8 @@ on_both_engines!(
     a_popup_without_its_openers_proof_binds_nothing,
     an_attempt_expires_after_ten_minutes_at_the_popup_and_the_callback,
     a_refused_callback_never_reaches_the_token_endpoint,
+    a_cancelled_attempt_creates_nothing_and_a_finished_one_keeps_its_outcome,
+    sdk_failures_speak_of_the_session_token_and_the_page,
 );
 
 struct Setup {
@@ -496,6 +498,38 @@ async fn unknown_apps_and_foreign_integrations_are_refused(engine: Engine) {
     let apps = s.sdk("GET", "/v1/sdk/apps", &limited, None, ORIGIN).await;
     assert_eq!(apps.body.as_array().unwrap().len(), 1);
     assert_eq!(apps.body[0]["key"], "other");
+    // Listing the accounts of an app: one that does not exist and one outside
+    // the session answer alike; an app with no accounts yet is an empty list.
+    for (token, app) in [(&token, "nope"), (&limited, "acme")] {
+        let reply = s
+            .sdk(
+                "GET",
+                &format!("/v1/sdk/connections?app={app}"),
+                token,
+                None,
+                ORIGIN,
+            )
+            .await;
+        assert_eq!(
+            (reply.status, reply.code()),
+            (StatusCode::NOT_FOUND, "not_found"),
+            "{app}: {}",
+            reply.text
+        );
+    }
+    let reply = s
+        .sdk(
+            "GET",
+            "/v1/sdk/connections?app=other",
+            &limited,
+            None,
+            ORIGIN,
+        )
+        .await;
+    assert_eq!(
+        (reply.status, reply.body.clone()),
+        (StatusCode::OK, json!([]))
+    );
 
     // A state presented at another integration's callback (or an unknown one) is refused and spends nothing.
     let started = s.start(&token, json!({ "app": "acme" })).await;
@@ -1344,4 +1378,109 @@ async fn a_refused_callback_never_reaches_the_token_endpoint(engine: Engine) {
     let mut browser = journey.browser;
     browser.get(&journey.callback).await;
     assert_eq!(counter.requests().len(), 1);
+}
+
+/// `connectApp`'s `signal`: the page gives up while the user is at the
+/// provider; the provider's redirect that comes later creates nothing.
+async fn a_cancelled_attempt_creates_nothing_and_a_finished_one_keeps_its_outcome(engine: Engine) {
+    let s = setup(engine, json!({})).await;
+    let token = s.session("user-1", json!({})).await;
+    let cancel = |attempt: String, token: String| {
+        let s = &s;
+        async move {
+            s.sdk(
+                "POST",
+                &format!("/v1/sdk/connect/{attempt}/cancel"),
+                &token,
+                None,
+                ORIGIN,
+            )
+            .await
+        }
+    };
+    let started = s.start(&token, json!({ "app": "acme" })).await;
+    let attempt = started.body["attemptId"].as_str().unwrap().to_string();
+    // The server tells whether the popup went on to the provider.
+    assert_eq!(s.status(&token, &attempt).await["reachedProvider"], false);
+    let mut browser = Browser::new();
+    let authorize = browser.open_popup(&started.body).await.location.unwrap();
+    let status = s.status(&token, &attempt).await;
+    assert_eq!(
+        (&status["status"], &status["reachedProvider"]),
+        (&json!("pending"), &json!(true))
+    );
+    let callback = sign_in_until_callback(
+        &mut browser,
+        &authorize,
+        "alice",
+        Consent::Allow,
+        &s.callback_url,
+    )
+    .await;
+
+    let reply = cancel(attempt.clone(), token.clone()).await;
+    assert_eq!(reply.status, StatusCode::OK, "{}", reply.text);
+    assert_eq!(reply.body["status"], "cancelled");
+    let page = browser.get(&callback).await;
+    assert_ne!(page.status, 200);
+    assert!(page.body.contains("cancelled"), "{}", page.body);
+    assert!(s.accounts(&token).await.is_empty(), "nothing was connected");
+    assert_eq!(s.status(&token, &attempt).await["status"], "cancelled");
+
+    // An attempt that already succeeded keeps its account.
+    let (page, attempt) = s
+        .connect(&token, "alice", Consent::Allow, json!({ "app": "acme" }))
+        .await;
+    let reply = cancel(attempt.clone(), token.clone()).await;
+    assert_eq!(reply.body["status"], "succeeded");
+    assert_eq!(reply.body["connectedAccountId"], json!(connected_id(&page)));
+    assert_eq!(s.accounts(&token).await.len(), 1);
+    // Another end user cannot cancel it, or learn that it exists.
+    let other = s.session("user-2", json!({})).await;
+    let reply = cancel(attempt, other).await;
+    assert_eq!(
+        (reply.status, reply.code()),
+        (StatusCode::NOT_FOUND, "not_found")
+    );
+}
+
+/// The SDK's endpoints are called by pages: their failures say so.
+async fn sdk_failures_speak_of_the_session_token_and_the_page(engine: Engine) {
+    let s = setup(engine, json!({})).await;
+    let token = s.session("user-1", json!({})).await;
+    let reply = s
+        .sdk("GET", "/v1/sdk/apps", "pbs_not_a_token", None, ORIGIN)
+        .await;
+    assert_eq!(reply.code(), "unauthorized");
+    let message = reply.body["error"]["message"].as_str().unwrap();
+    assert!(message.contains("session token"), "{message}");
+    assert!(!message.contains("header"), "{message}");
+
+    let request = Request::builder()
+        .uri("/v1/sdk/apps")
+        .header("authorization", format!("Bearer {token}"))
+        .body(Body::empty())
+        .unwrap();
+    let reply = s.app.send(request).await;
+    assert_eq!(
+        (reply.status, reply.code()),
+        (StatusCode::FORBIDDEN, "origin_not_allowed")
+    );
+    let message = reply.body["error"]["message"].as_str().unwrap();
+    assert!(message.contains("without a page origin"), "{message}");
+
+    let reply = s
+        .sdk(
+            "GET",
+            "/v1/sdk/apps",
+            &token,
+            None,
+            "https://elsewhere.example",
+        )
+        .await;
+    let message = reply.body["error"]["message"].as_str().unwrap();
+    assert!(
+        message.contains("https://elsewhere.example") && message.contains("allowed_origins"),
+        "{message}"
+    );
 }

@@ -40,6 +40,10 @@ pub fn router() -> Router<AppState> {
             "/v1/sdk/connect/{attempt_id}",
             get(attempt_status).options(preflight),
         )
+        .route(
+            "/v1/sdk/connect/{attempt_id}/cancel",
+            axum::routing::post(cancel_attempt).options(preflight),
+        )
         .layer(middleware::from_fn(allow_origin))
 }
 
@@ -97,17 +101,27 @@ impl FromRequestParts<AppState> for SessionAuth {
                     "the connect session has expired; get a new session token",
                 ))
             }
-            SessionLookup::Unknown => return Err(guard.failed(ApiError::unauthorized())),
+            SessionLookup::Unknown => {
+                return Err(guard.failed(ApiError::new(
+                    ErrorCode::Unauthorized,
+                    "the session token is missing or not valid; mint a new connect session",
+                )))
+            }
         };
-        let origin = request_origin(&parts.headers)
-            .unwrap_or_default()
-            .to_string();
-        if !session.allowed_origins.contains(&origin) {
+        let Some(origin) = request_origin(&parts.headers) else {
             return Err(ApiError::new(
                 ErrorCode::OriginNotAllowed,
-                "this page's origin is not in the connect session's allowed_origins",
+                "the request came without a page origin: the SDK's endpoints answer only \
+                 pages in the browser, on one of the session's allowed_origins",
+            ));
+        };
+        if !session.allowed_origins.iter().any(|o| o == origin) {
+            return Err(ApiError::new(
+                ErrorCode::OriginNotAllowed,
+                format!("this page's origin ({origin}) is not one of the connect session's allowed_origins"),
             ));
         }
+        let origin = origin.to_string();
         Ok(SessionAuth { session, origin })
     }
 }
@@ -179,27 +193,16 @@ struct ConnectionsParams {
     app: Option<String>,
 }
 
-/// The end user's own connected accounts, at most 200 (a person's accounts, not a data set).
+/// The end user's own connected accounts (`connections::end_users_connections`).
 async fn connections(
     State(app): State<AppState>,
     auth: SessionAuth,
     Query(params): Query<ConnectionsParams>,
 ) -> ApiResult<Json<Vec<ConnectedAccountView>>> {
-    let rows = app
-        .store
-        .list_connections(
-            &auth.session.project_id,
-            Some(&auth.session.end_user_id),
-            params.app.as_deref(),
-            None,
-            200,
-        )
-        .await?;
+    let rows =
+        connections::end_users_connections(&app, &auth.session, params.app.as_deref()).await?;
     Ok(Json(
-        rows.into_iter()
-            .filter(|r| connections::session_allows(&auth.session, &r.integration))
-            .map(ConnectedAccountView::from)
-            .collect(),
+        rows.into_iter().map(ConnectedAccountView::from).collect(),
     ))
 }
 
@@ -268,8 +271,26 @@ async fn start(
 struct AttemptStatusView {
     id: String,
     status: String,
+    /// Whether the popup went on to the provider (`connect::reached_provider`).
+    reached_provider: bool,
     connected_account_id: Option<String>,
     error: Option<AttemptError>,
+}
+
+impl AttemptStatusView {
+    fn new(attempt: store::AttemptRow, now: i64) -> AttemptStatusView {
+        AttemptStatusView {
+            status: connect::visible_status(&attempt, now).to_string(),
+            reached_provider: connect::reached_provider(&attempt),
+            error: attempt.error_code.map(|code| AttemptError {
+                code,
+                message: attempt.error_message.unwrap_or_default(),
+                provider_code: attempt.provider_code,
+            }),
+            id: attempt.id,
+            connected_account_id: attempt.connection_id,
+        }
+    }
 }
 
 #[derive(Serialize)]
@@ -287,28 +308,16 @@ async fn attempt_status(
     auth: SessionAuth,
     Path(attempt_id): Path<String>,
 ) -> ApiResult<Json<AttemptStatusView>> {
-    let attempt = app
-        .store
-        .get_attempt(&attempt_id)
-        .await?
-        .filter(|a| {
-            a.project_id == auth.session.project_id && a.end_user_id == auth.session.end_user_id
-        })
-        .ok_or_else(|| ApiError::not_found("connect attempt"))?;
-    let status =
-        if attempt.status() == store::AttemptStatus::Pending && attempt.expires_at <= app.now() {
-            "expired".to_string()
-        } else {
-            attempt.status
-        };
-    Ok(Json(AttemptStatusView {
-        id: attempt.id,
-        status,
-        connected_account_id: attempt.connection_id,
-        error: attempt.error_code.map(|code| AttemptError {
-            code,
-            message: attempt.error_message.unwrap_or_default(),
-            provider_code: attempt.provider_code,
-        }),
-    }))
+    let attempt = connect::session_attempt(&app, &auth.session, &attempt_id).await?;
+    Ok(Json(AttemptStatusView::new(attempt, app.now())))
+}
+
+/// The page gave up waiting (`connectApp`'s `signal`): see `connect::cancel`.
+async fn cancel_attempt(
+    State(app): State<AppState>,
+    auth: SessionAuth,
+    Path(attempt_id): Path<String>,
+) -> ApiResult<Json<AttemptStatusView>> {
+    let attempt = connect::cancel(&app, &auth.session, &attempt_id).await?;
+    Ok(Json(AttemptStatusView::new(attempt, app.now())))
 }

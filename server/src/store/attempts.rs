@@ -51,6 +51,8 @@ pub enum AttemptStatus {
     Pending,
     Succeeded,
     Failed,
+    /// Given up by the page before a callback spent it; creates nothing.
+    Cancelled,
 }
 
 impl AttemptStatus {
@@ -59,6 +61,7 @@ impl AttemptStatus {
             AttemptStatus::Pending => "pending",
             AttemptStatus::Succeeded => "succeeded",
             AttemptStatus::Failed => "failed",
+            AttemptStatus::Cancelled => "cancelled",
         }
     }
 }
@@ -69,6 +72,7 @@ impl AttemptRow {
         match self.status.as_str() {
             "pending" => AttemptStatus::Pending,
             "succeeded" => AttemptStatus::Succeeded,
+            "cancelled" => AttemptStatus::Cancelled,
             _ => AttemptStatus::Failed,
         }
     }
@@ -184,6 +188,33 @@ impl Store {
             .rows_affected()
         });
         Ok(updated == 1)
+    }
+
+    /// Cancels a pending attempt that no callback has spent, spending it so
+    /// that none can, and forgets its secrets. False when a callback got there
+    /// first (or the attempt had already ended).
+    pub async fn cancel_attempt(&self, id: &str, now: i64) -> StoreResult<bool> {
+        let cancelled = on_pool!(self, |pool| {
+            let mut tx = pool.begin().await?;
+            let updated = sqlx::query(
+                "UPDATE connect_attempts SET status = 'cancelled', spent_at = $1, completed_at = $1 \
+                 WHERE id = $2 AND status = 'pending' AND spent_at IS NULL",
+            )
+            .bind(now)
+            .bind(id)
+            .execute(&mut *tx)
+            .await?
+            .rows_affected();
+            if updated == 1 {
+                sqlx::query("DELETE FROM connect_attempt_secrets WHERE attempt_id = $1")
+                    .bind(id)
+                    .execute(&mut *tx)
+                    .await?;
+            }
+            tx.commit().await?;
+            updated == 1
+        });
+        Ok(cancelled)
     }
 
     /// The attempt's sealed values (PKCE verifier, OpenID nonce), opened.
