@@ -29,7 +29,12 @@ export type ErrorCode =
   | 'session_token_failed';
 
 /** What every promise of the SDK rejects with. */
-export interface PlugboardError extends Error {
+export declare class PlugboardError extends Error {
+  constructor(
+    code: ErrorCode,
+    message: string,
+    options?: { cause?: unknown; providerCode?: string; fields?: Readonly<Record<string, string>> },
+  );
   readonly name: 'PlugboardError';
   readonly code: ErrorCode;
   /** The provider's own error code, such as `invalid_scope`. */
@@ -37,6 +42,9 @@ export interface PlugboardError extends Error {
   /** For `validation_failed`: what is wrong with each field. */
   readonly fields?: Readonly<Record<string, string>>;
 }
+
+/** True for a `PlugboardError` (also one from another copy of this package). */
+export declare function isPlugboardError(value: unknown): value is PlugboardError;
 
 /** The kinds of credentials an app uses. */
 export type AuthType =
@@ -89,6 +97,16 @@ export interface ConnectOptions {
   connectedAccountId?: string;
   /** Per-connection variables, such as a data centre or a shop name. */
   params?: Readonly<Record<string, string>>;
+  /** Aborting closes the popup, cancels the attempt and rejects with `aborted` (unless it already succeeded). */
+  signal?: AbortSignal;
+}
+
+/** The events a `Plugboard` instance dispatches, with their `detail`. */
+export interface PlugboardEventMap {
+  connected: CustomEvent<ConnectedAccount>;
+  disconnected: CustomEvent<ConnectedAccount>;
+  /** Every rejection of `connectApp` and `disconnectApp`, `user_cancelled` and `aborted` included. */
+  error: CustomEvent<PlugboardError>;
 }
 
 export interface DisconnectOptions {
@@ -96,8 +114,28 @@ export interface DisconnectOptions {
   connectedAccountId?: string;
 }
 
-export declare class Plugboard {
+export declare class Plugboard extends EventTarget {
   private constructor();
+  addEventListener<K extends keyof PlugboardEventMap>(
+    type: K,
+    listener: (this: Plugboard, event: PlugboardEventMap[K]) => void,
+    options?: boolean | AddEventListenerOptions,
+  ): void;
+  addEventListener(
+    type: string,
+    listener: EventListenerOrEventListenerObject | null,
+    options?: boolean | AddEventListenerOptions,
+  ): void;
+  removeEventListener<K extends keyof PlugboardEventMap>(
+    type: K,
+    listener: (this: Plugboard, event: PlugboardEventMap[K]) => void,
+    options?: boolean | EventListenerOptions,
+  ): void;
+  removeEventListener(
+    type: string,
+    listener: EventListenerOrEventListenerObject | null,
+    options?: boolean | EventListenerOptions,
+  ): void;
   /** Loads the SDK and returns a client for one connect session. */
   static create(config: PlugboardConfig): Promise<Plugboard>;
   /** Opens the provider's consent screen in a popup; call it from a click handler. */

@@ -18,11 +18,36 @@ function load() {
   return loading;
 }
 
+/** What every promise of the SDK rejects with: `code` is from the contract's one list. */
+export class PlugboardError extends Error {
+  constructor(code, message, options) {
+    super(message, options && 'cause' in options ? { cause: options.cause } : undefined);
+    this.name = 'PlugboardError';
+    this.code = code;
+    if (options?.providerCode !== undefined) this.providerCode = options.providerCode;
+    if (options?.fields !== undefined) this.fields = options.fields;
+  }
+}
+
+/** True for a `PlugboardError`, also one from another copy of this package. */
+export function isPlugboardError(value) {
+  return value instanceof PlugboardError
+    || (value instanceof Error && value.name === 'PlugboardError' && typeof value.code === 'string');
+}
+
 function plugboardError(code, message, cause) {
-  const error = new Error(message, cause === undefined ? undefined : { cause });
-  error.name = 'PlugboardError';
-  error.code = code;
-  return error;
+  return new PlugboardError(code, message, cause === undefined ? undefined : { cause });
+}
+
+// The WebAssembly raises plain Errors named PlugboardError; pages get the class.
+function asPlugboardError(error) {
+  if (error instanceof PlugboardError) return error;
+  if (error instanceof Error && error.name === 'PlugboardError' && typeof error.code === 'string') {
+    const options = { providerCode: error.providerCode, fields: error.fields };
+    if ('cause' in error) options.cause = error.cause;
+    return new PlugboardError(error.code, error.message, options);
+  }
+  return plugboardError('internal', 'the Plugboard SDK failed unexpectedly', error);
 }
 
 function requireString(value, name) {
@@ -45,11 +70,16 @@ function options(value, name) {
   return value;
 }
 
+function inBrowserWindow() {
+  return typeof window !== 'undefined' && typeof document !== 'undefined' && typeof window.open === 'function';
+}
+
 /** Plugboard's browser SDK for one end user's connect session. */
-export class Plugboard {
+export class Plugboard extends EventTarget {
   #client;
 
   constructor(client) {
+    super();
     if (!(client instanceof Client)) {
       throw plugboardError('validation_failed', 'use Plugboard.create({ serverUrl, sessionToken })');
     }
@@ -57,6 +87,12 @@ export class Plugboard {
   }
 
   static async create(config) {
+    if (!inBrowserWindow()) {
+      throw plugboardError(
+        'unsupported_environment',
+        'Plugboard.create needs a browser window (it opens popups); call it in the page, not in Node or during server-side rendering',
+      );
+    }
     const { serverUrl, sessionToken, fetchSessionToken } = options(config, 'the configuration');
     requireString(serverUrl, 'serverUrl');
     requireString(sessionToken, 'sessionToken');
@@ -64,44 +100,69 @@ export class Plugboard {
       throw plugboardError('validation_failed', 'fetchSessionToken must be a function returning a promise of a session token');
     }
     await load();
-    return new Plugboard(new Client(serverUrl, sessionToken, fetchSessionToken));
+    try {
+      return new Plugboard(new Client(serverUrl, sessionToken, fetchSessionToken));
+    } catch (error) {
+      throw asPlugboardError(error);
+    }
+  }
+
+  // Dispatches `name` with `detail` on success, `error` on failure, and settles as the call did.
+  async #announce(name, call) {
+    let result;
+    try {
+      result = await call();
+    } catch (error) {
+      const failure = asPlugboardError(error);
+      this.dispatchEvent(new CustomEvent('error', { detail: failure }));
+      throw failure;
+    }
+    this.dispatchEvent(new CustomEvent(name, { detail: result }));
+    return result;
   }
 
   connectApp(appKey, opts) {
+    let pending;
     try {
       requireString(appKey, 'appKey');
-      const { connectedAccountId, params } = options(opts, 'the options');
+      const { connectedAccountId, params, signal } = options(opts, 'the options');
       optionalString(connectedAccountId, 'connectedAccountId');
       const checked = options(params, 'params');
       for (const [key, value] of Object.entries(checked)) {
         if (typeof value !== 'string') throw plugboardError('validation_failed', `params.${key} must be a string`);
       }
+      if (signal !== undefined && signal !== null && !(signal instanceof AbortSignal)) {
+        throw plugboardError('validation_failed', 'signal must be an AbortSignal');
+      }
       // Synchronous up to window.open, so that the popup opens inside the caller's click.
-      return this.#client.connectApp(appKey, connectedAccountId, checked);
+      pending = this.#client.connectApp(appKey, connectedAccountId, checked, signal ?? undefined);
     } catch (error) {
-      return Promise.reject(error);
+      pending = Promise.reject(error);
     }
+    return this.#announce('connected', () => pending);
   }
 
   getConnectedAccounts(appKey) {
-    try {
-      return this.#client.getConnectedAccounts(optionalString(appKey, 'appKey'));
-    } catch (error) {
-      return Promise.reject(error);
-    }
+    return this.#settle(() => this.#client.getConnectedAccounts(optionalString(appKey, 'appKey')));
   }
 
-  disconnectApp(appKey, opts) {
-    try {
+  async disconnectApp(appKey, opts) {
+    await this.#announce('disconnected', () => {
       requireString(appKey, 'appKey');
       const { connectedAccountId } = options(opts, 'the options');
       return this.#client.disconnectApp(appKey, optionalString(connectedAccountId, 'connectedAccountId'));
-    } catch (error) {
-      return Promise.reject(error);
-    }
+    });
   }
 
   listApps() {
-    return this.#client.listApps();
+    return this.#settle(() => this.#client.listApps());
+  }
+
+  async #settle(call) {
+    try {
+      return await call();
+    } catch (error) {
+      throw asPlugboardError(error);
+    }
   }
 }

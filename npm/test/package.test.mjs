@@ -32,21 +32,30 @@ test('the tarball holds the module, its types and the WebAssembly, nothing else'
 test('the public types name every shape and use no any', () => {
   const types = readFileSync(join(npmDir, 'index.d.ts'), 'utf8');
   assert.doesNotMatch(types, /\bany\b/);
-  for (const name of ['class Plugboard', 'interface ConnectedAccount', 'interface App', 'type ErrorCode', 'interface PlugboardError']) {
+  for (const name of ['class Plugboard extends EventTarget', 'interface ConnectedAccount', 'interface App', 'type ErrorCode', 'class PlugboardError', 'function isPlugboardError', 'interface PlugboardEventMap']) {
     assert.match(types, new RegExp(name));
   }
 });
 
-test('Node imports the installed package and sees Plugboard', () => {
+test('Node imports the installed package; Plugboard.create says at once that it needs a browser window', () => {
   const { tarball } = pack();
   const project = mkdtempSync(join(tmpdir(), 'plugboard-user-'));
   writeFileSync(join(project, 'package.json'), JSON.stringify({ name: 'scratch', private: true, type: 'module' }));
   execFileSync('npm', ['install', '--no-audit', '--no-fund', tarball], { cwd: project, stdio: 'ignore' });
   const script = `
-    import { Plugboard } from '@plugboard/sdk';
+    import { Plugboard, PlugboardError, isPlugboardError } from '@plugboard/sdk';
     const out = { type: typeof Plugboard, create: typeof Plugboard.create };
     try { new Plugboard({}); } catch (e) { out.direct = e.code; }
-    try { await Plugboard.create({ serverUrl: 'https://p.example', sessionToken: '' }); } catch (e) { out.empty = e.code; }
+    const started = Date.now();
+    try {
+      await Plugboard.create({ serverUrl: 'https://p.example', sessionToken: 'pb_cs_x' });
+    } catch (e) {
+      out.create = e.code;
+      out.instance = e instanceof PlugboardError && isPlugboardError(e);
+      out.saysWhy = /browser window/.test(e.message);
+    }
+    out.atOnce = Date.now() - started < 1000;
+    out.notAnError = isPlugboardError(new Error('x'));
     console.log(JSON.stringify(out));
   `;
   const printed = execFileSync('node', ['--input-type=module', '-e', script], { cwd: project, encoding: 'utf8' });
@@ -54,6 +63,10 @@ test('Node imports the installed package and sees Plugboard', () => {
     type: 'function',
     create: 'function',
     direct: 'validation_failed',
-    empty: 'validation_failed',
+    create: 'unsupported_environment',
+    instance: true,
+    saysWhy: true,
+    atOnce: true,
+    notAnError: false,
   });
 });

@@ -11,6 +11,7 @@ use crate::model::ErrorBody;
 /// Codes the SDK itself raises (the rest come from the server).
 pub const POPUP_BLOCKED: &str = "popup_blocked";
 pub const USER_CANCELLED: &str = "user_cancelled";
+pub const ABORTED: &str = "aborted";
 pub const CONNECT_IN_PROGRESS: &str = "connect_in_progress";
 pub const NETWORK_ERROR: &str = "network_error";
 pub const VALIDATION_FAILED: &str = "validation_failed";

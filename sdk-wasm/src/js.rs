@@ -69,6 +69,12 @@ impl ToJs for String {
     }
 }
 
+impl FromJs for bool {
+    fn from_js(value: JsValue) -> Result<Self, Mismatch> {
+        value.as_bool().ok_or(Mismatch)
+    }
+}
+
 impl<T: ToJs> ToJs for Option<T> {
     fn to_js(&self) -> JsValue {
         self.as_ref().map_or(JsValue::NULL, T::to_js)

@@ -5,8 +5,11 @@
 //! The popup rules (README, "The SDK in a web page"): the popup opens synchronously inside the
 //! caller's click; one attempt at a time; the outcome comes from the popup's
 //! message (exact origin, the popup as source, matching nonce) or, when the
-//! popup reports closed, from the server's attempt status, polled for up to
-//! three seconds before `user_cancelled`.
+//! popup looks closed, from the server's attempt status: `user_cancelled` at
+//! once if the attempt never reached the provider; otherwise (a provider's
+//! `Cross-Origin-Opener-Policy` severs the popup from the page) the SDK waits
+//! for the attempt's outcome or its expiry. Aborting `signal` cancels the
+//! attempt on the server, unless it already ended.
 
 mod error;
 mod http;
@@ -19,7 +22,7 @@ use std::rc::Rc;
 use js_sys::{Object, Promise};
 use wasm_bindgen::prelude::*;
 use wasm_bindgen_futures::{future_to_promise, JsFuture};
-use web_sys::{MessageEvent, Window};
+use web_sys::{AbortSignal, MessageEvent, Window};
 
 use crate::error::{error, SdkError};
 use crate::http::{read, Api};
@@ -29,12 +32,13 @@ use crate::model::{
     StartedAttempt,
 };
 
-/// How long the SDK keeps asking the server after the popup reports closed.
-const CLOSED_GRACE_MS: f64 = 3000.0;
 /// How often the SDK looks at the popup and the server.
 const TICK_MS: i32 = 200;
 /// An attempt expires on the server after ten minutes; the SDK waits a little longer.
 const ATTEMPT_LIMIT_MS: f64 = 11.0 * 60.0 * 1000.0;
+/// How often the SDK asks the server while a severed popup is at the provider.
+const SEVERED_POLL_MS: i32 = 1000;
+const ABORTED_MESSAGE: &str = "connectApp was aborted through its signal";
 
 struct Inner {
     api: Api,
@@ -118,17 +122,12 @@ impl Client {
         promise(async move { accounts(&inner, app_key.as_deref()).await })
     }
 
-    /// Disconnects one of the end user's accounts. Without an id, the app must
-    /// have exactly one connected account.
+    /// Disconnects one of the end user's accounts; resolves with it. Without
+    /// an id, the app must have exactly one connected account.
     #[wasm_bindgen(js_name = disconnectApp)]
     pub fn disconnect_app(&self, app_key: String, connected_account_id: Option<String>) -> Promise {
         let inner = self.inner.clone();
-        future_to_promise(async move {
-            disconnect(&inner, &app_key, connected_account_id)
-                .await
-                .map(|()| JsValue::UNDEFINED)
-                .map_err(JsValue::from)
-        })
+        promise(async move { disconnect(&inner, &app_key, connected_account_id).await })
     }
 
     /// Connects an account: opens the popup now (inside the caller's click),
@@ -139,8 +138,12 @@ impl Client {
         app_key: String,
         connected_account_id: Option<String>,
         params: JsValue,
+        signal: Option<AbortSignal>,
     ) -> Promise {
         let inner = self.inner.clone();
+        if signal.as_ref().is_some_and(AbortSignal::aborted) {
+            return Promise::reject(&error(error::ABORTED, ABORTED_MESSAGE));
+        }
         if inner.busy.get() {
             if let Some(popup) = inner.popup.borrow().as_ref() {
                 let _ = popup.focus();
@@ -186,7 +189,7 @@ impl Client {
                 connected_account_id,
                 params,
             };
-            let result = connect(&inner, &popup, request).await;
+            let result = connect(&inner, &popup, request, signal.as_ref()).await;
             inner.busy.set(false);
             *inner.popup.borrow_mut() = None;
             if result.is_err() {
@@ -209,36 +212,35 @@ async fn accounts(inner: &Inner, app_key: Option<&str>) -> Result<Vec<ConnectedA
     read(inner.api.call("GET", &path, None).await?)
 }
 
+/// Disconnects one of the end user's accounts of `app_key` (the only one
+/// when no id is given); answers the account as it was.
 async fn disconnect(
     inner: &Inner,
     app_key: &str,
     connected_account_id: Option<String>,
-) -> Result<(), SdkError> {
-    let id = match connected_account_id {
-        Some(id) => id,
-        None => {
-            let mut list = accounts(inner, Some(app_key)).await?;
-            match list.len() {
-                0 => {
-                    return Err(SdkError::new(
-                        error::NOT_FOUND,
-                        format!("no connected account for {app_key}"),
-                    ))
-                }
-                1 => list.remove(0).id,
-                _ => {
-                    return Err(SdkError::new(
-                        error::ACCOUNT_AMBIGUOUS,
-                        format!(
-                            "several accounts are connected to {app_key}: pass connectedAccountId"
-                        ),
-                    ))
-                }
-            }
+) -> Result<ConnectedAccount, SdkError> {
+    let list = accounts(inner, Some(app_key)).await?;
+    let mut matching = list
+        .into_iter()
+        .filter(|a| connected_account_id.as_ref().is_none_or(|id| *id == a.id));
+    let account = match (matching.next(), matching.next()) {
+        (Some(account), None) => account,
+        (Some(_), Some(_)) => {
+            return Err(SdkError::new(
+                error::ACCOUNT_AMBIGUOUS,
+                format!("several accounts are connected to {app_key}: pass connectedAccountId"),
+            ))
+        }
+        (None, _) => {
+            return Err(SdkError::new(
+                error::NOT_FOUND,
+                format!("no such connected account for {app_key}"),
+            ))
         }
     };
-    let path = format!("/v1/sdk/connections/{}", encode(&id));
-    inner.api.call("DELETE", &path, None).await.map(drop)
+    let path = format!("/v1/sdk/connections/{}", encode(&account.id));
+    inner.api.call("DELETE", &path, None).await?;
+    Ok(account)
 }
 
 async fn sleep(ms: i32) {
@@ -257,6 +259,16 @@ struct Outcome {
     error: Option<String>,
 }
 
+impl From<AttemptStatus> for Outcome {
+    fn from(status: AttemptStatus) -> Outcome {
+        Outcome {
+            succeeded: status.status == AttemptState::Succeeded,
+            connected_account_id: status.connected_account_id,
+            error: status.error.map(|e| e.code),
+        }
+    }
+}
+
 async fn attempt_status(inner: &Inner, attempt_id: &str) -> Result<AttemptStatus, SdkError> {
     let path = format!("/v1/sdk/connect/{}", encode(attempt_id));
     read(inner.api.call("GET", &path, None).await?)
@@ -266,6 +278,7 @@ async fn connect(
     inner: &Rc<Inner>,
     popup: &Window,
     request: StartAttempt,
+    signal: Option<&AbortSignal>,
 ) -> Result<ConnectedAccount, SdkError> {
     let started: StartedAttempt = read(
         inner
@@ -322,25 +335,25 @@ async fn connect(
             }
         })
     };
-    let js =
-        |e: JsValue| SdkError::new(error::INTERNAL, "the browser refused the popup").with_cause(e);
+    let js = |_| SdkError::new(error::INTERNAL, "the browser refused the popup");
     let window = window()?;
     window
         .add_event_listener_with_callback("message", listener.as_ref().unchecked_ref())
         .map_err(js)?;
     popup.location().set_href(&started.popup_url).map_err(js)?;
     let started_at = js_sys::Date::now();
-    let mut closed = false;
+    let aborted = || signal.is_some_and(AbortSignal::aborted);
+    let mut gave_up = false;
     loop {
         sleep(TICK_MS).await;
         if received.borrow().is_some() {
             break;
         }
-        if popup.closed().unwrap_or(true) {
-            closed = true;
+        if aborted() {
+            gave_up = true;
             break;
         }
-        if js_sys::Date::now() - started_at > ATTEMPT_LIMIT_MS {
+        if popup.closed().unwrap_or(true) || js_sys::Date::now() - started_at > ATTEMPT_LIMIT_MS {
             break;
         }
     }
@@ -353,27 +366,59 @@ async fn connect(
         let _ = popup.close();
         return finish(inner, &request.app, &started.attempt_id, outcome).await;
     }
-    // The popup closed (or lost its opener to a provider's COOP header) without
-    // a message reaching us: the server knows how the attempt ended.
-    let deadline = js_sys::Date::now() + if closed { CLOSED_GRACE_MS } else { 0.0 };
+    if gave_up {
+        let _ = popup.close();
+        return give_up(inner, &request.app, &started.attempt_id).await;
+    }
+    // The popup looks closed without a message reaching us: the user closed
+    // it, or a provider's `Cross-Origin-Opener-Policy` severed it from this
+    // page while the user signs in. The server knows which and how it ended.
     loop {
         let status = attempt_status(inner, &started.attempt_id).await?;
-        if status.status != AttemptState::Unfinished {
-            let outcome = Outcome {
-                succeeded: status.status == AttemptState::Succeeded,
-                connected_account_id: status.connected_account_id,
-                error: status.error.map(|e| e.code),
-            };
-            return finish(inner, &request.app, &started.attempt_id, outcome).await;
+        match status.status {
+            AttemptState::Succeeded | AttemptState::Failed => {
+                let _ = popup.close();
+                return finish(inner, &request.app, &started.attempt_id, status.into()).await;
+            }
+            AttemptState::Pending if status.reached_provider => {}
+            _ => {
+                let _ = popup.close();
+                return Err(SdkError::new(
+                    error::USER_CANCELLED,
+                    "the connect popup was closed before the account was connected",
+                ));
+            }
         }
-        if js_sys::Date::now() >= deadline {
+        // At the provider: wait for the outcome, the attempt's expiry, or the signal.
+        sleep(SEVERED_POLL_MS).await;
+        if aborted() {
             let _ = popup.close();
-            return Err(SdkError::new(
-                error::USER_CANCELLED,
-                "the connect popup was closed before the account was connected",
-            ));
+            return give_up(inner, &request.app, &started.attempt_id).await;
         }
-        sleep(500).await;
+    }
+}
+
+/// The page aborted: the attempt is cancelled on the server, unless it
+/// already ended (or a callback is finishing it), whose outcome then stands.
+async fn give_up(
+    inner: &Inner,
+    app_key: &str,
+    attempt_id: &str,
+) -> Result<ConnectedAccount, SdkError> {
+    let path = format!("/v1/sdk/connect/{}/cancel", encode(attempt_id));
+    let mut status: AttemptStatus = read(inner.api.call("POST", &path, None).await?)?;
+    loop {
+        match status.status {
+            AttemptState::Succeeded | AttemptState::Failed => {
+                return finish(inner, app_key, attempt_id, status.into()).await;
+            }
+            // A callback spent it first and is finishing: its outcome stands.
+            AttemptState::Pending => {
+                sleep(TICK_MS).await;
+                status = attempt_status(inner, attempt_id).await?;
+            }
+            _ => return Err(SdkError::new(error::ABORTED, ABORTED_MESSAGE)),
+        }
     }
 }
 

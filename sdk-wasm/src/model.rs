@@ -121,18 +121,22 @@ impl FromJs for StartedAttempt {
 /// Where an attempt stands.
 #[derive(PartialEq, Eq, Clone, Copy)]
 pub enum AttemptState {
+    /// Still waiting for the end user.
+    Pending,
     Succeeded,
     Failed,
-    /// Still waiting for the end user (or a state this SDK does not know).
-    Unfinished,
+    /// Cancelled, expired, or a state this SDK does not know: it will not
+    /// connect anything.
+    Ended,
 }
 
 impl FromJs for AttemptState {
     fn from_js(value: JsValue) -> Result<Self, Mismatch> {
         Ok(match String::from_js(value)?.as_str() {
+            "pending" => AttemptState::Pending,
             "succeeded" => AttemptState::Succeeded,
             "failed" => AttemptState::Failed,
-            _ => AttemptState::Unfinished,
+            _ => AttemptState::Ended,
         })
     }
 }
@@ -140,6 +144,8 @@ impl FromJs for AttemptState {
 /// `GET /v1/sdk/connect/{id}`: how an attempt ended, or that it has not yet.
 pub struct AttemptStatus {
     pub status: AttemptState,
+    /// Whether the popup went on to the provider.
+    pub reached_provider: bool,
     pub connected_account_id: Option<String>,
     pub error: Option<ErrorDetail>,
 }
@@ -149,6 +155,7 @@ impl FromJs for AttemptStatus {
         let r = Record::new(value)?;
         Ok(AttemptStatus {
             status: r.read("status")?,
+            reached_provider: r.optional("reachedProvider")?.unwrap_or(false),
             connected_account_id: r.optional("connectedAccountId")?,
             error: r.optional("error")?,
         })

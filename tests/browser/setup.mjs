@@ -86,9 +86,10 @@ export async function openPage(token, { renew = false, origin, autoconnect } = {
   return page;
 }
 
-/** Clicks Connect for `app` and returns the popup. */
-export async function clickConnect(page, app, options = {}) {
-  await page.evaluate(([a, o]) => { window.plan = { app: a, options: o }; }, [app, options]);
+/** Clicks Connect for `app` and returns the popup; with `abortable`, the
+ * page's `window.controller` aborts the attempt. */
+export async function clickConnect(page, app, options = {}, { abortable = false } = {}) {
+  await page.evaluate(([a, o, ab]) => { window.plan = { app: a, options: o, abortable: ab }; }, [app, options, abortable]);
   const popup = page.context().waitForEvent('page');
   await page.click('#connect');
   return popup;
@@ -107,7 +108,9 @@ export async function consent(popup, button = 'Allow') {
 
 export async function outcome(page) {
   await page.waitForFunction(() => window.outcome !== null, null, { timeout: 30000 });
-  return page.evaluate(() => window.outcome);
+  const result = await page.evaluate(() => window.outcome);
+  if (result.error) assert.ok(result.instance, `every failure is a PlugboardError: ${JSON.stringify(result)}`);
+  return result;
 }
 
 export async function connect(page, account, options = {}) {
