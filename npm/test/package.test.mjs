@@ -18,9 +18,11 @@ function pack() {
   return { tarball: join(out, info.filename), files: info.files.map((f) => f.path).sort() };
 }
 
-test('the tarball holds the module, its types and the WebAssembly, nothing else', () => {
+test('the tarball holds the module, its types, the WebAssembly, its README and LICENSE, nothing else', () => {
   const { files } = pack();
   assert.deepEqual(files, [
+    'LICENSE',
+    'README.md',
     'dist/plugboard_sdk.js',
     'dist/plugboard_sdk_bg.wasm',
     'index.d.ts',

@@ -93,8 +93,16 @@ test('an expired session is renewed through fetchSessionToken', async () => {
   await new Promise((r) => setTimeout(r, 1500));
   await plain.evaluate(() => window.record(window.pb.getConnectedAccounts()));
   assert.equal((await outcome(plain)).error, 'session_expired');
+  // A fetchSessionToken that throws: session_token_failed, the page's error as the cause.
+  const failing = await openPage(await mint('user-5b', { ttl: 1 }), { renew: 'fail' });
+  await new Promise((r) => setTimeout(r, 1500));
+  await failing.evaluate(() => window.record(window.pb.getConnectedAccounts()));
+  const result = await outcome(failing);
+  assert.equal(result.error, 'session_token_failed');
+  assert.equal(result.cause, 'the backend is down');
   await page.close();
   await plain.close();
+  await failing.close();
 });
 
 test('a page on an origin the session does not allow gets origin_not_allowed', async () => {
@@ -191,24 +199,72 @@ test('SECURITY 12: a popup cut off by COOP tells the user to return; the SDK ask
   proxy.stop();
 });
 
-test('SECURITY 11: the SDK ignores a message not sent by its popup from Plugboard\'s origin', async () => {
+test('SECURITY 11: the SDK takes a result only from its popup, from Plugboard\'s origin, with its nonce', async () => {
   const page = await openPage(await mint('user-9'));
   const started = page.waitForResponse((r) => r.url().endsWith('/v1/sdk/connect') && r.request().method() === 'POST');
   const popup = await clickConnect(page, 'acme', {}, { abortable: true });
   const attempt = await (await started).json();
   await popup.waitForSelector('input[name=login]');
-  // Everything right but the sender: the page itself, on its own origin.
-  await page.evaluate((a) => {
-    window.postMessage(
-      { type: 'plugboard:connect', attemptId: a.attemptId, status: 'succeeded', connectedAccountId: 'conn_forged', error: null, nonce: a.nonce },
-      '*',
-    );
-  }, attempt);
-  await page.waitForTimeout(800);
-  assert.equal(await page.evaluate(() => window.outcome), null, 'the forged message settled nothing');
+  const forged = (nonce) => ({
+    type: 'plugboard:connect', attemptId: attempt.attemptId, status: 'succeeded', connectedAccountId: 'conn_forged', error: null, nonce,
+  });
+  const unsettled = async (what) => {
+    await page.waitForTimeout(600);
+    assert.equal(await page.evaluate(() => window.outcome), null, `${what} settled nothing`);
+  };
+  // The right window, the wrong origin: the popup itself, on the provider's page.
+  await popup.evaluate((m) => window.opener.postMessage(m, '*'), forged(attempt.nonce));
+  await unsettled('a message from the popup on the provider\'s origin');
+  // The right origin, the wrong window: another window on Plugboard's origin.
+  await page.evaluate((url) => { window.plan = { ...window.plan, url }; }, `${env.plugboard.url}/healthz`);
+  const otherEvent = page.context().waitForEvent('page');
+  await page.click('#open');
+  const other = await otherEvent;
+  await other.waitForLoadState();
+  await other.evaluate((m) => window.opener.postMessage(m, '*'), forged(attempt.nonce));
+  await unsettled('a message from another window of Plugboard\'s origin');
+  await other.close();
+  // The right window and origin, the wrong nonce: the popup, on a page of Plugboard's.
+  // (Navigated from its own page: a navigation the browser starts would drop the opener.)
+  const loaded = popup.waitForURL(`${env.plugboard.url}/healthz`);
+  await popup.evaluate((url) => { window.location.href = url; }, `${env.plugboard.url}/healthz`);
+  await loaded;
+  await popup.evaluate((m) => window.opener.postMessage(m, '*'), forged('not-the-nonce'));
+  await unsettled('a message with another nonce');
+  // Neither: the page itself.
+  await page.evaluate((m) => window.postMessage(m, '*'), forged(attempt.nonce));
+  await unsettled('a message from the page itself');
   await page.evaluate(() => window.controller.abort());
   assert.equal((await outcome(page)).error, 'aborted');
   assert.deepEqual(await accounts(page), [], 'conn_forged was never believed');
+  await page.close();
+});
+
+test('SECURITY 11: a result is posted only to the origin that started the attempt', async () => {
+  const token = await mint('user-9b');
+  const page = await openPage(token);
+  const started = page.waitForResponse((r) => r.url().endsWith('/v1/sdk/connect') && r.request().method() === 'POST');
+  const popup = await clickConnect(page, 'acme');
+  const attempt = await (await started).json();
+  await popup.waitForSelector('input[name=login]');
+  // While the user signs in, the opener moves to another site (127.0.0.1 is another site than localhost).
+  const strangerOrigin = env.site.origin.replace('localhost', '127.0.0.1');
+  await page.goto(`${strangerOrigin}/#${new URLSearchParams({ server: env.plugboard.url, token })}`);
+  await page.waitForFunction(() => window.ready || window.loadError);
+  await signIn(popup, 'gus');
+  await consent(popup);
+  // The attempt ended in the state whose result the popup posts...
+  let status;
+  for (let i = 0; i < 50; i += 1) {
+    status = await env.plugboard.api('GET', `/v1/sdk/connect/${attempt.attemptId}`, { key: token, origin: env.site.origin });
+    if (status.body.status !== 'pending') break;
+    await page.waitForTimeout(200);
+  }
+  assert.equal(status.body.status, 'succeeded');
+  // ...and the opener, now on another origin, received none of it.
+  await page.waitForTimeout(500);
+  assert.deepEqual(await page.evaluate(() => window.messages.filter((m) => m.data && m.data.type)), []);
+  if (!popup.isClosed()) await popup.close();
   await page.close();
 });
 

@@ -78,7 +78,7 @@ after(async () => {
 export async function openPage(token, { renew = false, origin, autoconnect } = {}) {
   const page = await env.browser.context.newPage();
   const hash = new URLSearchParams({ server: env.plugboard.url, token });
-  if (renew) hash.set('renew', '1');
+  if (renew) hash.set('renew', renew === 'fail' ? 'fail' : '1');
   if (autoconnect) hash.set('autoconnect', autoconnect);
   await page.goto(`${origin || env.site.origin}/#${hash}`);
   await page.waitForFunction(() => window.ready || window.loadError);

@@ -238,6 +238,9 @@ pub fn sdk() -> Result<(), String> {
         .arg(&wasm))?;
     report("from wasm-bindgen")?;
     shrink(&dist)?;
+    // The package carries the project's license (npm adds LICENSE to any tarball).
+    std::fs::copy(root().join("LICENSE"), root().join("npm/LICENSE"))
+        .map_err(|e| format!("LICENSE: {e}"))?;
     report("shipped")?;
     eprintln!("xtask sdk: the package is in npm/ (`npm pack ./npm` makes the tarball)");
     Ok(())
