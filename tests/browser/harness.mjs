@@ -6,7 +6,7 @@ import { spawn, execFileSync } from 'node:child_process';
 import { createServer } from 'node:http';
 import { createInterface } from 'node:readline';
 import { randomBytes } from 'node:crypto';
-import { mkdtempSync, readFileSync, writeFileSync, existsSync, rmSync } from 'node:fs';
+import { mkdtempSync, readFileSync, writeFileSync, existsSync, rmSync, cpSync, mkdirSync, symlinkSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, dirname, extname, normalize } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -183,6 +183,8 @@ const TYPES = { '.html': 'text/html; charset=utf-8', '.js': 'text/javascript', '
  */
 export async function startPage({ sdkDir, renew }) {
   const stats = { renewals: 0 };
+  // More directories served under a path prefix (built apps), added later.
+  const mounts = new Map();
   const handler = async (req, res) => {
     const url = new URL(req.url, 'http://localhost');
     if (url.pathname === '/renew') {
@@ -194,7 +196,14 @@ export async function startPage({ sdkDir, renew }) {
     let file;
     if (url.pathname === '/' || url.pathname === '/index.html') file = join(here, 'page.html');
     else if (url.pathname.startsWith('/sdk/')) file = normalize(join(sdkDir, url.pathname.slice('/sdk/'.length)));
-    if (!file || !file.startsWith(here) && !file.startsWith(sdkDir) || !existsSync(file)) {
+    let root = file ? (file.startsWith(here) ? here : sdkDir) : null;
+    for (const [prefix, dir] of mounts) {
+      if (url.pathname.startsWith(prefix)) {
+        file = normalize(join(dir, url.pathname.slice(prefix.length) || 'index.html'));
+        root = dir;
+      }
+    }
+    if (!file || !file.startsWith(root) || !existsSync(file)) {
       res.writeHead(404);
       return res.end();
     }
@@ -210,6 +219,10 @@ export async function startPage({ sdkDir, renew }) {
   return {
     origin: `http://localhost:${port}`,
     stats,
+    /** Serves `dir` under `prefix` (which ends with a slash). */
+    mount(prefix, dir) {
+      mounts.set(prefix, dir);
+    },
     stop() {
       v4.close();
       v6.close();
@@ -225,6 +238,40 @@ export function installSdk() {
   writeFileSync(join(out, 'package.json'), JSON.stringify({ name: 'scratch', private: true }));
   execFileSync('npm', ['install', '--no-audit', '--no-fund', tarball], { cwd: out, stdio: 'ignore' });
   return join(out, 'node_modules', '@plugboard', 'sdk');
+}
+
+/**
+ * Builds tests/browser/app, a customer's page in strict TypeScript, against
+ * the installed package as a user's project would: type-checked by `tsc`,
+ * bundled by Vite (from the TypeScript) and by webpack 5 (from tsc's output),
+ * each with no configuration for the package. Returns the two built sites.
+ */
+export async function buildApps(sdkDir) {
+  const work = mkdtempSync(join(tmpdir(), 'plugboard-app-'));
+  cpSync(join(here, 'app'), work, { recursive: true });
+  mkdirSync(join(work, 'node_modules', '@plugboard'), { recursive: true });
+  symlinkSync(sdkDir, join(work, 'node_modules', '@plugboard', 'sdk'), 'dir');
+  const tool = (path, args) => {
+    try {
+      execFileSync(process.execPath, [join(here, 'node_modules', path), ...args], { cwd: work, encoding: 'utf8', stdio: 'pipe' });
+    } catch (error) {
+      throw new Error(`${path} ${args.join(' ')} failed:\n${error.stdout}\n${error.stderr}`);
+    }
+  };
+  tool('typescript/bin/tsc', ['-p', 'tsconfig.json']);
+  tool('vite/bin/vite.js', ['build', '--base', './', '--outDir', 'dist-vite', '--logLevel', 'warn']);
+  const { default: webpack } = await import('webpack');
+  const stats = await new Promise((resolve, reject) => {
+    webpack({
+      mode: 'production',
+      context: work,
+      entry: './build/main.js',
+      output: { path: join(work, 'dist-webpack'), filename: 'main.js' },
+    }).run((error, result) => (error ? reject(error) : resolve(result)));
+  });
+  if (stats.hasErrors()) throw new Error(`webpack failed:\n${stats.toString('errors-only')}`);
+  cpSync(join(work, 'webpack.html'), join(work, 'dist-webpack', 'index.html'));
+  return { vite: join(work, 'dist-vite'), webpack: join(work, 'dist-webpack') };
 }
 
 /** Debian's Chromium, headless, with a fresh profile. */

@@ -7,6 +7,7 @@ import { before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import {
   OPERATOR_TOKEN,
+  buildApps,
   installSdk,
   startBrowser,
   startCoopProxy,
@@ -26,6 +27,13 @@ export async function mint(endUser, { ttl, origins } = {}) {
   const reply = await env.plugboard.api('POST', '/v1/connect/sessions', { key: env.key, body });
   assert.equal(reply.status, 201, JSON.stringify(reply.body));
   return reply.body.token;
+}
+
+/** Builds the TypeScript app with Vite and webpack and serves each under /apps/<bundler>/. */
+export async function serveBuiltApps() {
+  const built = await buildApps(env.sdkDir);
+  for (const [bundler, dir] of Object.entries(built)) env.site.mount(`/apps/${bundler}/`, dir);
+  return Object.keys(built);
 }
 
 export async function addIntegration(appKey, issuer, extra = {}) {
@@ -58,6 +66,7 @@ export async function addIntegration(appKey, issuer, extra = {}) {
 
 before(async () => {
   const sdkDir = installSdk();
+  env.sdkDir = sdkDir;
   env.plugboard = await startPlugboard(engine);
   env.provider = await startProvider();
   const project = await env.plugboard.api('POST', '/v1/admin/projects', { key: OPERATOR_TOKEN, body: { name: 'Browser tests' } });

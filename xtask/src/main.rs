@@ -174,6 +174,7 @@ fn test(extra: &[String]) -> Result<(), String> {
                 "npm/test/package.test.mjs",
                 "tests/browser/core.test.mjs",
                 "tests/browser/popup.test.mjs",
+                "tests/browser/bundlers.test.mjs",
                 "tests/browser/demo.test.mjs",
             ],
         ),
