@@ -268,6 +268,13 @@ test('SECURITY 11: a result is posted only to the origin that started the attemp
   await page.close();
 });
 
+test('the accounts of an app that does not exist are not_found, not an empty list', async () => {
+  const page = await openPage(await mint('user-11'));
+  await page.evaluate(() => window.record(window.pb.getConnectedAccounts('nope')));
+  assert.equal((await outcome(page)).error, 'not_found');
+  await page.close();
+});
+
 test('an unreachable server is network_error', async () => {
   const page = await openPage(await mint('user-10'));
   const code = await page.evaluate(async () => {
