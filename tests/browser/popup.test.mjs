@@ -171,7 +171,7 @@ test('SECURITY 33: the popup URL opened in another browser is refused and links 
   await page.close();
 });
 
-test('SECURITY 12: a popup cut off by COOP tells the user to return; the SDK asks the server', async (t) => {
+test('SECURITY 12: behind a COOP provider, a slow sign-in connects and a popup closed early is user_cancelled', async (t) => {
   const proxy = await startCoopProxy(env.provider.issuer);
   await addIntegration('coop', proxy.url);
   const page = await openPage(await mint('user-8'));
@@ -195,6 +195,13 @@ test('SECURITY 12: a popup cut off by COOP tells the user to return; the SDK ask
   const seen = await page.evaluate(() => window.messages.filter((m) => m.data && m.data.type).map((m) => m.data.type));
   assert.deepEqual(seen, ['plugboard:hello'], 'no result message, and never to "*"');
   await popup.close();
+  // Behind the same provider, a popup closed before it got there is still
+  // user_cancelled within about a second.
+  const second = await clickConnect(page, 'coop');
+  const closedAt = Date.now();
+  await second.close();
+  assert.equal((await outcome(page)).error, 'user_cancelled');
+  assert.ok(Date.now() - closedAt < 5000, 'noticed within seconds');
   await page.close();
   proxy.stop();
 });
