@@ -9,6 +9,7 @@ use crate::config::Settings;
 use crate::outbound::Outbound;
 use crate::ratelimit::Limiters;
 use crate::store::Store;
+use crate::tokens::Refreshes;
 use crate::vault::KeyRing;
 
 /// Everything a request handler may use.
@@ -19,6 +20,8 @@ pub struct App {
     pub settings: Settings,
     pub outbound: Outbound,
     pub limiters: Limiters,
+    /// This process's side of single-flight token refresh.
+    pub refreshes: Refreshes,
 }
 
 impl App {
@@ -36,6 +39,7 @@ impl App {
             clock,
             settings,
             outbound,
+            refreshes: Refreshes::default(),
         }
     }
 

@@ -25,4 +25,5 @@ pub mod redact;
 pub mod secret;
 pub mod store;
 pub mod text;
+pub mod tokens;
 pub mod vault;

@@ -13,8 +13,8 @@ use oauth2::basic::{
 use oauth2::{
     AsyncHttpClient, AuthType, AuthorizationCode, ClientId, ClientSecret, EndpointNotSet,
     EndpointSet, ExtraTokenFields, HttpRequest, HttpResponse, PkceCodeChallenge, PkceCodeVerifier,
-    RedirectUrl, RequestTokenError, StandardRevocableToken, StandardTokenResponse, TokenResponse,
-    TokenUrl,
+    RedirectUrl, RefreshToken, RequestTokenError, StandardRevocableToken, StandardTokenResponse,
+    TokenResponse, TokenUrl,
 };
 use serde::{Deserialize, Serialize};
 use url::Url;
@@ -123,6 +123,13 @@ impl<'c> AsyncHttpClient<'c> for OAuthHttp<'_> {
     fn call(&'c self, request: HttpRequest) -> Self::Future {
         Box::pin(async move {
             let response = self.0.send(OutboundRequest::try_from(request)?).await?;
+            // A server error says nothing about the request: it may pass.
+            if response.status >= 500 {
+                return Err(OutboundError::Transport(format!(
+                    "the provider answered {}",
+                    response.status
+                )));
+            }
             let mut builder = http::Response::builder().status(response.status);
             if let Some(headers) = builder.headers_mut() {
                 *headers = response.headers;
@@ -181,20 +188,9 @@ pub async fn exchange_code(
     verifier: &str,
     redirect_uri: &str,
 ) -> Result<Tokens, Failure> {
-    let invalid =
-        |what: &str| Failure::provider(format!("the integration's {what} is invalid"), None);
-    let token_url = TokenUrl::new(settings.token_url.clone()).map_err(|_| invalid("token_url"))?;
-    let redirect =
-        RedirectUrl::new(redirect_uri.to_string()).map_err(|_| invalid("callback URL"))?;
-    let auth_type = match settings.token_auth_method {
-        TokenAuthMethod::ClientSecretPost => AuthType::RequestBody,
-        TokenAuthMethod::ClientSecretBasic => AuthType::BasicAuth,
-    };
-    let client: CodeClient = oauth2::Client::new(ClientId::new(settings.client_id.clone()))
-        .set_client_secret(ClientSecret::new(client_secret.to_string()))
-        .set_auth_type(auth_type)
-        .set_redirect_uri(redirect)
-        .set_token_uri(token_url);
+    let redirect = RedirectUrl::new(redirect_uri.to_string())
+        .map_err(|_| Failure::provider("the integration's callback URL is invalid", None))?;
+    let client = token_client(settings, client_secret)?.set_redirect_uri(redirect);
     let result = client
         .exchange_code(AuthorizationCode::new(code.to_string()))
         .set_pkce_verifier(PkceCodeVerifier::new(verifier.to_string()))
@@ -236,6 +232,30 @@ pub async fn exchange_code(
             ))
         }
     };
+    tokens_from(&response, settings)
+}
+
+/// The `oauth2` client for the integration's token endpoint.
+fn token_client(settings: &CodeSpec, client_secret: &str) -> Result<CodeClient, Failure> {
+    let token_url = TokenUrl::new(settings.token_url.clone())
+        .map_err(|_| Failure::provider("the integration's token_url is invalid", None))?;
+    let auth_type = match settings.token_auth_method {
+        TokenAuthMethod::ClientSecretPost => AuthType::RequestBody,
+        TokenAuthMethod::ClientSecretBasic => AuthType::BasicAuth,
+    };
+    Ok(
+        oauth2::Client::new(ClientId::new(settings.client_id.clone()))
+            .set_client_secret(ClientSecret::new(client_secret.to_string()))
+            .set_auth_type(auth_type)
+            .set_token_uri(token_url),
+    )
+}
+
+/// The tokens of a successful token response.
+fn tokens_from(
+    response: &TokenResponseWithIdToken,
+    settings: &CodeSpec,
+) -> Result<Tokens, Failure> {
     let access_token = response.access_token().secret().to_string();
     if access_token.is_empty() {
         return Err(Failure::provider(
@@ -261,6 +281,68 @@ pub async fn exchange_code(
         },
         id_token: response.extra_fields().id_token.clone().map(Secret::new),
     })
+}
+
+/// Why a refresh did not give new tokens.
+#[derive(Debug)]
+pub enum RefreshError {
+    /// The provider no longer honours the grant (`invalid_grant`): only the
+    /// end user can restore it, by connecting again.
+    Revoked(Failure),
+    /// It may pass: a timeout, a connection failure, a 5xx.
+    Transient(Failure),
+    /// The provider refused for another reason (for example `invalid_client`):
+    /// the integration's settings, not the grant, need attention.
+    Refused(Failure),
+}
+
+/// Uses a refresh token at the integration's token endpoint (RFC 6749, section 6).
+pub async fn refresh_tokens(
+    outbound: &Outbound,
+    settings: &CodeSpec,
+    client_secret: &str,
+    refresh_token: &str,
+) -> Result<Tokens, RefreshError> {
+    let client = token_client(settings, client_secret).map_err(RefreshError::Refused)?;
+    let result = client
+        .exchange_refresh_token(&RefreshToken::new(refresh_token.to_string()))
+        .request_async(&OAuthHttp(outbound))
+        .await;
+    let redactor = Redactor::new()
+        .secret(refresh_token)
+        .basic_credentials(&settings.client_id, client_secret);
+    match result {
+        Ok(response) => tokens_from(&response, settings).map_err(RefreshError::Refused),
+        Err(RequestTokenError::ServerResponse(err)) => {
+            let provider_code = redactor.clean(err.error().as_ref(), 64);
+            let description = err.error_description().map(|d| redactor.clean(d, 300));
+            let message = match description {
+                Some(d) => format!("the provider refused the refresh: {provider_code}: {d}"),
+                None => format!("the provider refused the refresh: {provider_code}"),
+            };
+            let failure = Failure::provider(message, Some(provider_code.clone()));
+            if provider_code == "invalid_grant" {
+                Err(RefreshError::Revoked(failure))
+            } else {
+                Err(RefreshError::Refused(failure))
+            }
+        }
+        Err(RequestTokenError::Request(e)) => Err(RefreshError::Transient(outbound_failure(
+            "token endpoint",
+            &e,
+        ))),
+        Err(RequestTokenError::Parse(e, _body)) => Err(RefreshError::Refused(Failure::provider(
+            format!("the provider's token response is not valid ({})", e.path()),
+            None,
+        ))),
+        Err(RequestTokenError::Other(message)) => Err(RefreshError::Refused(Failure::provider(
+            format!(
+                "the provider's token response is not usable: {}",
+                redactor.clean(&message, 300)
+            ),
+            None,
+        ))),
+    }
 }
 
 /// The claims of an ID token Plugboard reads.

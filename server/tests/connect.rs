@@ -7,7 +7,9 @@ mod common;
 
 use axum::body::Body;
 use axum::http::{Request, StatusCode};
-use common::provider::{sign_in_until_callback, Browser, Consent, Provider, Visit};
+use common::provider::{
+    connected_id, posted, sign_in_until_callback, Browser, Consent, Provider, Visit,
+};
 use common::{Engine, Reply, TestApp};
 use serde_json::{json, Value};
 
@@ -226,22 +228,6 @@ struct Journey {
     popup: String,
     attempt: String,
     callback: String,
-}
-
-/// The id of the account a successful callback page reports.
-fn connected_id(page: &Visit) -> String {
-    posted(page)["message"]["connectedAccountId"]
-        .as_str()
-        .expect("a connected account id")
-        .to_string()
-}
-
-/// The message the callback page posts to its opener.
-fn posted(page: &Visit) -> Value {
-    let start =
-        page.body.find("id=\"pb-result\">").expect("result element") + "id=\"pb-result\">".len();
-    let end = page.body[start..].find("</script>").unwrap() + start;
-    serde_json::from_str(&page.body[start..end]).unwrap()
 }
 
 async fn connects_a_first_and_a_second_account_and_updates_the_same_one(engine: Engine) {

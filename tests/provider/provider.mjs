@@ -5,15 +5,23 @@
 // consent pages that accept any user name (a test, or a person in the demo,
 // signs in as whoever they like). Listens on loopback only.
 //
+// Refresh tokens rotate on every use, and a spent one presented again
+// revokes its whole grant (oidc-provider's reuse detection).
+//
 // Environment: PROVIDER_HOST (default 127.0.0.1; "::1" for IPv6),
-// PROVIDER_PORT (default 0: any free port). Prints one JSON line,
-// {"issuer": "..."}, once it listens.
+// PROVIDER_PORT (default 0: any free port), PROVIDER_ACCESS_TOKEN_TTL
+// (seconds, default 3600). Prints one JSON line, {"issuer": "..."}, once it
+// listens. `GET /test/counts` answers how many token requests it served, by
+// grant type and outcome, so a test can count refreshes at the provider.
 
 import http from 'node:http';
 import { Provider } from 'oidc-provider';
 
 const host = process.env.PROVIDER_HOST || '127.0.0.1';
 const port = Number(process.env.PROVIDER_PORT || 0);
+const accessTokenTtl = Number(process.env.PROVIDER_ACCESS_TOKEN_TTL || 3600);
+const counts = {};
+const count = (key) => { counts[key] = (counts[key] || 0) + 1; };
 
 const escapeHtml = (s) =>
   String(s).replace(/[&<>"']/g, (c) => ({ '&': '&amp;', '<': '&lt;', '>': '&gt;', '"': '&quot;', "'": '&#39;' })[c]);
@@ -59,6 +67,16 @@ server.listen(port, host, () => {
     cookies: { keys: ['plugboard-test-provider-cookie-key'] },
     interactions: { url: (ctx, interaction) => `/interaction/${interaction.uid}` },
     issueRefreshToken: async (ctx, client) => client.grantTypeAllowed('refresh_token'),
+    rotateRefreshToken: true,
+    ttl: {
+      AccessToken: accessTokenTtl,
+      AuthorizationCode: 60,
+      IdToken: 3600,
+      RefreshToken: 14 * 24 * 3600,
+      Grant: 14 * 24 * 3600,
+      Interaction: 3600,
+      Session: 3600,
+    },
     async findAccount(ctx, id) {
       return {
         accountId: id,
@@ -71,10 +89,17 @@ server.listen(port, host, () => {
   // The tests run on plain http on loopback.
   provider.proxy = false;
 
+  provider.on('grant.success', (ctx) => count(`${ctx.oidc.params.grant_type}:ok`));
+  provider.on('grant.error', (ctx) => count(`${ctx.oidc.params?.grant_type}:error`));
+
   const callback = provider.callback();
 
   server.on('request', async (req, res) => {
     const url = new URL(req.url, issuer);
+    if (url.pathname === '/test/counts' && req.method === 'GET') {
+      res.setHeader('content-type', 'application/json');
+      return res.end(JSON.stringify(counts));
+    }
     const match = url.pathname.match(/^\/interaction\/([^/]+)(?:\/(login|confirm|abort))?$/);
     if (!match) return callback(req, res);
     try {

@@ -2,7 +2,7 @@
 
 use axum::extract::State;
 use axum::http::StatusCode;
-use axum::routing::get;
+use axum::routing::{get, post};
 use axum::Router;
 use base64::Engine;
 use serde::{Deserialize, Serialize};
@@ -17,6 +17,7 @@ pub fn router() -> Router<AppState> {
     Router::new()
         .route("/v1/connections", get(list))
         .route("/v1/connections/{id}", get(read).delete(remove))
+        .route("/v1/connections/{id}/token", post(token))
         .route("/v1/events", get(events))
 }
 
@@ -139,6 +140,40 @@ async fn remove(
     } else {
         Err(ApiError::not_found("connection"))
     }
+}
+
+/// Fresh credentials for the caller to use at the provider itself: never a
+/// refresh token or a client secret.
+#[derive(Serialize)]
+struct TokenView {
+    auth_type: String,
+    access_token: String,
+    token_type: String,
+    expires_at: Option<String>,
+}
+
+async fn token(
+    State(app): State<AppState>,
+    auth: ProjectAuth,
+    Path(id): Path<String>,
+) -> ApiResult<Json<TokenView>> {
+    let connection = app
+        .store
+        .get_connection(&auth.project_id, &id)
+        .await?
+        .ok_or_else(|| ApiError::not_found("connection"))?;
+    let token = crate::tokens::fresh_access_token(&app, &connection.id).await?;
+    let integration = app
+        .store
+        .get_integration_by_id(&connection.integration_id)
+        .await?
+        .ok_or_else(|| ApiError::not_found("connection"))?;
+    Ok(Json(TokenView {
+        auth_type: integration.auth_type,
+        access_token: token.access_token.expose().to_string(),
+        token_type: token.token_type,
+        expires_at: token.expires_at.map(rfc3339),
+    }))
 }
 
 #[derive(Deserialize)]

@@ -323,6 +323,7 @@ macro_rules! put_connection_secret {
         );
     }};
 }
+pub(crate) use put_connection_secret;
 
 impl Store {
     /// Saves an end user's authorization: gathers the facts the account rules
@@ -385,12 +386,21 @@ impl Store {
                 AccountDecision::Create => None,
                 AccountDecision::Refuse(outcome) => return Ok(outcome),
             };
+            let mut recovered = false;
             let (id, created) = match target {
                 Some(id) => {
+                    let (was,): (String,) =
+                        sqlx::query_as("SELECT status FROM connections WHERE id = $1")
+                            .bind(&id)
+                            .fetch_one(&mut *tx)
+                            .await?;
+                    recovered = was == "needs_reauth";
+                    // New tokens: a new version, so a refresh that was under way stores nothing.
                     sqlx::query(
                         "UPDATE connections SET subject = COALESCE($1, subject), label = COALESCE($2, label), \
                          status = 'active', scopes = $3, token_type = $4, token_expires_at = $5, updated_at = $6, \
-                         client_generation = $8 WHERE id = $7",
+                         token_obtained_at = $6, client_generation = $8, token_version = token_version + 1, refresh_lease_holder = NULL, \
+                         refresh_lease_until = NULL, refresh_failures = 0, refresh_retry_at = NULL WHERE id = $7",
                     )
                     .bind(c.subject)
                     .bind(c.label)
@@ -408,8 +418,8 @@ impl Store {
                     let id = crate::ids::new_id("conn");
                     sqlx::query(
                         "INSERT INTO connections (id, project_id, integration_id, end_user_id, subject, label, status, \
-                         scopes, token_type, token_expires_at, created_at, updated_at, client_generation) \
-                         VALUES ($1, $2, $3, $4, $5, $6, 'active', $7, $8, $9, $10, $10, $11)",
+                         scopes, token_type, token_expires_at, created_at, updated_at, token_obtained_at, client_generation) \
+                         VALUES ($1, $2, $3, $4, $5, $6, 'active', $7, $8, $9, $10, $10, $10, $11)",
                     )
                     .bind(&id)
                     .bind(c.project_id)
@@ -449,6 +459,20 @@ impl Store {
                     now: c.now,
                 }
             );
+            if recovered {
+                insert_event!(
+                    &mut *tx,
+                    NewEvent {
+                        project_id: c.project_id,
+                        kind: EventKind::ConnectionRecovered,
+                        connection_id: Some(&id),
+                        integration: Some(c.integration_key),
+                        end_user_id: Some(c.end_user_id),
+                        data: serde_json::json!({ "status": "active" }),
+                        now: c.now,
+                    }
+                );
+            }
             tx.commit().await?;
             if created {
                 SaveOutcome::Created(id)

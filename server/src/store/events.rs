@@ -23,6 +23,12 @@ pub enum EventKind {
     ConnectionCreated,
     ConnectionUpdated,
     ConnectionDeleted,
+    /// The provider refused the connection's grant: it needs the end user again.
+    ConnectionNeedsReauth,
+    /// A `needs_reauth` connection works again (reconnected).
+    ConnectionRecovered,
+    /// A refresh failed for a reason that may pass (a timeout, a 5xx).
+    ConnectionRefreshFailed,
 }
 
 impl EventKind {
@@ -31,6 +37,9 @@ impl EventKind {
             EventKind::ConnectionCreated => "connection.created",
             EventKind::ConnectionUpdated => "connection.updated",
             EventKind::ConnectionDeleted => "connection.deleted",
+            EventKind::ConnectionNeedsReauth => "connection.needs_reauth",
+            EventKind::ConnectionRecovered => "connection.recovered",
+            EventKind::ConnectionRefreshFailed => "connection.refresh_failed",
         }
     }
 }

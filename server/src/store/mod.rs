@@ -38,6 +38,7 @@ mod events;
 mod integrations;
 mod projects;
 mod sessions;
+mod tokens;
 mod vault_rows;
 
 pub use attempts::{AttemptOutcome, AttemptRow, AttemptStatus, NewAttempt};
@@ -52,6 +53,7 @@ pub use integrations::{
 };
 pub use projects::{DeleteKey, ProjectRow, SecretKeyRow};
 pub use sessions::{NewSession, Purged, SessionLookup, SessionRow};
+pub use tokens::{RefreshFailure, Refreshed, TokenState};
 pub use vault_rows::Reencrypted;
 
 use std::path::Path;

@@ -27,6 +27,11 @@ fn provider_dir() -> std::path::PathBuf {
 impl Provider {
     /// Starts the provider on `host` (`127.0.0.1` or `::1`).
     pub fn start(host: &str) -> Provider {
+        Self::start_with(host, 3600)
+    }
+
+    /// Starts the provider with access tokens that live `access_token_ttl` seconds.
+    pub fn start_with(host: &str, access_token_ttl: u64) -> Provider {
         let dir = provider_dir();
         assert!(
             dir.join("node_modules/oidc-provider").exists(),
@@ -36,6 +41,7 @@ impl Provider {
             .arg("provider.mjs")
             .current_dir(&dir)
             .env("PROVIDER_HOST", host)
+            .env("PROVIDER_ACCESS_TOKEN_TTL", access_token_ttl.to_string())
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::null())
@@ -58,6 +64,18 @@ impl Provider {
             child,
             issuer: ready["issuer"].as_str().expect("issuer").to_string(),
         }
+    }
+
+    /// How many token requests the provider served, by `grant_type:ok|error`.
+    pub async fn count(&self, key: &str) -> u64 {
+        let text = reqwest::get(format!("{}/test/counts", self.issuer))
+            .await
+            .expect("counts")
+            .text()
+            .await
+            .expect("counts body");
+        let counts: Value = serde_json::from_str(&text).expect("counts json");
+        counts[key].as_u64().unwrap_or(0)
     }
 
     /// Registers a client for `redirect_uri`; returns (client_id, client_secret).
@@ -349,4 +367,20 @@ pub async fn sign_in_until_callback(
         }
     }
     panic!("the provider never redirected to the callback");
+}
+
+/// The id of the account a successful callback page reports.
+pub fn connected_id(page: &Visit) -> String {
+    posted(page)["message"]["connectedAccountId"]
+        .as_str()
+        .expect("a connected account id")
+        .to_string()
+}
+
+/// The message the callback page posts to its opener.
+pub fn posted(page: &Visit) -> Value {
+    let start =
+        page.body.find("id=\"pb-result\">").expect("result element") + "id=\"pb-result\">".len();
+    let end = page.body[start..].find("</script>").unwrap() + start;
+    serde_json::from_str(&page.body[start..end]).unwrap()
 }

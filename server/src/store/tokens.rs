@@ -1,0 +1,221 @@
+//! A connection's token state, and what single-flight refresh needs from the
+//! database: a lease in the connection's row, held by one process at a time
+//! until it expires, and a version that each stored refresh advances. A
+//! refresh is stored only by the lease's holder and only if the version is
+//! still the one it read (compare-and-swap), so two processes can never both
+//! store, and no transaction stays open while the provider is called.
+
+use std::collections::BTreeMap;
+
+use sqlx::FromRow;
+
+use super::connections::{put_connection_secret, SECRETS_TABLE};
+use super::events::{insert_event, EventKind, NewEvent};
+use super::{on_pool, Store, StoreResult};
+use crate::secret::Secret;
+use crate::vault::KeyRing;
+
+/// What deciding about a connection's token needs.
+#[derive(Debug, Clone, FromRow)]
+pub struct TokenState {
+    pub id: String,
+    pub project_id: String,
+    pub integration_id: String,
+    pub integration: String,
+    pub end_user_id: Option<String>,
+    pub status: String,
+    pub token_type: Option<String>,
+    pub token_expires_at: Option<i64>,
+    pub token_obtained_at: Option<i64>,
+    pub token_version: i64,
+    pub refresh_lease_until: Option<i64>,
+    pub refresh_failures: i64,
+    pub refresh_retry_at: Option<i64>,
+    pub client_generation: i64,
+}
+
+/// A refresh to store.
+pub struct Refreshed<'a> {
+    pub id: &'a str,
+    /// The version the lease was taken at.
+    pub version: i64,
+    pub holder: &'a str,
+    pub access_token: &'a str,
+    /// `None` keeps the refresh token the connection has.
+    pub refresh_token: Option<&'a str>,
+    pub token_type: &'a str,
+    pub expires_at: Option<i64>,
+    pub now: i64,
+}
+
+/// How a refresh failed, to record with the lease's release.
+pub struct RefreshFailure<'a> {
+    pub state: &'a TokenState,
+    pub holder: &'a str,
+    /// The grant is dead: the connection needs its end user again.
+    pub needs_reauth: bool,
+    pub data: serde_json::Value,
+    /// For a failure that may pass: when the next try may be made.
+    pub retry_at: Option<i64>,
+    pub now: i64,
+}
+
+const COLUMNS: &str =
+    "c.id, c.project_id, c.integration_id, i.key AS integration, c.end_user_id, c.status, \
+     c.token_type, c.token_expires_at, c.token_obtained_at, c.token_version, c.refresh_lease_until, c.refresh_failures, \
+     c.refresh_retry_at, c.client_generation";
+
+impl Store {
+    pub async fn token_state(&self, id: &str) -> StoreResult<Option<TokenState>> {
+        Ok(on_pool!(self, |pool| {
+            sqlx::query_as::<_, TokenState>(&format!(
+                "SELECT {COLUMNS} FROM connections c JOIN integrations i ON i.id = c.integration_id \
+                 WHERE c.id = $1"
+            ))
+            .bind(id)
+            .fetch_optional(pool)
+            .await?
+        }))
+    }
+
+    /// The connection's sealed credentials, opened.
+    pub async fn token_secrets(
+        &self,
+        vault: &KeyRing,
+        id: &str,
+    ) -> StoreResult<BTreeMap<String, Secret>> {
+        self.open_sealed(vault, SECRETS_TABLE, "connection_id", id)
+            .await
+    }
+
+    /// Takes the connection's refresh lease until `until`, if it is free (or
+    /// expired), the connection is active and its version is still `version`.
+    pub async fn take_refresh_lease(
+        &self,
+        id: &str,
+        version: i64,
+        holder: &str,
+        now: i64,
+        until: i64,
+    ) -> StoreResult<bool> {
+        let taken = on_pool!(self, |pool| {
+            sqlx::query(
+                "UPDATE connections SET refresh_lease_holder = $1, refresh_lease_until = $2 \
+                 WHERE id = $3 AND token_version = $4 AND status = 'active' \
+                 AND (refresh_lease_until IS NULL OR refresh_lease_until <= $5)",
+            )
+            .bind(holder)
+            .bind(until)
+            .bind(id)
+            .bind(version)
+            .bind(now)
+            .execute(pool)
+            .await?
+            .rows_affected()
+        });
+        Ok(taken == 1)
+    }
+
+    /// Stores a refresh and releases the lease, in one transaction; false
+    /// (nothing stored) when the lease or the version is no longer this one's.
+    pub async fn store_refresh(&self, vault: &KeyRing, r: Refreshed<'_>) -> StoreResult<bool> {
+        Ok(on_pool!(self, |pool| {
+            let mut tx = pool.begin().await?;
+            let updated = sqlx::query(
+                "UPDATE connections SET token_version = token_version + 1, token_type = $1, \
+                 token_expires_at = $2, token_obtained_at = $3, refresh_lease_holder = NULL, refresh_lease_until = NULL, \
+                 refresh_failures = 0, refresh_retry_at = NULL, updated_at = $3 \
+                 WHERE id = $4 AND token_version = $5 AND refresh_lease_holder = $6",
+            )
+            .bind(r.token_type)
+            .bind(r.expires_at)
+            .bind(r.now)
+            .bind(r.id)
+            .bind(r.version)
+            .bind(r.holder)
+            .execute(&mut *tx)
+            .await?
+            .rows_affected();
+            if updated != 1 {
+                return Ok(false);
+            }
+            put_connection_secret!(tx, vault, r.id, "access_token", r.access_token);
+            // A response without a refresh token keeps the one the connection has.
+            if let Some(refresh_token) = r.refresh_token {
+                put_connection_secret!(tx, vault, r.id, "refresh_token", refresh_token);
+            }
+            tx.commit().await?;
+            true
+        }))
+    }
+
+    /// Records a failed refresh and releases the lease: a dead grant makes the
+    /// connection `needs_reauth` (once, with its event); a failure that may
+    /// pass counts one more and sets when to try again.
+    pub async fn record_refresh_failure(&self, f: RefreshFailure<'_>) -> StoreResult<()> {
+        on_pool!(self, |pool| {
+            let mut tx = pool.begin().await?;
+            let (status, kind) = if f.needs_reauth {
+                ("needs_reauth", EventKind::ConnectionNeedsReauth)
+            } else {
+                ("active", EventKind::ConnectionRefreshFailed)
+            };
+            let updated = sqlx::query(
+                "UPDATE connections SET status = $1, refresh_lease_holder = NULL, refresh_lease_until = NULL, \
+                 refresh_failures = refresh_failures + 1, refresh_retry_at = $2, updated_at = $3 \
+                 WHERE id = $4 AND refresh_lease_holder = $5 AND status = 'active'",
+            )
+            .bind(status)
+            .bind(f.retry_at)
+            .bind(f.now)
+            .bind(&f.state.id)
+            .bind(f.holder)
+            .execute(&mut *tx)
+            .await?
+            .rows_affected();
+            if updated == 1 {
+                insert_event!(
+                    &mut *tx,
+                    NewEvent {
+                        project_id: &f.state.project_id,
+                        kind,
+                        connection_id: Some(&f.state.id),
+                        integration: Some(&f.state.integration),
+                        end_user_id: f.state.end_user_id.as_deref(),
+                        data: f.data.clone(),
+                        now: f.now,
+                    }
+                );
+            }
+            tx.commit().await?;
+        });
+        Ok(())
+    }
+
+    /// Active connections whose access token expires before `before` and that
+    /// no process is refreshing or waiting to retry, oldest expiry first.
+    pub async fn connections_due(
+        &self,
+        before: i64,
+        now: i64,
+        limit: i64,
+    ) -> StoreResult<Vec<String>> {
+        let rows: Vec<(String,)> = on_pool!(self, |pool| {
+            sqlx::query_as(
+                "SELECT id FROM connections WHERE status = 'active' AND token_expires_at IS NOT NULL \
+                 AND token_expires_at < $1 \
+                 AND (refresh_lease_until IS NULL OR refresh_lease_until <= $2) \
+                 AND (refresh_retry_at IS NULL OR refresh_retry_at <= $2) \
+                 AND EXISTS (SELECT 1 FROM connection_secrets s \
+                             WHERE s.connection_id = connections.id AND s.field = 'refresh_token') \
+                 ORDER BY token_expires_at LIMIT $3",
+            )
+            .bind(before)
+            .bind(now)
+            .bind(limit)
+            .fetch_all(pool)
+            .await?
+        });
+        Ok(rows.into_iter().map(|(id,)| id).collect())
+    }
+}

@@ -1,0 +1,406 @@
+//! Fresh credentials for a connection, and the token lifecycle behind them.
+//!
+//! Every use of a connection's access token goes through [`fresh_access_token`]:
+//! a token that expires within the integration's `refresh_buffer_seconds` is
+//! refreshed first. The refresh is single-flight per connection: within a
+//! process, callers queue on one lock and the ones after the first find the
+//! token it stored; across processes sharing a database, a lease in the
+//! connection's row lets one process call the provider while the others wait
+//! for the version it stores (`store::tokens`). No transaction stays open
+//! while the provider is called.
+//!
+//! `invalid_grant` marks the connection `needs_reauth` (with its event) and
+//! stops further calls until the end user connects it again. A failure that
+//! may pass (a timeout, a 5xx) leaves it active: it is retried with backoff
+//! within the call, then recorded, and the background job tries again later.
+//! A response without a new refresh token keeps the old one; one without
+//! `expires_in` leaves the token without an expiry, used until a provider
+//! refuses it.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, Weak};
+use std::time::Duration;
+
+use serde_json::json;
+
+use crate::app::App;
+use crate::error::{ApiError, ApiResult, ErrorCode};
+use crate::integrations::IntegrationSpec;
+use crate::oauth::{self, Failure, RefreshError};
+use crate::secret::Secret;
+use crate::store::{RefreshFailure, Refreshed, TokenState};
+
+/// How long a process may hold a connection's refresh lease: longer than a
+/// refresh can take (its tries stop after [`TRY_FOR`]), short enough that a
+/// process that died holding it delays the others only briefly.
+const LEASE_SECONDS: i64 = 45;
+/// A refresh retries failures that may pass for this long at most.
+const TRY_FOR: Duration = Duration::from_secs(15);
+/// Pauses between tries of one refresh.
+const RETRY_DELAYS: [Duration; 2] = [Duration::from_millis(250), Duration::from_secs(1)];
+/// How often a caller waiting for another process's refresh looks again.
+const WAIT_POLL: Duration = Duration::from_millis(100);
+
+/// An access token ready to use.
+pub struct AccessToken {
+    pub access_token: Secret,
+    pub token_type: String,
+    /// Unix seconds; `None` when the provider gave no expiry.
+    pub expires_at: Option<i64>,
+}
+
+/// This process's side of single-flight refresh: its name as a lease holder,
+/// and one lock per connection being refreshed.
+pub struct Refreshes {
+    holder: String,
+    locks: Mutex<HashMap<String, Weak<tokio::sync::Mutex<()>>>>,
+}
+
+impl Default for Refreshes {
+    fn default() -> Self {
+        Refreshes {
+            holder: crate::ids::new_id("proc"),
+            locks: Mutex::new(HashMap::new()),
+        }
+    }
+}
+
+impl Refreshes {
+    fn lock_for(&self, connection_id: &str) -> Arc<tokio::sync::Mutex<()>> {
+        let mut locks = self.locks.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(lock) = locks.get(connection_id).and_then(Weak::upgrade) {
+            return lock;
+        }
+        locks.retain(|_, weak| weak.strong_count() > 0);
+        let lock = Arc::new(tokio::sync::Mutex::new(()));
+        locks.insert(connection_id.to_string(), Arc::downgrade(&lock));
+        lock
+    }
+}
+
+fn needs_reauth(message: impl Into<String>, provider_code: Option<String>) -> ApiError {
+    let mut error = ApiError::new(ErrorCode::NeedsReauth, message);
+    error.provider_code = provider_code;
+    error
+}
+
+fn not_found() -> ApiError {
+    ApiError::not_found("connection")
+}
+
+/// Whether a token expiring at `expires_at` should be refreshed before use:
+/// within `buffer` seconds of its expiry, or within half its lifetime when
+/// that is shorter (a token that lives less than the buffer would otherwise
+/// be refreshed at every use).
+fn due(expires_at: Option<i64>, obtained_at: Option<i64>, buffer: i64, now: i64) -> bool {
+    let Some(at) = expires_at else {
+        return false;
+    };
+    let buffer = match obtained_at {
+        Some(from) if at > from => buffer.min((at - from) / 2),
+        _ => buffer,
+    };
+    at.saturating_sub(buffer) <= now
+}
+
+/// What refreshing needs to know about the connection's integration.
+struct Grant {
+    settings: crate::auth::oauth2::CodeSpec,
+    client_secret: Secret,
+    buffer: i64,
+}
+
+async fn grant(app: &App, state: &TokenState) -> ApiResult<Grant> {
+    let integration = app
+        .store
+        .get_integration_by_id(&state.integration_id)
+        .await?
+        .ok_or_else(not_found)?;
+    let spec = IntegrationSpec::parse(&integration.auth_type, &integration.config)
+        .map_err(ApiError::internal)?;
+    // The refresh goes to the client the connection was made with.
+    let client = app
+        .store
+        .oauth_client(&app.vault, &integration, state.client_generation)
+        .await?
+        .ok_or_else(|| ApiError::internal("the connection's OAuth client is gone"))?;
+    let client_spec = IntegrationSpec::parse(&integration.auth_type, &client.config)
+        .map_err(ApiError::internal)?;
+    let settings = client_spec
+        .oauth2_code()
+        .map_err(|_| {
+            ApiError::new(
+                ErrorCode::ValidationFailed,
+                "this connection's integration has no tokens to refresh",
+            )
+        })?
+        .clone();
+    Ok(Grant {
+        settings,
+        client_secret: client
+            .secrets
+            .get("client_secret")
+            .cloned()
+            .unwrap_or_default(),
+        buffer: spec.refresh_buffer_seconds,
+    })
+}
+
+/// The connection's access token, refreshed first when it is due.
+pub async fn fresh_access_token(app: &App, connection_id: &str) -> ApiResult<AccessToken> {
+    let state = app
+        .store
+        .token_state(connection_id)
+        .await?
+        .ok_or_else(not_found)?;
+    let grant = grant(app, &state).await?;
+    if let Some(token) = usable(app, &state, &grant, false).await? {
+        return Ok(token);
+    }
+    let seen = state.token_version;
+    // Due: one caller per process at a time from here.
+    let lock = app.refreshes.lock_for(connection_id);
+    let _turn = lock.lock().await;
+    let started = tokio::time::Instant::now();
+    loop {
+        let state = app
+            .store
+            .token_state(connection_id)
+            .await?
+            .ok_or_else(not_found)?;
+        // Refreshed by another caller since this one looked: its result is
+        // this caller's too (never a second refresh), unless already expired.
+        if let Some(token) = usable(app, &state, &grant, state.token_version != seen).await? {
+            return Ok(token);
+        }
+        let now = app.now();
+        let holder = &app.refreshes.holder;
+        if app
+            .store
+            .take_refresh_lease(
+                &state.id,
+                state.token_version,
+                holder,
+                now,
+                now + LEASE_SECONDS,
+            )
+            .await?
+        {
+            return refresh(app, &state, &grant).await;
+        }
+        // Another process holds the lease: wait for the version it stores
+        // (or for its lease to lapse, if it died).
+        if started.elapsed() > Duration::from_secs(LEASE_SECONDS as u64 + 5) {
+            return Err(ApiError::new(
+                ErrorCode::Unavailable,
+                "the connection's token is being refreshed; try again shortly",
+            ));
+        }
+        tokio::time::sleep(WAIT_POLL).await;
+    }
+}
+
+/// The stored token, if it may be used as it is (`just_refreshed`: any
+/// token that has not expired); `needs_reauth` for a connection that needs
+/// its end user again.
+async fn usable(
+    app: &App,
+    state: &TokenState,
+    grant: &Grant,
+    just_refreshed: bool,
+) -> ApiResult<Option<AccessToken>> {
+    if state.status == "needs_reauth" {
+        return Err(needs_reauth(
+            "the provider no longer accepts this connection's grant; the end user must connect it again",
+            None,
+        ));
+    }
+    let now = app.now();
+    let secrets = app.store.token_secrets(&app.vault, &state.id).await?;
+    let access_token = secrets.get("access_token").cloned().unwrap_or_default();
+    let token = AccessToken {
+        access_token,
+        token_type: state.token_type.clone().unwrap_or_else(|| "Bearer".into()),
+        expires_at: state.token_expires_at,
+    };
+    let buffer = if just_refreshed { 0 } else { grant.buffer };
+    if !due(state.token_expires_at, state.token_obtained_at, buffer, now) {
+        return Ok(Some(token));
+    }
+    if !secrets.contains_key("refresh_token") {
+        // Nothing to refresh with: usable until it expires.
+        if state.token_expires_at.is_some_and(|at| at > now) {
+            return Ok(Some(token));
+        }
+        return Err(needs_reauth(
+            "the connection's access token has expired and the provider gave no refresh token; \
+             the end user must connect it again",
+            None,
+        ));
+    }
+    Ok(None)
+}
+
+/// Calls the provider while holding the lease; stores the result or the failure.
+async fn refresh(app: &App, state: &TokenState, grant: &Grant) -> ApiResult<AccessToken> {
+    let holder = &app.refreshes.holder;
+    let secrets = app.store.token_secrets(&app.vault, &state.id).await?;
+    let refresh_token = secrets.get("refresh_token").cloned().unwrap_or_default();
+    let started = tokio::time::Instant::now();
+    let mut tries = 0;
+    let outcome = loop {
+        let result = oauth::refresh_tokens(
+            &app.outbound,
+            &grant.settings,
+            &grant.client_secret,
+            &refresh_token,
+        )
+        .await;
+        match result {
+            Err(RefreshError::Transient(_))
+                if tries < RETRY_DELAYS.len() && started.elapsed() < TRY_FOR =>
+            {
+                tokio::time::sleep(RETRY_DELAYS[tries]).await;
+                tries += 1;
+            }
+            other => break other,
+        }
+    };
+    let now = app.now();
+    match outcome {
+        Ok(tokens) => {
+            let expires_at = tokens
+                .expires_in
+                .map(|s| now.saturating_add(i64::try_from(s).unwrap_or(i64::MAX)));
+            let stored = app
+                .store
+                .store_refresh(
+                    &app.vault,
+                    Refreshed {
+                        id: &state.id,
+                        version: state.token_version,
+                        holder,
+                        access_token: &tokens.access_token,
+                        refresh_token: tokens.refresh_token.as_deref(),
+                        token_type: &tokens.token_type,
+                        expires_at,
+                        now,
+                    },
+                )
+                .await?;
+            if !stored {
+                // The connection changed under the lease (reconnected, or the
+                // lease lapsed and another process stored first).
+                return Err(ApiError::new(
+                    ErrorCode::Conflict,
+                    "the connection changed while its token was refreshed; try again",
+                ));
+            }
+            Ok(AccessToken {
+                access_token: tokens.access_token,
+                token_type: tokens.token_type,
+                expires_at,
+            })
+        }
+        Err(RefreshError::Revoked(failure)) => {
+            record(app, state, true, &failure, None, now).await?;
+            Err(needs_reauth(
+                format!(
+                    "{}; the end user must connect this account again",
+                    failure.message
+                ),
+                failure.provider_code,
+            ))
+        }
+        Err(RefreshError::Transient(failure)) | Err(RefreshError::Refused(failure)) => {
+            let retry_at = now + backoff_seconds(state.refresh_failures + 1);
+            record(app, state, false, &failure, Some(retry_at), now).await?;
+            let mut error = ApiError::new(
+                ErrorCode::UpstreamError,
+                format!("the token could not be refreshed: {}", failure.message),
+            );
+            error.provider_code = failure.provider_code;
+            Err(error)
+        }
+    }
+}
+
+/// Seconds before the job tries again after `failures` failures in a row:
+/// 30 s, doubling, at most an hour.
+fn backoff_seconds(failures: i64) -> i64 {
+    let exponent = u32::try_from(failures.saturating_sub(1).clamp(0, 7)).unwrap_or(7);
+    (30_i64 << exponent).min(3600)
+}
+
+async fn record(
+    app: &App,
+    state: &TokenState,
+    revoked: bool,
+    failure: &Failure,
+    retry_at: Option<i64>,
+    now: i64,
+) -> ApiResult<()> {
+    app.store
+        .record_refresh_failure(RefreshFailure {
+            state,
+            holder: &app.refreshes.holder,
+            needs_reauth: revoked,
+            data: json!({
+                "reason": failure.message,
+                "provider_code": failure.provider_code,
+            }),
+            retry_at,
+            now,
+        })
+        .await?;
+    Ok(())
+}
+
+/// One pass of the background refresh: connections whose tokens fall due
+/// within `horizon` seconds, at most `batch`, each through the same path as
+/// any use (so a dead grant is found before a user needs it). Answers how
+/// many were refreshed and how many failed.
+pub async fn refresh_due(app: &App, horizon: i64, batch: i64) -> ApiResult<(usize, usize)> {
+    let now = app.now();
+    let due = app.store.connections_due(now + horizon, now, batch).await?;
+    let (mut refreshed, mut failed) = (0, 0);
+    for id in due {
+        match fresh_access_token(app, &id).await {
+            Ok(_) => refreshed += 1,
+            Err(_) => failed += 1,
+        }
+    }
+    Ok((refreshed, failed))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_token_is_due_within_the_buffer_and_never_without_an_expiry() {
+        assert!(!due(None, None, 300, 1_000));
+        assert!(!due(Some(1_400), None, 300, 1_000));
+        assert!(due(Some(1_300), None, 300, 1_000));
+        assert!(due(Some(900), None, 0, 1_000));
+        assert!(!due(Some(1_001), None, 0, 1_000));
+        // An hour-long token obtained at 0: due 300 s before it expires.
+        assert!(!due(Some(3_600), Some(0), 300, 3_299));
+        assert!(due(Some(3_600), Some(0), 300, 3_300));
+    }
+
+    #[test]
+    fn a_token_shorter_lived_than_the_buffer_is_due_at_half_its_life() {
+        // Two seconds of life, a five-minute buffer: due after one second, not at once.
+        assert!(!due(Some(1_002), Some(1_000), 300, 1_000));
+        assert!(due(Some(1_002), Some(1_000), 300, 1_001));
+    }
+
+    #[test]
+    fn backoff_doubles_to_an_hour() {
+        assert_eq!(backoff_seconds(1), 30);
+        assert_eq!(backoff_seconds(2), 60);
+        assert_eq!(backoff_seconds(5), 480);
+        assert_eq!(backoff_seconds(50), 3600);
+    }
+}

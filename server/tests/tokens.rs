@@ -1,0 +1,287 @@
+//! The token lifecycle against the real provider (tests/provider: refresh
+//! tokens rotate, a spent one presented again revokes the grant, access
+//! tokens live two seconds): `POST /v1/connections/{id}/token`, single-flight
+//! refresh within a process and across two servers on one database (SECURITY
+//! 26), a dead grant (SECURITY 28), and reconnecting it.
+
+mod common;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::body::Body;
+use axum::http::{Request, StatusCode};
+use http_body_util::BodyExt;
+use plugboard::app::AppState;
+use serde_json::{json, Value};
+use tower::ServiceExt;
+
+use common::journey::Session;
+use common::provider::{connected_id, sign_in_until_callback, Consent, Provider};
+use common::{Engine, TestApp};
+
+const ORIGIN: &str = "https://app.example.com";
+/// How long the provider's access tokens live.
+const TTL: u64 = 2;
+
+on_both_engines!(
+    twenty_concurrent_uses_of_an_expired_token_refresh_it_once,
+    a_forgotten_grant_is_needs_reauth_once_then_left_alone_until_reconnected,
+);
+
+struct Connected {
+    app: TestApp,
+    provider: Provider,
+    key: String,
+    connection: String,
+    callback_url: String,
+    client_id: String,
+    client_secret: String,
+}
+
+/// An integration at the provider and one end user's account connected through it.
+async fn connected(engine: Engine) -> Connected {
+    let app = TestApp::starting_now(engine).await;
+    let provider = Provider::start_with("127.0.0.1", TTL);
+    let (_, key) = app.project("Acme").await;
+    let reply = app
+        .call(
+            "POST",
+            "/v1/integrations",
+            Some(&key),
+            Some(provider.integration("acme")),
+        )
+        .await;
+    assert_eq!(reply.status, StatusCode::CREATED, "{}", reply.text);
+    let callback_url = reply.body["callback_url"].as_str().unwrap().to_string();
+    let (client_id, client_secret) = provider
+        .register(&callback_url, "client_secret_basic")
+        .await;
+    let reply = app
+        .call(
+            "PATCH",
+            "/v1/integrations/acme",
+            Some(&key),
+            Some(json!({ "client_id": client_id, "client_secret": client_secret })),
+        )
+        .await;
+    assert_eq!(reply.status, StatusCode::OK, "{}", reply.text);
+    let connection = connect(&app, &key, &callback_url, None).await;
+    Connected {
+        app,
+        provider,
+        key,
+        connection,
+        callback_url,
+        client_id,
+        client_secret,
+    }
+}
+
+/// Connects `alice` (again, in place, when `reconnect` names her connection).
+async fn connect(app: &TestApp, key: &str, callback_url: &str, reconnect: Option<&str>) -> String {
+    let session = Session::mint(app, key, "user-1", ORIGIN).await;
+    let mut body = json!({ "app": "acme" });
+    if let Some(id) = reconnect {
+        body["connectedAccountId"] = json!(id);
+    }
+    let started = app
+        .send(session.sdk("POST", "/v1/sdk/connect", Some(body)))
+        .await;
+    assert_eq!(started.status, StatusCode::CREATED, "{}", started.text);
+    let mut browser = common::provider::Browser::new();
+    let authorize = browser.open_popup(&started.body).await.location.unwrap();
+    let callback = sign_in_until_callback(
+        &mut browser,
+        &authorize,
+        "alice",
+        Consent::Allow,
+        callback_url,
+    )
+    .await;
+    let page = browser.get(&callback).await;
+    assert_eq!(page.status, 200, "{}", page.body);
+    connected_id(&page)
+}
+
+/// `POST /v1/connections/{id}/token` on the server behind `state`.
+async fn token(state: &AppState, key: &str, id: &str) -> (StatusCode, Value) {
+    let request = Request::builder()
+        .method("POST")
+        .uri(format!("/v1/connections/{id}/token"))
+        .header("authorization", format!("Bearer {key}"))
+        .body(Body::empty())
+        .unwrap();
+    let response = plugboard::http::router(state.clone())
+        .oneshot(request)
+        .await
+        .unwrap();
+    let status = response.status();
+    let bytes = response.into_body().collect().await.unwrap().to_bytes();
+    (
+        status,
+        serde_json::from_slice(&bytes).unwrap_or(Value::Null),
+    )
+}
+
+/// Waits until the access token has expired for the provider (real time)
+/// and for Plugboard (its clock), so the check holds under any buffer.
+async fn expire(app: &TestApp) {
+    tokio::time::sleep(Duration::from_secs(TTL + 1)).await;
+    app.clock.advance(TTL as i64 + 1);
+}
+
+/// Whether the provider accepts `access_token` (its userinfo endpoint).
+async fn provider_accepts(provider: &Provider, access_token: &str) -> bool {
+    reqwest::Client::new()
+        .get(format!("{}/me", provider.issuer))
+        .bearer_auth(access_token)
+        .send()
+        .await
+        .expect("userinfo")
+        .status()
+        .is_success()
+}
+
+/// 20 uses at once, spread over `servers`; answers each one's access token.
+async fn twenty_uses(servers: &[AppState], key: &str, id: &str) -> Vec<String> {
+    let uses = (0..20).map(|i| {
+        let state = servers[i % servers.len()].clone();
+        let (key, id) = (key.to_string(), id.to_string());
+        tokio::spawn(async move { token(&state, &key, &id).await })
+    });
+    let mut tokens = Vec::new();
+    for task in uses {
+        let (status, body) = task.await.unwrap();
+        assert_eq!(status, StatusCode::OK, "{body}");
+        tokens.push(body["access_token"].as_str().unwrap().to_string());
+    }
+    tokens
+}
+
+async fn twenty_concurrent_uses_of_an_expired_token_refresh_it_once(engine: Engine) {
+    let c = connected(engine).await;
+    let (status, body) = token(&c.app.state, &c.key, &c.connection).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["auth_type"], "oauth2_authorization_code");
+    assert_eq!(body["token_type"], "Bearer");
+    assert!(body["expires_at"].is_string(), "{body}");
+    assert!(
+        body.get("refresh_token").is_none() && body.get("client_secret").is_none(),
+        "{body}"
+    );
+
+    expire(&c.app).await;
+    let before = c.provider.count("refresh_token:ok").await;
+    let tokens = twenty_uses(std::slice::from_ref(&c.app.state), &c.key, &c.connection).await;
+    assert_eq!(
+        c.provider.count("refresh_token:ok").await,
+        before + 1,
+        "one refresh reached the provider"
+    );
+    assert_eq!(c.provider.count("refresh_token:error").await, 0);
+    assert!(
+        tokens.iter().all(|t| *t == tokens[0]),
+        "every use got the refreshed token"
+    );
+    assert!(provider_accepts(&c.provider, &tokens[0]).await);
+
+    // Two servers on one database (as two replicas would be), the uses split between them.
+    if engine == Engine::Postgres {
+        let other = AppState(Arc::new(c.app.replica().await));
+        expire(&c.app).await;
+        let before = c.provider.count("refresh_token:ok").await;
+        let servers = [c.app.state.clone(), other];
+        let tokens = twenty_uses(&servers, &c.key, &c.connection).await;
+        assert_eq!(c.provider.count("refresh_token:ok").await, before + 1);
+        assert_eq!(c.provider.count("refresh_token:error").await, 0);
+        assert!(tokens.iter().all(|t| *t == tokens[0]));
+        assert!(provider_accepts(&c.provider, &tokens[0]).await);
+    }
+}
+
+async fn a_forgotten_grant_is_needs_reauth_once_then_left_alone_until_reconnected(engine: Engine) {
+    let c = connected(engine).await;
+    // The provider forgets the grant: its refresh token is revoked there (RFC 7009).
+    let secrets = c
+        .app
+        .store()
+        .connection_secrets(&c.app.state.vault, &c.connection)
+        .await
+        .unwrap();
+    let revoked = reqwest::Client::new()
+        .post(format!("{}/token/revocation", c.provider.issuer))
+        .basic_auth(&c.client_id, Some(&c.client_secret))
+        .form(&[
+            ("token", secrets["refresh_token"].expose()),
+            ("token_type_hint", "refresh_token"),
+        ])
+        .send()
+        .await
+        .unwrap();
+    assert!(revoked.status().is_success());
+
+    expire(&c.app).await;
+    let before = c.provider.count("refresh_token:error").await;
+    let (status, body) = token(&c.app.state, &c.key, &c.connection).await;
+    assert_eq!(status, StatusCode::CONFLICT, "{body}");
+    assert_eq!(body["error"]["code"], "needs_reauth");
+    assert_eq!(body["error"]["provider_code"], "invalid_grant");
+    let message = body["error"]["message"].as_str().unwrap();
+    assert!(message.contains("connect this account again"), "{message}");
+    assert_eq!(c.provider.count("refresh_token:error").await, before + 1);
+
+    // Read everywhere as needs_reauth, recorded once in the event log.
+    let read = c
+        .app
+        .call(
+            "GET",
+            &format!("/v1/connections/{}", c.connection),
+            Some(&c.key),
+            None,
+        )
+        .await;
+    assert_eq!(read.body["status"], "needs_reauth");
+    let events = c
+        .app
+        .call(
+            "GET",
+            &format!("/v1/events?connection_id={}", c.connection),
+            Some(&c.key),
+            None,
+        )
+        .await;
+    let kinds: Vec<&str> = events.body["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["type"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        kinds
+            .iter()
+            .filter(|k| **k == "connection.needs_reauth")
+            .count(),
+        1,
+        "{kinds:?}"
+    );
+
+    // Later uses answer at once, without calling the provider again.
+    for _ in 0..3 {
+        let (status, body) = token(&c.app.state, &c.key, &c.connection).await;
+        assert_eq!(
+            (status, body["error"]["code"].as_str()),
+            (StatusCode::CONFLICT, Some("needs_reauth"))
+        );
+    }
+    assert_eq!(c.provider.count("refresh_token:error").await, before + 1);
+
+    // The end user connects the same account again, in place: active, with an event.
+    let again = connect(&c.app, &c.key, &c.callback_url, Some(&c.connection)).await;
+    assert_eq!(again, c.connection);
+    let (status, body) = token(&c.app.state, &c.key, &c.connection).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert!(provider_accepts(&c.provider, body["access_token"].as_str().unwrap()).await);
+    let last = c.app.last_event(&c.key, &c.connection).await;
+    assert_eq!(last["type"], "connection.recovered");
+}
