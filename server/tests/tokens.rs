@@ -27,6 +27,7 @@ const TTL: u64 = 2;
 on_both_engines!(
     twenty_concurrent_uses_of_an_expired_token_refresh_it_once,
     a_forgotten_grant_is_needs_reauth_once_then_left_alone_until_reconnected,
+    the_background_job_refreshes_ahead_and_finds_a_dead_grant_first,
 );
 
 struct Connected {
@@ -131,6 +132,27 @@ async fn expire(app: &TestApp) {
     app.clock.advance(TTL as i64 + 1);
 }
 
+/// The provider forgets the grant: its refresh token is revoked there (RFC 7009).
+async fn forget_grant(c: &Connected) {
+    let secrets = c
+        .app
+        .store()
+        .connection_secrets(&c.app.state.vault, &c.connection)
+        .await
+        .unwrap();
+    let revoked = reqwest::Client::new()
+        .post(format!("{}/token/revocation", c.provider.issuer))
+        .basic_auth(&c.client_id, Some(&c.client_secret))
+        .form(&[
+            ("token", secrets["refresh_token"].expose()),
+            ("token_type_hint", "refresh_token"),
+        ])
+        .send()
+        .await
+        .unwrap();
+    assert!(revoked.status().is_success());
+}
+
 /// Whether the provider accepts `access_token` (its userinfo endpoint).
 async fn provider_accepts(provider: &Provider, access_token: &str) -> bool {
     reqwest::Client::new()
@@ -202,24 +224,7 @@ async fn twenty_concurrent_uses_of_an_expired_token_refresh_it_once(engine: Engi
 
 async fn a_forgotten_grant_is_needs_reauth_once_then_left_alone_until_reconnected(engine: Engine) {
     let c = connected(engine).await;
-    // The provider forgets the grant: its refresh token is revoked there (RFC 7009).
-    let secrets = c
-        .app
-        .store()
-        .connection_secrets(&c.app.state.vault, &c.connection)
-        .await
-        .unwrap();
-    let revoked = reqwest::Client::new()
-        .post(format!("{}/token/revocation", c.provider.issuer))
-        .basic_auth(&c.client_id, Some(&c.client_secret))
-        .form(&[
-            ("token", secrets["refresh_token"].expose()),
-            ("token_type_hint", "refresh_token"),
-        ])
-        .send()
-        .await
-        .unwrap();
-    assert!(revoked.status().is_success());
+    forget_grant(&c).await;
 
     expire(&c.app).await;
     let before = c.provider.count("refresh_token:error").await;
@@ -284,4 +289,39 @@ async fn a_forgotten_grant_is_needs_reauth_once_then_left_alone_until_reconnecte
     assert!(provider_accepts(&c.provider, body["access_token"].as_str().unwrap()).await);
     let last = c.app.last_event(&c.key, &c.connection).await;
     assert_eq!(last["type"], "connection.recovered");
+}
+
+async fn the_background_job_refreshes_ahead_and_finds_a_dead_grant_first(engine: Engine) {
+    let c = connected(engine).await;
+    expire(&c.app).await;
+    let before = c.provider.count("refresh_token:ok").await;
+    plugboard::jobs::refresh_pass(&c.app.state).await;
+    assert_eq!(c.provider.count("refresh_token:ok").await, before + 1);
+    // A use right after finds the token the job stored.
+    let (status, body) = token(&c.app.state, &c.key, &c.connection).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(c.provider.count("refresh_token:ok").await, before + 1);
+    assert!(provider_accepts(&c.provider, body["access_token"].as_str().unwrap()).await);
+
+    // The grant dies: the job finds it before any use, once.
+    forget_grant(&c).await;
+    expire(&c.app).await;
+    let errors = c.provider.count("refresh_token:error").await;
+    plugboard::jobs::refresh_pass(&c.app.state).await;
+    let read = c
+        .app
+        .call(
+            "GET",
+            &format!("/v1/connections/{}", c.connection),
+            Some(&c.key),
+            None,
+        )
+        .await;
+    assert_eq!(read.body["status"], "needs_reauth");
+    assert_eq!(
+        c.app.last_event(&c.key, &c.connection).await["type"],
+        "connection.needs_reauth"
+    );
+    plugboard::jobs::refresh_pass(&c.app.state).await;
+    assert_eq!(c.provider.count("refresh_token:error").await, errors + 1);
 }
