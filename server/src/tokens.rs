@@ -174,6 +174,17 @@ pub async fn fresh_access_token(app: &App, connection_id: &str) -> ApiResult<Acc
             return Ok(token);
         }
         let now = app.now();
+        // A refresh failed a moment ago for a reason that may pass: wait out
+        // its backoff rather than call the provider at every use.
+        if let Some(retry_at) = state.refresh_retry_at.filter(|at| *at > now) {
+            let mut error = ApiError::new(
+                ErrorCode::UpstreamError,
+                "the provider could not refresh this connection's token a moment ago; \
+                 it will be tried again shortly",
+            );
+            error.retry_after = u64::try_from(retry_at - now).ok();
+            return Err(error);
+        }
         let holder = &app.refreshes.holder;
         if app
             .store

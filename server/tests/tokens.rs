@@ -16,9 +16,10 @@ use plugboard::app::AppState;
 use serde_json::{json, Value};
 use tower::ServiceExt;
 
+use common::fake::{json_response, Behaviour, FakePeer};
 use common::journey::Session;
 use common::provider::{connected_id, sign_in_until_callback, Consent, Provider};
-use common::{Engine, TestApp};
+use common::{execute, Engine, TestApp};
 
 const ORIGIN: &str = "https://app.example.com";
 /// How long the provider's access tokens live.
@@ -28,6 +29,7 @@ on_both_engines!(
     twenty_concurrent_uses_of_an_expired_token_refresh_it_once,
     a_forgotten_grant_is_needs_reauth_once_then_left_alone_until_reconnected,
     the_background_job_refreshes_ahead_and_finds_a_dead_grant_first,
+    a_refresh_failure_that_may_pass_is_retried_then_waits_and_secrets_never_show,
 );
 
 struct Connected {
@@ -324,4 +326,82 @@ async fn the_background_job_refreshes_ahead_and_finds_a_dead_grant_first(engine:
     );
     plugboard::jobs::refresh_pass(&c.app.state).await;
     assert_eq!(c.provider.count("refresh_token:error").await, errors + 1);
+}
+
+/// Faults the real provider cannot be made to produce (SECURITY 25, 28): a
+/// token endpoint that answers 503, then one that repeats the whole request
+/// it received in its `invalid_grant` description.
+async fn a_refresh_failure_that_may_pass_is_retried_then_waits_and_secrets_never_show(
+    engine: Engine,
+) {
+    const CANARIES: [&str; 3] = [
+        "client-secret-canary-7Hq",
+        "rt-canary-Zq82",
+        "at-canary-Zq81",
+    ];
+    let unavailable = json_response(503, r#"{"error":"temporarily_unavailable"}"#);
+    let fake = FakePeer::start(Behaviour::Respond(unavailable)).await;
+    let app = TestApp::new(engine).await;
+    let (project_id, key) = app.project("Acme").await;
+    let integration = app
+        .integration(
+            &key,
+            "acme",
+            json!({ "token_url": format!("{}/token", fake.url) }),
+        )
+        .await;
+    let id = app
+        .connection(&project_id, &integration, Some("user-1"), "alice")
+        .await;
+    let expired = app.state.now() - 3600;
+    execute(
+        engine,
+        &app.database_url,
+        &format!("UPDATE connections SET token_expires_at = {expired} WHERE id = '{id}'"),
+        None,
+    )
+    .await;
+    let shows_a_secret = |text: &str| CANARIES.iter().any(|c| text.contains(c));
+
+    let (status, body) = token(&app.state, &key, &id).await;
+    assert_eq!(status, StatusCode::BAD_GATEWAY, "{body}");
+    assert_eq!(body["error"]["code"], "upstream_error");
+    assert_eq!(
+        fake.requests().len(),
+        3,
+        "tried three times within the call"
+    );
+    assert!(!shows_a_secret(&body.to_string()), "{body}");
+    let read = app
+        .call("GET", &format!("/v1/connections/{id}"), Some(&key), None)
+        .await;
+    assert_eq!(read.body["status"], "active");
+    let event = app.last_event(&key, &id).await;
+    assert_eq!(event["type"], "connection.refresh_failed");
+    assert!(!shows_a_secret(&event.to_string()), "{event}");
+
+    // Within the backoff, a use answers at once.
+    let (status, body) = token(&app.state, &key, &id).await;
+    assert_eq!(
+        (status, body["error"]["code"].as_str()),
+        (StatusCode::BAD_GATEWAY, Some("upstream_error"))
+    );
+    assert_eq!(fake.requests().len(), 3);
+
+    // After it, the provider answers invalid_grant and repeats the request.
+    app.clock.advance(60);
+    fake.set(Behaviour::Echo);
+    let (status, body) = token(&app.state, &key, &id).await;
+    assert_eq!(status, StatusCode::CONFLICT, "{body}");
+    assert_eq!(body["error"]["code"], "needs_reauth");
+    assert_eq!(fake.requests().len(), 4);
+    let echoed = fake.requests().last().unwrap().clone();
+    assert!(
+        echoed.body.contains("rt-canary-Zq82"),
+        "the provider did receive the refresh token"
+    );
+    assert!(!shows_a_secret(&body.to_string()), "{body}");
+    let event = app.last_event(&key, &id).await;
+    assert_eq!(event["type"], "connection.needs_reauth");
+    assert!(!shows_a_secret(&event.to_string()), "{event}");
 }
