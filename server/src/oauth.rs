@@ -13,13 +13,13 @@ use oauth2::basic::{
 use oauth2::{
     AsyncHttpClient, AuthType, AuthorizationCode, ClientId, ClientSecret, EndpointNotSet,
     EndpointSet, ExtraTokenFields, HttpRequest, HttpResponse, PkceCodeChallenge, PkceCodeVerifier,
-    RedirectUrl, RefreshToken, RequestTokenError, StandardRevocableToken, StandardTokenResponse,
-    TokenResponse, TokenUrl,
+    RedirectUrl, RefreshToken, RequestTokenError, Scope, StandardRevocableToken,
+    StandardTokenResponse, TokenResponse, TokenUrl,
 };
 use serde::{Deserialize, Serialize};
 use url::Url;
 
-use crate::auth::oauth2::{CodeSpec, TokenAuthMethod};
+use crate::auth::oauth2::{CodeSpec, TokenAuthMethod, TokenEndpoint};
 use crate::auth::ConnectionCredential;
 use crate::error::ErrorCode;
 use crate::outbound::{Outbound, OutboundError, OutboundRequest};
@@ -190,7 +190,8 @@ pub async fn exchange_code(
 ) -> Result<Tokens, Failure> {
     let redirect = RedirectUrl::new(redirect_uri.to_string())
         .map_err(|_| Failure::provider("the integration's callback URL is invalid", None))?;
-    let client = token_client(settings, client_secret)?.set_redirect_uri(redirect);
+    let client =
+        token_client(&settings.token_endpoint(), client_secret)?.set_redirect_uri(redirect);
     let result = client
         .exchange_code(AuthorizationCode::new(code.to_string()))
         .set_pkce_verifier(PkceCodeVerifier::new(verifier.to_string()))
@@ -232,11 +233,11 @@ pub async fn exchange_code(
             ))
         }
     };
-    tokens_from(&response, settings)
+    tokens_from(&response, &settings.scopes)
 }
 
 /// The `oauth2` client for the integration's token endpoint.
-fn token_client(settings: &CodeSpec, client_secret: &str) -> Result<CodeClient, Failure> {
+fn token_client(settings: &TokenEndpoint, client_secret: &str) -> Result<CodeClient, Failure> {
     let token_url = TokenUrl::new(settings.token_url.clone())
         .map_err(|_| Failure::provider("the integration's token_url is invalid", None))?;
     let auth_type = match settings.token_auth_method {
@@ -251,10 +252,11 @@ fn token_client(settings: &CodeSpec, client_secret: &str) -> Result<CodeClient, 
     )
 }
 
-/// The tokens of a successful token response.
+/// The tokens of a successful token response (`requested`: the scopes asked
+/// for, granted when the response does not say otherwise).
 fn tokens_from(
     response: &TokenResponseWithIdToken,
-    settings: &CodeSpec,
+    requested: &[String],
 ) -> Result<Tokens, Failure> {
     let access_token = response.access_token().secret().to_string();
     if access_token.is_empty() {
@@ -277,7 +279,7 @@ fn tokens_from(
         expires_in: response.expires_in().map(|d| d.as_secs()),
         scopes: match response.scopes() {
             Some(scopes) => scopes.iter().map(|s| s.to_string()).collect(),
-            None => settings.scopes.clone(),
+            None => requested.to_vec(),
         },
         id_token: response.extra_fields().id_token.clone().map(Secret::new),
     })
@@ -299,26 +301,56 @@ pub enum RefreshError {
 /// Uses a refresh token at the integration's token endpoint (RFC 6749, section 6).
 pub async fn refresh_tokens(
     outbound: &Outbound,
-    settings: &CodeSpec,
+    endpoint: &TokenEndpoint,
     client_secret: &str,
     refresh_token: &str,
 ) -> Result<Tokens, RefreshError> {
-    let client = token_client(settings, client_secret).map_err(RefreshError::Refused)?;
+    let client = token_client(endpoint, client_secret).map_err(RefreshError::Refused)?;
     let result = client
         .exchange_refresh_token(&RefreshToken::new(refresh_token.to_string()))
         .request_async(&OAuthHttp(outbound))
         .await;
     let redactor = Redactor::new()
         .secret(refresh_token)
-        .basic_credentials(&settings.client_id, client_secret);
+        .basic_credentials(&endpoint.client_id, client_secret);
+    grant_outcome(result, &redactor, &endpoint.scopes, "the refresh")
+}
+
+/// Asks for a token with the client's own credentials (RFC 6749, section 4.4).
+pub async fn client_credentials_tokens(
+    outbound: &Outbound,
+    endpoint: &TokenEndpoint,
+    client_secret: &str,
+) -> Result<Tokens, RefreshError> {
+    let client = token_client(endpoint, client_secret).map_err(RefreshError::Refused)?;
+    let result = client
+        .exchange_client_credentials()
+        .add_scopes(endpoint.scopes.iter().cloned().map(Scope::new))
+        .request_async(&OAuthHttp(outbound))
+        .await;
+    let redactor = Redactor::new().basic_credentials(&endpoint.client_id, client_secret);
+    grant_outcome(result, &redactor, &endpoint.scopes, "the token request")
+}
+
+type GrantResult =
+    Result<TokenResponseWithIdToken, RequestTokenError<OutboundError, BasicErrorResponse>>;
+
+/// A token response of a grant without an end user, classified: what may
+/// pass, what only the end user (or the developer) can fix.
+fn grant_outcome(
+    result: GrantResult,
+    redactor: &Redactor,
+    requested: &[String],
+    what: &str,
+) -> Result<Tokens, RefreshError> {
     match result {
-        Ok(response) => tokens_from(&response, settings).map_err(RefreshError::Refused),
+        Ok(response) => tokens_from(&response, requested).map_err(RefreshError::Refused),
         Err(RequestTokenError::ServerResponse(err)) => {
             let provider_code = redactor.clean(err.error().as_ref(), 64);
             let description = err.error_description().map(|d| redactor.clean(d, 300));
             let message = match description {
-                Some(d) => format!("the provider refused the refresh: {provider_code}: {d}"),
-                None => format!("the provider refused the refresh: {provider_code}"),
+                Some(d) => format!("the provider refused {what}: {provider_code}: {d}"),
+                None => format!("the provider refused {what}: {provider_code}"),
             };
             let failure = Failure::provider(message, Some(provider_code.clone()));
             if provider_code == "invalid_grant" {

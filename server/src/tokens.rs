@@ -24,8 +24,9 @@ use std::time::Duration;
 use serde_json::json;
 
 use crate::app::App;
+use crate::auth::oauth2::TokenEndpoint;
 use crate::error::{ApiError, ApiResult, ErrorCode};
-use crate::integrations::IntegrationSpec;
+use crate::integrations::{AuthSpec, AuthType, IntegrationSpec};
 use crate::oauth::{self, Failure, RefreshError};
 use crate::secret::Secret;
 use crate::store::{RefreshFailure, Refreshed, TokenState};
@@ -103,11 +104,22 @@ fn due(expires_at: Option<i64>, obtained_at: Option<i64>, buffer: i64, now: i64)
     at.saturating_sub(buffer) <= now
 }
 
+/// Where a connection's next access token comes from.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Source {
+    /// Its refresh token (the authorization code's, or the one a developer
+    /// pasted into an `oauth2_refresh_token` integration).
+    RefreshToken,
+    /// The client's own credentials: a new token whenever one is needed.
+    ClientCredentials,
+}
+
 /// What refreshing needs to know about the connection's integration.
 struct Grant {
-    settings: crate::auth::oauth2::CodeSpec,
+    endpoint: TokenEndpoint,
     client_secret: Secret,
     buffer: i64,
+    source: Source,
 }
 
 async fn grant(app: &App, state: &TokenState) -> ApiResult<Grant> {
@@ -126,23 +138,19 @@ async fn grant(app: &App, state: &TokenState) -> ApiResult<Grant> {
         .ok_or_else(|| ApiError::internal("the connection's OAuth client is gone"))?;
     let client_spec = IntegrationSpec::parse(&integration.auth_type, &client.config)
         .map_err(ApiError::internal)?;
-    let settings = client_spec
-        .oauth2_code()
-        .map_err(|_| {
-            ApiError::new(
-                ErrorCode::ValidationFailed,
-                "this connection's integration has no tokens to refresh",
-            )
-        })?
-        .clone();
+    let source = match client_spec.auth {
+        AuthSpec::OAuth2ClientCredentials(_) => Source::ClientCredentials,
+        _ => Source::RefreshToken,
+    };
     Ok(Grant {
-        settings,
+        endpoint: client_spec.token_endpoint(),
         client_secret: client
             .secrets
             .get("client_secret")
             .cloned()
             .unwrap_or_default(),
         buffer: spec.refresh_buffer_seconds,
+        source,
     })
 }
 
@@ -238,7 +246,7 @@ async fn usable(
     if !due(state.token_expires_at, state.token_obtained_at, buffer, now) {
         return Ok(Some(token));
     }
-    if !secrets.contains_key("refresh_token") {
+    if grant.source == Source::RefreshToken && !secrets.contains_key("refresh_token") {
         // Nothing to refresh with: usable until it expires.
         if state.token_expires_at.is_some_and(|at| at > now) {
             return Ok(Some(token));
@@ -260,13 +268,25 @@ async fn refresh(app: &App, state: &TokenState, grant: &Grant) -> ApiResult<Acce
     let started = tokio::time::Instant::now();
     let mut tries = 0;
     let outcome = loop {
-        let result = oauth::refresh_tokens(
-            &app.outbound,
-            &grant.settings,
-            &grant.client_secret,
-            &refresh_token,
-        )
-        .await;
+        let result = match grant.source {
+            Source::RefreshToken => {
+                oauth::refresh_tokens(
+                    &app.outbound,
+                    &grant.endpoint,
+                    &grant.client_secret,
+                    &refresh_token,
+                )
+                .await
+            }
+            Source::ClientCredentials => {
+                oauth::client_credentials_tokens(
+                    &app.outbound,
+                    &grant.endpoint,
+                    &grant.client_secret,
+                )
+                .await
+            }
+        };
         match result {
             Err(RefreshError::Transient(_))
                 if tries < RETRY_DELAYS.len() && started.elapsed() < TRY_FOR =>
@@ -365,6 +385,91 @@ async fn record(
         })
         .await?;
     Ok(())
+}
+
+/// A project-level connection's first credentials, obtained while its
+/// integration is being saved (nothing is saved unless this succeeds).
+pub struct FirstGrant {
+    pub scopes: Vec<String>,
+    pub token_type: String,
+    pub expires_at: Option<i64>,
+    /// Sealed into the connection: the access token, and the refresh token
+    /// (the provider's new one, else the one the developer gave).
+    pub secrets: Vec<(&'static str, Secret)>,
+}
+
+/// Obtains the first token of a grant without an end user with the settings
+/// and secrets being saved. A refusal is `validation_failed` naming the
+/// fields it concerns, with the provider's error code.
+pub async fn first_grant(
+    app: &App,
+    auth_type: AuthType,
+    config: &serde_json::Map<String, serde_json::Value>,
+    secrets: &[(&'static str, Secret)],
+) -> ApiResult<FirstGrant> {
+    let spec = crate::auth::oauth2::GrantSpec::from_config(config).map_err(ApiError::internal)?;
+    let secret = |name: &str| {
+        secrets
+            .iter()
+            .find(|(field, _)| *field == name)
+            .map(|(_, value)| value.clone())
+            .unwrap_or_default()
+    };
+    let client_secret = secret("client_secret");
+    let given_refresh_token = secret("refresh_token");
+    let result = match auth_type {
+        AuthType::OAuth2RefreshToken => {
+            oauth::refresh_tokens(
+                &app.outbound,
+                &spec.endpoint,
+                &client_secret,
+                &given_refresh_token,
+            )
+            .await
+        }
+        _ => oauth::client_credentials_tokens(&app.outbound, &spec.endpoint, &client_secret).await,
+    };
+    let tokens = match result {
+        Ok(tokens) => tokens,
+        Err(RefreshError::Revoked(f))
+        | Err(RefreshError::Refused(f))
+        | Err(RefreshError::Transient(f)) => {
+            let fields: &[&str] = match f.provider_code.as_deref() {
+                Some("invalid_client") | Some("unauthorized_client") => {
+                    &["client_id", "client_secret"]
+                }
+                Some("invalid_grant") => &["refresh_token"],
+                Some("invalid_scope") => &["scopes"],
+                _ => &["token_url"],
+            };
+            let mut error = ApiError::validation(
+                fields
+                    .iter()
+                    .map(|name| (name.to_string(), f.message.clone()))
+                    .collect(),
+            );
+            error.message = format!("the provider did not issue a token: {}", f.message);
+            error.provider_code = f.provider_code;
+            return Err(error);
+        }
+    };
+    let now = app.now();
+    let mut kept = vec![("access_token", tokens.access_token)];
+    match tokens.refresh_token {
+        Some(rotated) => kept.push(("refresh_token", rotated)),
+        None if auth_type == AuthType::OAuth2RefreshToken => {
+            kept.push(("refresh_token", given_refresh_token))
+        }
+        None => {}
+    }
+    Ok(FirstGrant {
+        scopes: tokens.scopes,
+        token_type: tokens.token_type,
+        expires_at: tokens
+            .expires_in
+            .map(|s| now.saturating_add(i64::try_from(s).unwrap_or(i64::MAX))),
+        secrets: kept,
+    })
 }
 
 /// One pass of the background refresh: connections whose tokens fall due

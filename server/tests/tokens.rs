@@ -30,6 +30,8 @@ on_both_engines!(
     a_forgotten_grant_is_needs_reauth_once_then_left_alone_until_reconnected,
     the_background_job_refreshes_ahead_and_finds_a_dead_grant_first,
     a_refresh_failure_that_may_pass_is_retried_then_waits_and_secrets_never_show,
+    a_client_credentials_integration_is_saved_with_a_working_token_or_not_at_all,
+    a_refresh_token_integration_is_saved_with_a_working_token_or_not_at_all,
 );
 
 struct Connected {
@@ -404,4 +406,166 @@ async fn a_refresh_failure_that_may_pass_is_retried_then_waits_and_secrets_never
     let event = app.last_event(&key, &id).await;
     assert_eq!(event["type"], "connection.needs_reauth");
     assert!(!shows_a_secret(&event.to_string()), "{event}");
+}
+
+/// The project-level connections of an integration (`end_user_id` null).
+async fn project_connections(app: &TestApp, key: &str) -> Vec<Value> {
+    let list = app.call("GET", "/v1/connections", Some(key), None).await;
+    list.body["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|c| c["end_user_id"].is_null())
+        .cloned()
+        .collect()
+}
+
+async fn a_client_credentials_integration_is_saved_with_a_working_token_or_not_at_all(
+    engine: Engine,
+) {
+    let app = TestApp::starting_now(engine).await;
+    let provider = Provider::start_with("127.0.0.1", TTL);
+    let (_, key) = app.project("Acme").await;
+    let (client_id, client_secret) = provider.register_service().await;
+    let body = |secret: &str| {
+        json!({
+            "key": "service",
+            "auth_type": "oauth2_client_credentials",
+            "token_url": format!("{}/token", provider.issuer),
+            "client_id": client_id,
+            "client_secret": secret,
+        })
+    };
+
+    // A wrong secret: the field and the provider's code, and nothing saved.
+    let reply = app
+        .call(
+            "POST",
+            "/v1/integrations",
+            Some(&key),
+            Some(body("wrong-secret-canary-K2")),
+        )
+        .await;
+    assert_eq!(
+        reply.status,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "{}",
+        reply.text
+    );
+    assert_eq!(reply.code(), "validation_failed");
+    assert_eq!(reply.body["error"]["provider_code"], "invalid_client");
+    assert!(
+        reply.body["error"]["fields"]["client_secret"].is_string(),
+        "{}",
+        reply.text
+    );
+    assert!(!reply.text.contains("wrong-secret-canary-K2"));
+    let read = app
+        .call("GET", "/v1/integrations/service", Some(&key), None)
+        .await;
+    assert_eq!(read.status, StatusCode::NOT_FOUND);
+    assert!(project_connections(&app, &key).await.is_empty());
+
+    // The right one: saved with its project-level connection, whose token works.
+    let reply = app
+        .call(
+            "POST",
+            "/v1/integrations",
+            Some(&key),
+            Some(body(&client_secret)),
+        )
+        .await;
+    assert_eq!(reply.status, StatusCode::CREATED, "{}", reply.text);
+    let connections = project_connections(&app, &key).await;
+    assert_eq!(connections.len(), 1);
+    assert_eq!(connections[0]["integration"], "service");
+    let id = connections[0]["id"].as_str().unwrap().to_string();
+    let (status, first) = token(&app.state, &key, &id).await;
+    assert_eq!(status, StatusCode::OK, "{first}");
+    assert_eq!(first["auth_type"], "oauth2_client_credentials");
+    assert_eq!(provider.count("client_credentials:ok").await, 1);
+
+    // Re-acquired (not refreshed) once it expires.
+    expire(&app).await;
+    let (status, second) = token(&app.state, &key, &id).await;
+    assert_eq!(status, StatusCode::OK, "{second}");
+    assert_ne!(second["access_token"], first["access_token"]);
+    assert_eq!(provider.count("client_credentials:ok").await, 2);
+}
+
+async fn a_refresh_token_integration_is_saved_with_a_working_token_or_not_at_all(engine: Engine) {
+    // A refresh token as a developer would have one: from an authorization
+    // the provider granted their client.
+    let c = connected(engine).await;
+    let secrets = c
+        .app
+        .store()
+        .connection_secrets(&c.app.state.vault, &c.connection)
+        .await
+        .unwrap();
+    let refresh_token = secrets["refresh_token"].expose().to_string();
+    let body = |refresh_token: &str| {
+        json!({
+            "key": "pasted",
+            "auth_type": "oauth2_refresh_token",
+            "token_url": format!("{}/token", c.provider.issuer),
+            "client_id": c.client_id,
+            "client_secret": c.client_secret,
+            "refresh_token": refresh_token,
+        })
+    };
+    let reply = c
+        .app
+        .call(
+            "POST",
+            "/v1/integrations",
+            Some(&c.key),
+            Some(body("rt-not-issued-canary-Q7")),
+        )
+        .await;
+    assert_eq!(
+        reply.status,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "{}",
+        reply.text
+    );
+    assert_eq!(reply.body["error"]["provider_code"], "invalid_grant");
+    assert!(
+        reply.body["error"]["fields"]["refresh_token"].is_string(),
+        "{}",
+        reply.text
+    );
+    assert!(!reply.text.contains("rt-not-issued-canary-Q7"));
+    assert!(project_connections(&c.app, &c.key).await.is_empty());
+
+    let reply = c
+        .app
+        .call(
+            "POST",
+            "/v1/integrations",
+            Some(&c.key),
+            Some(body(&refresh_token)),
+        )
+        .await;
+    assert_eq!(reply.status, StatusCode::CREATED, "{}", reply.text);
+    assert!(
+        !reply.text.contains(&refresh_token),
+        "the refresh token is write-only"
+    );
+    let connections = project_connections(&c.app, &c.key).await;
+    assert_eq!(connections.len(), 1);
+    let id = connections[0]["id"].as_str().unwrap().to_string();
+    let (status, body) = token(&c.app.state, &c.key, &id).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert!(provider_accepts(&c.provider, body["access_token"].as_str().unwrap()).await);
+    // It keeps working past expiry, through the rotated refresh token it stored.
+    expire(&c.app).await;
+    let (status, body) = token(&c.app.state, &c.key, &id).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert!(provider_accepts(&c.provider, body["access_token"].as_str().unwrap()).await);
+    assert_eq!(
+        c.provider.count("refresh_token:error").await,
+        1,
+        "only the made-up token was refused"
+    );
 }

@@ -54,6 +54,7 @@ server.listen(port, host, () => {
     clients: [],
     features: {
       devInteractions: { enabled: false },
+      clientCredentials: { enabled: true },
       registration: { enabled: true },
       revocation: { enabled: true },
       userinfo: { enabled: true },
@@ -70,6 +71,7 @@ server.listen(port, host, () => {
     rotateRefreshToken: true,
     ttl: {
       AccessToken: accessTokenTtl,
+      ClientCredentials: accessTokenTtl,
       AuthorizationCode: 60,
       IdToken: 3600,
       RefreshToken: 14 * 24 * 3600,

@@ -1,6 +1,8 @@
-//! OAuth 2.0 authorization-code integrations: their fields, validated and
-//! typed. How a credential is obtained, refreshed and revoked is the
-//! protocol's (`crate::oauth`); how it is placed on a request comes with the proxy.
+//! OAuth 2.0 integrations — the authorization code, and the two grants with
+//! no end user (client credentials; a refresh token the developer pastes):
+//! their fields, validated and typed, and how an access token is placed on a
+//! request. How a token is obtained, refreshed and revoked is the protocol's
+//! (`crate::oauth`).
 
 use std::collections::BTreeMap;
 
@@ -109,6 +111,90 @@ impl CodeSpec {
     }
 }
 
+/// Where and as whom Plugboard asks for tokens: what every OAuth family shares.
+#[derive(Debug, Clone)]
+pub struct TokenEndpoint {
+    pub token_url: String,
+    pub client_id: String,
+    pub token_auth_method: TokenAuthMethod,
+    /// Scopes to ask for where the grant takes them (client credentials).
+    pub scopes: Vec<String>,
+}
+
+impl CodeSpec {
+    pub fn token_endpoint(&self) -> TokenEndpoint {
+        TokenEndpoint {
+            token_url: self.token_url.clone(),
+            client_id: self.client_id.clone(),
+            token_auth_method: self.token_auth_method,
+            scopes: self.scopes.clone(),
+        }
+    }
+}
+
+/// The settings of a grant without an end user: `oauth2_client_credentials`
+/// or `oauth2_refresh_token` (whose refresh token is one of its secrets).
+#[derive(Debug, Clone)]
+pub struct GrantSpec {
+    pub endpoint: TokenEndpoint,
+}
+
+impl GrantSpec {
+    pub fn from_config(config: &Map<String, Value>) -> Result<GrantSpec, String> {
+        let text = |name: &str| config.get(name).and_then(Value::as_str).map(str::to_string);
+        let required =
+            |name: &str| text(name).ok_or_else(|| format!("integration settings: no {name}"));
+        let method = text("token_auth_method").unwrap_or_else(|| "client_secret_basic".into());
+        Ok(GrantSpec {
+            endpoint: TokenEndpoint {
+                token_url: required("token_url")?,
+                client_id: required("client_id")?,
+                token_auth_method: TokenAuthMethod::parse(&method)
+                    .ok_or_else(|| format!("integration settings: token_auth_method {method}"))?,
+                scopes: config
+                    .get("scopes")
+                    .and_then(Value::as_array)
+                    .map(|list| {
+                        list.iter()
+                            .filter_map(Value::as_str)
+                            .map(str::to_string)
+                            .collect()
+                    })
+                    .unwrap_or_default(),
+            },
+        })
+    }
+}
+
+/// Validates the fields of a grant without an end user; answers the secrets
+/// given. `with_refresh_token`: the `oauth2_refresh_token` type, whose
+/// refresh token is required (and write-only, like the client secret).
+pub(crate) fn validate_grant(
+    v: &mut Validator<'_>,
+    existing_secrets: &[String],
+    with_refresh_token: bool,
+) -> Vec<(&'static str, Secret)> {
+    let mut secrets = Vec::new();
+    v.url("token_url", true, UrlUse::Server);
+    if let Some(s) = v.string("client_id", true, 1024) {
+        v.out.insert("client_id".into(), Value::String(s));
+    }
+    let mut secret =
+        |v: &mut Validator<'_>, name: &'static str, max: usize| match v.string(name, false, max) {
+            Some(value) => secrets.push((name, Secret::new(value))),
+            None if existing_secrets.iter().any(|s| s == name) => {}
+            None => v.fail(name, "is required"),
+        };
+    secret(v, "client_secret", 4096);
+    if with_refresh_token {
+        secret(v, "refresh_token", 8192);
+    } else {
+        v.scopes();
+    }
+    v.token_auth_method();
+    secrets
+}
+
 /// Validates the authorization-code fields; answers the secrets given.
 pub(crate) fn validate(
     v: &mut Validator<'_>,
@@ -133,17 +219,7 @@ pub(crate) fn validate(
     v.out
         .insert("scope_separator".into(), Value::String(separator));
     v.authorization_params();
-    let method = v
-        .string("token_auth_method", false, 64)
-        .unwrap_or_else(|| "client_secret_basic".into());
-    if TokenAuthMethod::parse(&method).is_none() {
-        v.fail(
-            "token_auth_method",
-            "must be client_secret_basic or client_secret_post",
-        );
-    }
-    v.out
-        .insert("token_auth_method".into(), Value::String(method));
+    v.token_auth_method();
     v.url("issuer", false, UrlUse::Issuer);
     let asks_openid = v
         .out
@@ -163,6 +239,20 @@ pub(crate) fn validate(
 }
 
 impl Validator<'_> {
+    fn token_auth_method(&mut self) {
+        let method = self
+            .string("token_auth_method", false, 64)
+            .unwrap_or_else(|| "client_secret_basic".into());
+        if TokenAuthMethod::parse(&method).is_none() {
+            self.fail(
+                "token_auth_method",
+                "must be client_secret_basic or client_secret_post",
+            );
+        }
+        self.out
+            .insert("token_auth_method".into(), Value::String(method));
+    }
+
     /// The authorization request's own parameters may not come from the URL's
     /// query, where they would be sent before (and so may be read instead of)
     /// Plugboard's.

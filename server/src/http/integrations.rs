@@ -13,8 +13,11 @@ use crate::connections::{self, IntegrationDeleted};
 use crate::error::{ApiError, ApiResult};
 use crate::http::error::{Json, Path, Query};
 use crate::ids;
-use crate::integrations::{self as integration, ValidIntegration};
-use crate::store::{IntegrationRow, IntegrationUpdate, RetiredClient, UpdateOutcome};
+use crate::integrations::{self as integration, AuthType, ValidIntegration};
+use crate::store::{
+    IntegrationRow, IntegrationUpdate, ProjectConnection, RetiredClient, UpdateOutcome,
+};
+use crate::tokens;
 
 pub fn router() -> Router<AppState> {
     Router::new()
@@ -69,6 +72,14 @@ async fn create(
     let input = as_object(body)?;
     let valid = integration::validate(&input, &[], &app.settings.allow_hosts)
         .map_err(ApiError::validation)?;
+    let auth_type = AuthType::parse(&valid.auth_type)
+        .ok_or_else(|| ApiError::internal("a validated integration has an unknown auth_type"))?;
+    // A grant without an end user is saved only with a token that works.
+    let first = if auth_type.is_project_level() {
+        Some(tokens::first_grant(&app, auth_type, &valid.config, &valid.secrets).await?)
+    } else {
+        None
+    };
     let now = app.now();
     // The id is always the server's: any `id` in the body is ignored.
     let row = IntegrationRow {
@@ -81,9 +92,33 @@ async fn create(
         updated_at: now,
         client_generation: 0,
     };
+    let connection_id = ids::new_id("conn");
+    let label = valid
+        .config
+        .get("label")
+        .and_then(Value::as_str)
+        .unwrap_or_default()
+        .to_string();
+    let sealed: Vec<(&str, &str)> = first
+        .as_ref()
+        .map(|f| f.secrets.iter().map(|(k, v)| (*k, v.expose())).collect())
+        .unwrap_or_default();
+    let connection = first.as_ref().map(|f| ProjectConnection {
+        id: &connection_id,
+        label: &label,
+        scopes: &f.scopes,
+        token_type: &f.token_type,
+        token_expires_at: f.expires_at,
+        secrets: &sealed,
+    });
     match app
         .store
-        .insert_integration(&app.vault, &row, &secret_changes(&valid))
+        .insert_integration(
+            &app.vault,
+            &row,
+            &secret_changes(&valid),
+            connection.as_ref(),
+        )
         .await
     {
         Ok(()) => Ok((StatusCode::CREATED, Json(view(&app, &row)?))),

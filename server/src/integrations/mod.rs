@@ -62,7 +62,21 @@ impl AuthType {
 
     /// Whether integrations of this type can be created yet.
     pub fn is_supported(self) -> bool {
-        matches!(self, AuthType::OAuth2AuthorizationCode)
+        matches!(
+            self,
+            AuthType::OAuth2AuthorizationCode
+                | AuthType::OAuth2ClientCredentials
+                | AuthType::OAuth2RefreshToken
+        )
+    }
+
+    /// Whether its connections belong to the project, not to an end user:
+    /// made when the integration is saved, by obtaining a token.
+    pub fn is_project_level(self) -> bool {
+        matches!(
+            self,
+            AuthType::OAuth2ClientCredentials | AuthType::OAuth2RefreshToken
+        )
     }
 }
 
@@ -70,6 +84,8 @@ impl AuthType {
 #[derive(Debug, Clone)]
 pub enum AuthSpec {
     OAuth2AuthorizationCode(crate::auth::oauth2::CodeSpec),
+    OAuth2ClientCredentials(crate::auth::oauth2::GrantSpec),
+    OAuth2RefreshToken(crate::auth::oauth2::GrantSpec),
 }
 
 /// An integration's stored settings, parsed once.
@@ -93,6 +109,12 @@ impl IntegrationSpec {
         let auth = match AuthType::parse(auth_type) {
             Some(AuthType::OAuth2AuthorizationCode) => {
                 AuthSpec::OAuth2AuthorizationCode(crate::auth::oauth2::CodeSpec::from_config(&map)?)
+            }
+            Some(AuthType::OAuth2ClientCredentials) => AuthSpec::OAuth2ClientCredentials(
+                crate::auth::oauth2::GrantSpec::from_config(&map)?,
+            ),
+            Some(AuthType::OAuth2RefreshToken) => {
+                AuthSpec::OAuth2RefreshToken(crate::auth::oauth2::GrantSpec::from_config(&map)?)
             }
             _ => {
                 return Err(format!(
@@ -121,6 +143,17 @@ impl IntegrationSpec {
     pub fn oauth2_code(&self) -> Result<&crate::auth::oauth2::CodeSpec, String> {
         match &self.auth {
             AuthSpec::OAuth2AuthorizationCode(spec) => Ok(spec),
+            _ => Err("the integration does not use the authorization code".into()),
+        }
+    }
+
+    /// Where the integration's tokens come from, for every OAuth family.
+    pub fn token_endpoint(&self) -> crate::auth::oauth2::TokenEndpoint {
+        match &self.auth {
+            AuthSpec::OAuth2AuthorizationCode(spec) => spec.token_endpoint(),
+            AuthSpec::OAuth2ClientCredentials(grant) | AuthSpec::OAuth2RefreshToken(grant) => {
+                grant.endpoint.clone()
+            }
         }
     }
 }

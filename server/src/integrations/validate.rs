@@ -74,6 +74,12 @@ pub fn validate(
         Some(AuthType::OAuth2AuthorizationCode) => {
             crate::auth::oauth2::validate(&mut v, existing_secrets)
         }
+        Some(AuthType::OAuth2ClientCredentials) => {
+            crate::auth::oauth2::validate_grant(&mut v, existing_secrets, false)
+        }
+        Some(AuthType::OAuth2RefreshToken) => {
+            crate::auth::oauth2::validate_grant(&mut v, existing_secrets, true)
+        }
         _ => Vec::new(),
     };
 

@@ -5,6 +5,7 @@ use std::collections::BTreeMap;
 
 use sqlx::FromRow;
 
+use super::events::{insert_event, EventKind, NewEvent};
 use super::{on_pool, Store, StoreResult};
 use crate::secret::Secret;
 use crate::vault::KeyRing;
@@ -80,15 +81,29 @@ pub struct ClientRecord {
     pub secrets: BTreeMap<String, Secret>,
 }
 
+/// The connection a grant without an end user gets when its integration is
+/// saved, with the token obtained for it (sealed on write).
+pub struct ProjectConnection<'a> {
+    pub id: &'a str,
+    pub label: &'a str,
+    pub scopes: &'a [String],
+    pub token_type: &'a str,
+    pub token_expires_at: Option<i64>,
+    pub secrets: &'a [(&'a str, &'a str)],
+}
+
 /// Secret field values to write: `Some` sets the field, `None` removes it.
 pub type SecretChanges<'a> = &'a [(&'a str, Option<&'a str>)];
 
 impl Store {
+    /// Inserts an integration with its secrets and, for a grant without an
+    /// end user, its project-level connection: one transaction.
     pub async fn insert_integration(
         &self,
         vault: &KeyRing,
         row: &IntegrationRow,
         secrets: SecretChanges<'_>,
+        connection: Option<&ProjectConnection<'_>>,
     ) -> StoreResult<()> {
         on_pool!(self, |pool| {
             let mut tx = pool.begin().await?;
@@ -117,6 +132,46 @@ impl Store {
                         value
                     );
                 }
+            }
+            if let Some(c) = connection {
+                sqlx::query(
+                    "INSERT INTO connections (id, project_id, integration_id, end_user_id, subject, label, status, \
+                     scopes, token_type, token_expires_at, token_obtained_at, created_at, updated_at, client_generation) \
+                     VALUES ($1, $2, $3, NULL, NULL, $4, 'active', $5, $6, $7, $8, $8, $8, 0)",
+                )
+                .bind(c.id)
+                .bind(&row.project_id)
+                .bind(&row.id)
+                .bind(c.label)
+                .bind(serde_json::to_string(c.scopes).unwrap_or_else(|_| "[]".into()))
+                .bind(c.token_type)
+                .bind(c.token_expires_at)
+                .bind(row.created_at)
+                .execute(&mut *tx)
+                .await?;
+                for (field, value) in c.secrets {
+                    insert_sealed!(
+                        tx,
+                        vault,
+                        super::connections::SECRETS_TABLE,
+                        "connection_id",
+                        c.id,
+                        field,
+                        value
+                    );
+                }
+                insert_event!(
+                    &mut *tx,
+                    NewEvent {
+                        project_id: &row.project_id,
+                        kind: EventKind::ConnectionCreated,
+                        connection_id: Some(c.id),
+                        integration: Some(&row.key),
+                        end_user_id: None,
+                        data: serde_json::json!({ "scopes": c.scopes }),
+                        now: row.created_at,
+                    }
+                );
             }
             tx.commit().await?;
         });

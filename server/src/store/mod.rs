@@ -48,8 +48,8 @@ pub use connections::{
 };
 pub use events::{EventKind, EventRow, NewEvent};
 pub use integrations::{
-    ClientRecord, DeleteIntegration, IntegrationRow, IntegrationUpdate, RetiredClient,
-    UpdateOutcome,
+    ClientRecord, DeleteIntegration, IntegrationRow, IntegrationUpdate, ProjectConnection,
+    RetiredClient, UpdateOutcome,
 };
 pub use projects::{DeleteKey, ProjectRow, SecretKeyRow};
 pub use sessions::{NewSession, Purged, SessionLookup, SessionRow};

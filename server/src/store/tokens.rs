@@ -192,8 +192,9 @@ impl Store {
         Ok(())
     }
 
-    /// Active connections whose access token expires before `before` and that
-    /// no process is refreshing or waiting to retry, oldest expiry first.
+    /// Active connections whose access token expires before `before`, that
+    /// have a way to a new one (a refresh token, or client credentials) and
+    /// that no process is refreshing or waiting to retry, oldest expiry first.
     pub async fn connections_due(
         &self,
         before: i64,
@@ -206,8 +207,10 @@ impl Store {
                  AND token_expires_at < $1 \
                  AND (refresh_lease_until IS NULL OR refresh_lease_until <= $2) \
                  AND (refresh_retry_at IS NULL OR refresh_retry_at <= $2) \
-                 AND EXISTS (SELECT 1 FROM connection_secrets s \
-                             WHERE s.connection_id = connections.id AND s.field = 'refresh_token') \
+                 AND (EXISTS (SELECT 1 FROM connection_secrets s \
+                              WHERE s.connection_id = connections.id AND s.field = 'refresh_token') \
+                      OR EXISTS (SELECT 1 FROM integrations i WHERE i.id = connections.integration_id \
+                                 AND i.auth_type = 'oauth2_client_credentials')) \
                  ORDER BY token_expires_at LIMIT $3",
             )
             .bind(before)

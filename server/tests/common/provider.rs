@@ -78,6 +78,38 @@ impl Provider {
         counts[key].as_u64().unwrap_or(0)
     }
 
+    /// Registers a server-to-server client (the client-credentials grant);
+    /// returns (client_id, client_secret).
+    pub async fn register_service(&self) -> (String, String) {
+        let response = reqwest::Client::new()
+            .post(format!("{}/reg", self.issuer))
+            .header("content-type", "application/json")
+            .body(
+                json!({
+                    "grant_types": ["client_credentials"],
+                    "response_types": [],
+                    "redirect_uris": [],
+                    "token_endpoint_auth_method": "client_secret_basic",
+                })
+                .to_string(),
+            )
+            .send()
+            .await
+            .expect("register");
+        let text = response.text().await.expect("registration body");
+        let body: Value = serde_json::from_str(&text).expect("registration json");
+        (
+            body["client_id"]
+                .as_str()
+                .unwrap_or_else(|| panic!("{text}"))
+                .to_string(),
+            body["client_secret"]
+                .as_str()
+                .expect("client_secret")
+                .to_string(),
+        )
+    }
+
     /// Registers a client for `redirect_uri`; returns (client_id, client_secret).
     pub async fn register(&self, redirect_uri: &str, auth_method: &str) -> (String, String) {
         let response = reqwest::Client::new()
