@@ -32,6 +32,7 @@ on_both_engines!(
     a_refresh_failure_that_may_pass_is_retried_then_waits_and_secrets_never_show,
     a_client_credentials_integration_is_saved_with_a_working_token_or_not_at_all,
     a_refresh_token_integration_is_saved_with_a_working_token_or_not_at_all,
+    test_reads_the_provider_and_tells_a_wrong_secret_from_a_right_one,
 );
 
 struct Connected {
@@ -567,5 +568,107 @@ async fn a_refresh_token_integration_is_saved_with_a_working_token_or_not_at_all
         c.provider.count("refresh_token:error").await,
         1,
         "only the made-up token was refused"
+    );
+}
+
+async fn test_reads_the_provider_and_tells_a_wrong_secret_from_a_right_one(engine: Engine) {
+    let c = connected(engine).await;
+    let test = |key: &'static str| {
+        let (app, secret_key) = (&c.app, c.key.clone());
+        async move {
+            app.call(
+                "POST",
+                &format!("/v1/integrations/{key}/test"),
+                Some(&secret_key),
+                None,
+            )
+            .await
+        }
+    };
+    let reply = test("acme").await;
+    assert_eq!(reply.status, StatusCode::OK, "{}", reply.text);
+    assert_eq!(reply.body["ok"], true, "{}", reply.text);
+    let steps = reply.body["steps"].as_array().unwrap();
+    let names: Vec<&str> = steps.iter().map(|s| s["name"].as_str().unwrap()).collect();
+    assert_eq!(names, ["discovery", "token endpoint"]);
+    assert_eq!(steps[1]["provider_code"], "invalid_grant");
+    assert_eq!(steps[1]["url"], format!("{}/token", c.provider.issuer));
+    assert!(steps
+        .iter()
+        .all(|s| s["status"].is_u64() && s["method"].is_string()));
+
+    // A wrong secret: the token endpoint step fails with invalid_client; no secret shows.
+    let reply = c
+        .app
+        .call(
+            "PATCH",
+            "/v1/integrations/acme",
+            Some(&c.key),
+            Some(json!({ "client_secret": "wrong-secret-canary-T5" })),
+        )
+        .await;
+    assert_eq!(reply.status, StatusCode::OK, "{}", reply.text);
+    let reply = test("acme").await;
+    assert_eq!(reply.body["ok"], false, "{}", reply.text);
+    let step = &reply.body["steps"][1];
+    assert_eq!(step["ok"], false);
+    assert_eq!(step["provider_code"], "invalid_client");
+    assert_eq!(step["status"], 401);
+    for hidden in [
+        "wrong-secret-canary-T5",
+        &c.client_secret,
+        "plugboard-test-not-a-real-grant",
+    ] {
+        assert!(!reply.text.contains(hidden), "{hidden} in {}", reply.text);
+    }
+
+    // Discovery that disagrees with the integration is named.
+    c.app
+        .call(
+            "PATCH",
+            "/v1/integrations/acme",
+            Some(&c.key),
+            Some(json!({
+                "client_secret": c.client_secret,
+                "userinfo_url": format!("{}/elsewhere", c.provider.issuer),
+            })),
+        )
+        .await;
+    let reply = test("acme").await;
+    let step = &reply.body["steps"][0];
+    assert_eq!(step["ok"], false, "{}", reply.text);
+    assert!(
+        step["detail"]
+            .as_str()
+            .unwrap()
+            .contains("userinfo_endpoint"),
+        "{step}"
+    );
+    assert_eq!(reply.body["steps"][1]["ok"], true, "{}", reply.text);
+
+    // Client credentials: the token request itself; its token never shows.
+    let (client_id, client_secret) = c.provider.register_service().await;
+    let created = c
+        .app
+        .call(
+            "POST",
+            "/v1/integrations",
+            Some(&c.key),
+            Some(json!({
+                "key": "service",
+                "auth_type": "oauth2_client_credentials",
+                "token_url": format!("{}/token", c.provider.issuer),
+                "client_id": client_id,
+                "client_secret": client_secret,
+            })),
+        )
+        .await;
+    assert_eq!(created.status, StatusCode::CREATED, "{}", created.text);
+    let reply = test("service").await;
+    assert_eq!(reply.body["ok"], true, "{}", reply.text);
+    let excerpt = reply.body["steps"][0]["body_excerpt"].as_str().unwrap();
+    assert!(
+        excerpt.contains("\"access_token\":\"[redacted]\""),
+        "{excerpt}"
     );
 }

@@ -2,7 +2,7 @@
 
 use axum::extract::State;
 use axum::http::StatusCode;
-use axum::routing::get;
+use axum::routing::{get, post};
 use axum::Router;
 use serde::Deserialize;
 use serde_json::{Map, Value};
@@ -26,6 +26,17 @@ pub fn router() -> Router<AppState> {
             "/v1/integrations/{key}",
             get(read).patch(update).delete(remove),
         )
+        .route("/v1/integrations/{key}/test", post(test))
+}
+
+/// "Test": the checks that need no browser (`checks::test_integration`).
+async fn test(
+    State(app): State<AppState>,
+    auth: ProjectAuth,
+    Path(key): Path<String>,
+) -> ApiResult<Json<crate::checks::TestReport>> {
+    let row = find(&app, &auth.project_id, &key).await?;
+    Ok(Json(crate::checks::test_integration(&app, &row).await?))
 }
 
 /// An integration as read: its settings without secrets, plus `id` and `callback_url`.
