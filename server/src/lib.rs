@@ -14,6 +14,8 @@ pub mod config;
 pub mod connect;
 pub mod connections;
 pub mod error;
+#[cfg(feature = "fault-hooks")]
+pub mod faults;
 pub mod http;
 pub mod ids;
 pub mod integrations;
@@ -28,3 +30,12 @@ pub mod store;
 pub mod text;
 pub mod tokens;
 pub mod vault;
+
+/// A fault hook (`faults::point`) with the `fault-hooks` feature; nothing without it.
+#[macro_export]
+macro_rules! fault_point {
+    ($name:literal) => {
+        #[cfg(feature = "fault-hooks")]
+        $crate::faults::point($name);
+    };
+}

@@ -37,6 +37,15 @@ use crate::store::{RefreshFailure, Refreshed, TokenState};
 const LEASE_SECONDS: i64 = 45;
 /// A refresh retries failures that may pass for this long at most.
 const TRY_FOR: Duration = Duration::from_secs(15);
+fn lease_seconds() -> i64 {
+    // A crash test cannot wait out a real lease left by the process it killed.
+    #[cfg(feature = "fault-hooks")]
+    if let Some(seconds) = crate::faults::seconds("LEASE_SECONDS") {
+        return seconds;
+    }
+    LEASE_SECONDS
+}
+
 /// Pauses between tries of one refresh.
 const RETRY_DELAYS: [Duration; 2] = [Duration::from_millis(250), Duration::from_secs(1)];
 /// How often a caller waiting for another process's refresh looks again.
@@ -201,7 +210,7 @@ pub async fn fresh_access_token(app: &App, connection_id: &str) -> ApiResult<Acc
                 state.token_version,
                 holder,
                 now,
-                now + LEASE_SECONDS,
+                now + lease_seconds(),
             )
             .await?
         {
@@ -209,7 +218,7 @@ pub async fn fresh_access_token(app: &App, connection_id: &str) -> ApiResult<Acc
         }
         // Another process holds the lease: wait for the version it stores
         // (or for its lease to lapse, if it died).
-        if started.elapsed() > Duration::from_secs(LEASE_SECONDS as u64 + 5) {
+        if started.elapsed() > Duration::from_secs(lease_seconds().unsigned_abs() + 5) {
             return Err(ApiError::new(
                 ErrorCode::Unavailable,
                 "the connection's token is being refreshed; try again shortly",
@@ -230,7 +239,7 @@ async fn usable(
 ) -> ApiResult<Option<AccessToken>> {
     if state.status == "needs_reauth" {
         return Err(needs_reauth(
-            "the provider no longer accepts this connection's grant; the end user must connect it again",
+            "the provider no longer accepts this connection's grant; the end user must connect this account again",
             None,
         ));
     }
@@ -300,6 +309,9 @@ async fn refresh(app: &App, state: &TokenState, grant: &Grant) -> ApiResult<Acce
     let now = app.now();
     match outcome {
         Ok(tokens) => {
+            // The provider has answered (and may have rotated the refresh
+            // token); nothing is stored yet. SECURITY 27 kills the process here.
+            crate::fault_point!("after-refresh-response");
             let expires_at = tokens
                 .expires_in
                 .map(|s| now.saturating_add(i64::try_from(s).unwrap_or(i64::MAX)));

@@ -7,6 +7,7 @@ mod common;
 
 use axum::body::Body;
 use axum::http::{Request, StatusCode};
+use common::journey::registered_integration;
 use common::provider::{
     connected_id, posted, sign_in_until_callback, Browser, Consent, Provider, Visit,
 };
@@ -59,21 +60,8 @@ async fn setup_with(engine: Engine, extra: Value, auth_method: &str) -> Setup {
     for (k, v) in extra.as_object().cloned().unwrap_or_default() {
         body[k] = v;
     }
-    let reply = app
-        .call("POST", "/v1/integrations", Some(&key), Some(body))
-        .await;
-    assert_eq!(reply.status, StatusCode::CREATED, "{}", reply.text);
-    let callback_url = reply.body["callback_url"].as_str().unwrap().to_string();
-    let (client_id, client_secret) = provider.register(&callback_url, auth_method).await;
-    let reply = app
-        .call(
-            "PATCH",
-            "/v1/integrations/acme",
-            Some(&key),
-            Some(json!({ "client_id": client_id, "client_secret": client_secret })),
-        )
-        .await;
-    assert_eq!(reply.status, StatusCode::OK, "{}", reply.text);
+    let (callback_url, _, client_secret) =
+        registered_integration(&app, &provider, &key, body, auth_method).await;
     Setup {
         app,
         provider,
@@ -138,10 +126,9 @@ impl Setup {
         let started = self.start(token, body).await;
         assert_eq!(started.status, StatusCode::CREATED, "{}", started.text);
         let mut browser = Browser::new();
-        let popup = browser.open_popup(&started.body).await.location.unwrap();
-        let callback =
-            sign_in_until_callback(&mut browser, &popup, account, consent, &self.callback_url)
-                .await;
+        let callback = browser
+            .popup_to_callback(&started.body, account, consent, &self.callback_url)
+            .await;
         let page = browser.get(&callback).await;
         (
             page,
@@ -157,15 +144,9 @@ impl Setup {
         let popup = started.body["popupUrl"].as_str().unwrap().to_string();
         let attempt = started.body["attemptId"].as_str().unwrap().to_string();
         let mut browser = Browser::new();
-        let authorize = browser.open_popup(&started.body).await.location.unwrap();
-        let callback = sign_in_until_callback(
-            &mut browser,
-            &authorize,
-            account,
-            Consent::Allow,
-            &self.callback_url,
-        )
-        .await;
+        let callback = browser
+            .popup_to_callback(&started.body, account, Consent::Allow, &self.callback_url)
+            .await;
         Journey {
             browser,
             popup,
@@ -520,15 +501,9 @@ async fn unknown_apps_and_foreign_integrations_are_refused(engine: Engine) {
     // A state presented at another integration's callback (or an unknown one) is refused and spends nothing.
     let started = s.start(&token, json!({ "app": "acme" })).await;
     let mut browser = Browser::new();
-    let popup = browser.open_popup(&started.body).await.location.unwrap();
-    let callback = sign_in_until_callback(
-        &mut browser,
-        &popup,
-        "alice",
-        Consent::Allow,
-        &s.callback_url,
-    )
-    .await;
+    let callback = browser
+        .popup_to_callback(&started.body, "alice", Consent::Allow, &s.callback_url)
+        .await;
     let query = callback.split_once('?').unwrap().1.to_string();
     for elsewhere in [format!(
         "{}/oauth/callback/int_unknown?{query}",
@@ -1207,15 +1182,9 @@ async fn a_popup_without_its_openers_proof_binds_nothing(engine: Engine) {
 
     // The page that started it finishes it.
     let mut browser = Browser::new();
-    let authorize = browser.open_popup(&started.body).await.location.unwrap();
-    let callback = sign_in_until_callback(
-        &mut browser,
-        &authorize,
-        "alice",
-        Consent::Allow,
-        &s.callback_url,
-    )
-    .await;
+    let callback = browser
+        .popup_to_callback(&started.body, "alice", Consent::Allow, &s.callback_url)
+        .await;
     // The victim's browser, even with the callback URL, has no binding.
     assert_eq!(victim.get(&callback).await.status, 400);
     let page = browser.get(&callback).await;

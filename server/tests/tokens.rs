@@ -17,11 +17,10 @@ use serde_json::{json, Value};
 use tower::ServiceExt;
 
 use common::fake::{json_response, Behaviour, FakePeer};
-use common::journey::Session;
-use common::provider::{connected_id, sign_in_until_callback, Consent, Provider};
+use common::journey::{connect, connected, Connected};
+use common::provider::Provider;
 use common::{execute, Engine, TestApp};
 
-const ORIGIN: &str = "https://app.example.com";
 /// How long the provider's access tokens live.
 const TTL: u64 = 2;
 
@@ -34,81 +33,6 @@ on_both_engines!(
     a_refresh_token_integration_is_saved_with_a_working_token_or_not_at_all,
     test_reads_the_provider_and_tells_a_wrong_secret_from_a_right_one,
 );
-
-struct Connected {
-    app: TestApp,
-    provider: Provider,
-    key: String,
-    connection: String,
-    callback_url: String,
-    client_id: String,
-    client_secret: String,
-}
-
-/// An integration at the provider and one end user's account connected through it.
-async fn connected(engine: Engine) -> Connected {
-    let app = TestApp::starting_now(engine).await;
-    let provider = Provider::start_with("127.0.0.1", TTL);
-    let (_, key) = app.project("Acme").await;
-    let reply = app
-        .call(
-            "POST",
-            "/v1/integrations",
-            Some(&key),
-            Some(provider.integration("acme")),
-        )
-        .await;
-    assert_eq!(reply.status, StatusCode::CREATED, "{}", reply.text);
-    let callback_url = reply.body["callback_url"].as_str().unwrap().to_string();
-    let (client_id, client_secret) = provider
-        .register(&callback_url, "client_secret_basic")
-        .await;
-    let reply = app
-        .call(
-            "PATCH",
-            "/v1/integrations/acme",
-            Some(&key),
-            Some(json!({ "client_id": client_id, "client_secret": client_secret })),
-        )
-        .await;
-    assert_eq!(reply.status, StatusCode::OK, "{}", reply.text);
-    let connection = connect(&app, &key, &callback_url, None).await;
-    Connected {
-        app,
-        provider,
-        key,
-        connection,
-        callback_url,
-        client_id,
-        client_secret,
-    }
-}
-
-/// Connects `alice` (again, in place, when `reconnect` names her connection).
-async fn connect(app: &TestApp, key: &str, callback_url: &str, reconnect: Option<&str>) -> String {
-    let session = Session::mint(app, key, "user-1", ORIGIN).await;
-    let mut body = json!({ "app": "acme" });
-    if let Some(id) = reconnect {
-        body["connectedAccountId"] = json!(id);
-    }
-    let started = app
-        .send(session.sdk("POST", "/v1/sdk/connect", Some(body)))
-        .await;
-    assert_eq!(started.status, StatusCode::CREATED, "{}", started.text);
-    let mut browser = common::provider::Browser::new();
-    let authorize = browser.open_popup(&started.body).await.location.unwrap();
-    let callback = sign_in_until_callback(
-        &mut browser,
-        &authorize,
-        "alice",
-        Consent::Allow,
-        callback_url,
-    )
-    .await;
-    let page = browser.get(&callback).await;
-    assert_eq!(page.status, 200, "{}", page.body);
-    connected_id(&page)
-}
 
 /// `POST /v1/connections/{id}/token` on the server behind `state`.
 async fn token(state: &AppState, key: &str, id: &str) -> (StatusCode, Value) {
@@ -187,7 +111,7 @@ async fn twenty_uses(servers: &[AppState], key: &str, id: &str) -> Vec<String> {
 }
 
 async fn twenty_concurrent_uses_of_an_expired_token_refresh_it_once(engine: Engine) {
-    let c = connected(engine).await;
+    let c = connected(engine, TTL).await;
     let (status, body) = token(&c.app.state, &c.key, &c.connection).await;
     assert_eq!(status, StatusCode::OK, "{body}");
     assert_eq!(body["auth_type"], "oauth2_authorization_code");
@@ -228,7 +152,7 @@ async fn twenty_concurrent_uses_of_an_expired_token_refresh_it_once(engine: Engi
 }
 
 async fn a_forgotten_grant_is_needs_reauth_once_then_left_alone_until_reconnected(engine: Engine) {
-    let c = connected(engine).await;
+    let c = connected(engine, TTL).await;
     forget_grant(&c).await;
 
     expire(&c.app).await;
@@ -297,7 +221,7 @@ async fn a_forgotten_grant_is_needs_reauth_once_then_left_alone_until_reconnecte
 }
 
 async fn the_background_job_refreshes_ahead_and_finds_a_dead_grant_first(engine: Engine) {
-    let c = connected(engine).await;
+    let c = connected(engine, TTL).await;
     expire(&c.app).await;
     let before = c.provider.count("refresh_token:ok").await;
     plugboard::jobs::refresh_pass(&c.app.state).await;
@@ -497,7 +421,7 @@ async fn a_client_credentials_integration_is_saved_with_a_working_token_or_not_a
 async fn a_refresh_token_integration_is_saved_with_a_working_token_or_not_at_all(engine: Engine) {
     // A refresh token as a developer would have one: from an authorization
     // the provider granted their client.
-    let c = connected(engine).await;
+    let c = connected(engine, TTL).await;
     let secrets = c
         .app
         .store()
@@ -572,7 +496,7 @@ async fn a_refresh_token_integration_is_saved_with_a_working_token_or_not_at_all
 }
 
 async fn test_reads_the_provider_and_tells_a_wrong_secret_from_a_right_one(engine: Engine) {
-    let c = connected(engine).await;
+    let c = connected(engine, TTL).await;
     let test = |key: &'static str| {
         let (app, secret_key) = (&c.app, c.key.clone());
         async move {

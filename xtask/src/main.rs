@@ -165,6 +165,23 @@ fn test(extra: &[String]) -> Result<(), String> {
             .env("PLUGBOARD_TEST_POSTGRES_URL", cluster.admin_url()),
         &mut tally,
     )?;
+    // What a crash leaves behind (SECURITY 27): the server built with its
+    // fault hooks, a feature no other build enables.
+    ok &= run_counted(
+        cargo()
+            .args([
+                "test",
+                "--package",
+                "plugboard",
+                "--features",
+                "fault-hooks",
+                "--test",
+                "crash",
+            ])
+            .args(extra)
+            .env("PLUGBOARD_TEST_POSTGRES_URL", cluster.admin_url()),
+        &mut tally,
+    )?;
     // The npm package as users install it, then the SDK in Chromium: all of
     // it on SQLite, and its core again on PostgreSQL.
     let node_suites: [(&str, &[&str]); 2] = [

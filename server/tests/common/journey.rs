@@ -8,8 +8,8 @@ use axum::body::Body;
 use axum::http::{Request, StatusCode};
 use serde_json::{json, Value};
 
-use super::provider::Browser;
-use super::TestApp;
+use super::provider::{connected_id, Browser, Consent, Provider};
+use super::{Engine, TestApp};
 
 /// A connect session's token, for one end user and page origin.
 pub struct Session {
@@ -93,4 +93,94 @@ impl Attempt {
             encode(&self.authorization["state"])
         )
     }
+}
+
+/// The page origin the journeys' sessions allow.
+pub const ORIGIN: &str = "https://app.example.com";
+
+pub struct Connected {
+    pub app: TestApp,
+    pub provider: Provider,
+    pub key: String,
+    pub connection: String,
+    pub callback_url: String,
+    pub client_id: String,
+    pub client_secret: String,
+}
+
+/// An integration at the provider and one end user's account connected through it.
+pub async fn connected(engine: Engine, access_token_ttl: u64) -> Connected {
+    let app = TestApp::starting_now(engine).await;
+    let provider = Provider::start_with("127.0.0.1", access_token_ttl);
+    let (_, key) = app.project("Acme").await;
+    let (callback_url, client_id, client_secret) = registered_integration(
+        &app,
+        &provider,
+        &key,
+        provider.integration("acme"),
+        "client_secret_basic",
+    )
+    .await;
+    let connection = connect(&app, &key, &callback_url, None).await;
+    Connected {
+        app,
+        provider,
+        key,
+        connection,
+        callback_url,
+        client_id,
+        client_secret,
+    }
+}
+
+/// Creates the integration `body` (key `acme`) and registers its client at
+/// the provider; answers (callback URL, client id, client secret).
+pub async fn registered_integration(
+    app: &TestApp,
+    provider: &Provider,
+    key: &str,
+    body: Value,
+    auth_method: &str,
+) -> (String, String, String) {
+    let reply = app
+        .call("POST", "/v1/integrations", Some(key), Some(body))
+        .await;
+    assert_eq!(reply.status, StatusCode::CREATED, "{}", reply.text);
+    let callback_url = reply.body["callback_url"].as_str().unwrap().to_string();
+    let (client_id, client_secret) = provider.register(&callback_url, auth_method).await;
+    let reply = app
+        .call(
+            "PATCH",
+            "/v1/integrations/acme",
+            Some(key),
+            Some(json!({ "client_id": client_id, "client_secret": client_secret })),
+        )
+        .await;
+    assert_eq!(reply.status, StatusCode::OK, "{}", reply.text);
+    (callback_url, client_id, client_secret)
+}
+
+/// Connects `alice` (again, in place, when `reconnect` names her connection).
+pub async fn connect(
+    app: &TestApp,
+    key: &str,
+    callback_url: &str,
+    reconnect: Option<&str>,
+) -> String {
+    let session = Session::mint(app, key, "user-1", ORIGIN).await;
+    let mut body = json!({ "app": "acme" });
+    if let Some(id) = reconnect {
+        body["connectedAccountId"] = json!(id);
+    }
+    let started = app
+        .send(session.sdk("POST", "/v1/sdk/connect", Some(body)))
+        .await;
+    assert_eq!(started.status, StatusCode::CREATED, "{}", started.text);
+    let mut browser = Browser::new();
+    let callback = browser
+        .popup_to_callback(&started.body, "alice", Consent::Allow, callback_url)
+        .await;
+    let page = browser.get(&callback).await;
+    assert_eq!(page.status, 200, "{}", page.body);
+    connected_id(&page)
 }

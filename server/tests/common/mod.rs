@@ -456,6 +456,7 @@ pub fn oauth_integration(key: &str) -> Value {
         "multiple_accounts": true
     })
 }
+pub mod binary;
 pub mod fake;
 pub mod journey;
 pub mod provider;

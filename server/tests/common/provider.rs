@@ -337,6 +337,26 @@ impl Browser {
     }
 }
 
+impl Browser {
+    /// Opens the started attempt's popup (with its proof) and walks the
+    /// provider's pages as `account` until the redirect to `callback_prefix`;
+    /// returns that callback URL.
+    pub async fn popup_to_callback(
+        &mut self,
+        started: &Value,
+        account: &str,
+        consent: Consent,
+        callback_prefix: &str,
+    ) -> String {
+        let authorize = self
+            .open_popup(started)
+            .await
+            .location
+            .expect("authorization URL");
+        sign_in_until_callback(self, &authorize, account, consent, callback_prefix).await
+    }
+}
+
 /// What the end user does at the provider's consent screen.
 #[derive(Clone, Copy, PartialEq, Eq)]
 pub enum Consent {
