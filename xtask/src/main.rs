@@ -26,7 +26,7 @@ fn main() -> ExitCode {
                  tasks:\n  \
                  test [cargo test args]   run every test, on SQLite and a throwaway PostgreSQL\n  \
                  sdk                      build the WebAssembly SDK into the npm package in npm/\n  \
-                 bench                    measure: the size of what the npm package ships\n  \
+                 bench                    measure: the npm package's size, and a token refresh storm\n  \
                  demo                     run the demo: Plugboard, a local provider and a customer app\n  \
                  postgres                 start a throwaway PostgreSQL and print its URL until Ctrl-C"
             );
@@ -250,8 +250,8 @@ fn demo() -> Result<(), String> {
     }
 }
 
-/// Measurements. For now: the bytes the npm package ships, raw and gzipped,
-/// built exactly as `cargo xtask sdk` builds them.
+/// Measurements: the bytes the npm package ships, raw and gzipped, built
+/// exactly as `cargo xtask sdk` builds them; then the refresh storm.
 fn bench() -> Result<(), String> {
     sdk::sdk()?;
     println!("{:<28} {:>10} {:>10}", "shipped file", "bytes", "gzipped");
@@ -279,6 +279,21 @@ fn bench() -> Result<(), String> {
         "gzip keeps {:.1}% of the bytes",
         100.0 * gz_total as f64 / raw_total.max(1) as f64
     );
+    // The refresh storm (server/examples/refresh_storm.rs), optimised, on a
+    // throwaway PostgreSQL cluster.
+    println!();
+    let cluster = postgres::Cluster::start()?;
+    run(cargo()
+        .args([
+            "run",
+            "--quiet",
+            "--release",
+            "--package",
+            "plugboard",
+            "--example",
+            "refresh_storm",
+        ])
+        .env("PLUGBOARD_BENCH_POSTGRES_URL", cluster.admin_url()))?;
     Ok(())
 }
 
