@@ -484,6 +484,104 @@ pub async fn first_grant(
     })
 }
 
+/// The settings whose change means a grant integration needs a new token.
+const GRANT_FIELDS: [&str; 4] = ["token_url", "client_id", "scopes", "token_auth_method"];
+
+/// Whether a change to a grant integration needs a new token: a secret given,
+/// or a setting of its token request changed.
+pub fn grant_needs_new_token(
+    old: &serde_json::Map<String, serde_json::Value>,
+    new: &serde_json::Map<String, serde_json::Value>,
+    secrets_given: bool,
+) -> bool {
+    secrets_given || GRANT_FIELDS.iter().any(|f| old.get(*f) != new.get(*f))
+}
+
+/// The secrets a grant integration's token request uses after a change:
+/// those given with it, else the stored ones — and for a refresh-token
+/// integration, the refresh token its connection holds now (the provider
+/// may have rotated the one first given; sending that one again would be
+/// reuse).
+pub async fn grant_secrets_after_change(
+    app: &App,
+    integration_id: &str,
+    auth_type: AuthType,
+    given: &[(&'static str, Secret)],
+) -> ApiResult<Vec<(&'static str, Secret)>> {
+    let stored = app
+        .store
+        .integration_secrets(&app.vault, integration_id)
+        .await?;
+    let current_refresh = match (
+        auth_type,
+        app.store.project_connection_id(integration_id).await?,
+    ) {
+        (AuthType::OAuth2RefreshToken, Some(id)) => app
+            .store
+            .token_secrets(&app.vault, &id)
+            .await?
+            .remove("refresh_token"),
+        _ => None,
+    };
+    let mut secrets = Vec::new();
+    for field in ["client_secret", "refresh_token"] {
+        let value = given
+            .iter()
+            .find(|(f, _)| *f == field)
+            .map(|(_, v)| v.clone())
+            .or_else(|| {
+                (field == "refresh_token")
+                    .then(|| current_refresh.clone())
+                    .flatten()
+            })
+            .or_else(|| stored.get(field).cloned());
+        if let Some(value) = value {
+            secrets.push((field, value));
+        }
+    }
+    Ok(secrets)
+}
+
+/// Puts a grant integration's new token on its project-level connection,
+/// which from now on uses the integration's current client.
+pub async fn store_new_grant(
+    app: &App,
+    project_id: &str,
+    integration_id: &str,
+    integration_key: &str,
+    client_generation: i64,
+    grant: &FirstGrant,
+) -> ApiResult<()> {
+    let Some(connection_id) = app.store.project_connection_id(integration_id).await? else {
+        return Ok(());
+    };
+    let secret = |name: &str| {
+        grant
+            .secrets
+            .iter()
+            .find(|(f, _)| *f == name)
+            .map(|(_, v)| v.expose())
+    };
+    app.store
+        .replace_tokens(
+            &app.vault,
+            crate::store::ReplacedTokens {
+                connection_id: &connection_id,
+                project_id,
+                integration_key,
+                client_generation,
+                scopes: &grant.scopes,
+                token_type: &grant.token_type,
+                expires_at: grant.expires_at,
+                access_token: secret("access_token").unwrap_or_default(),
+                refresh_token: secret("refresh_token"),
+                now: app.now(),
+            },
+        )
+        .await?;
+    Ok(())
+}
+
 /// One pass of the background refresh: connections whose tokens fall due
 /// within `horizon` seconds, at most `batch`, each through the same path as
 /// any use (so a dead grant is found before a user needs it). Answers how

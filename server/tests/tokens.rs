@@ -416,6 +416,56 @@ async fn a_client_credentials_integration_is_saved_with_a_working_token_or_not_a
     assert_eq!(status, StatusCode::OK, "{second}");
     assert_ne!(second["access_token"], first["access_token"]);
     assert_eq!(provider.count("client_credentials:ok").await, 2);
+
+    // A change is saved only with a token the provider issues for it.
+    let patch = |secret: &str| json!({ "client_secret": secret });
+    let reply = app
+        .call(
+            "PATCH",
+            "/v1/integrations/service",
+            Some(&key),
+            Some(patch("wrong-secret-canary-K3")),
+        )
+        .await;
+    assert_eq!(
+        reply.status,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "{}",
+        reply.text
+    );
+    assert_eq!(reply.body["error"]["provider_code"], "invalid_client");
+    let test = app
+        .call("POST", "/v1/integrations/service/test", Some(&key), None)
+        .await;
+    assert_eq!(
+        test.body["ok"], true,
+        "the stored secret is unchanged: {}",
+        test.text
+    );
+    let reply = app
+        .call(
+            "PATCH",
+            "/v1/integrations/service",
+            Some(&key),
+            Some(patch(&client_secret)),
+        )
+        .await;
+    assert_eq!(reply.status, StatusCode::OK, "{}", reply.text);
+    assert_eq!(
+        provider.count("client_credentials:ok").await,
+        4,
+        "the test's token, then the change's"
+    );
+    let (status, third) = token(&app.state, &key, &id).await;
+    assert_eq!(status, StatusCode::OK, "{third}");
+    assert_ne!(
+        third["access_token"], second["access_token"],
+        "the change's token is the connection's"
+    );
+    assert_eq!(
+        app.last_event(&key, &id).await["type"],
+        "connection.updated"
+    );
 }
 
 async fn a_refresh_token_integration_is_saved_with_a_working_token_or_not_at_all(engine: Engine) {
@@ -493,6 +543,27 @@ async fn a_refresh_token_integration_is_saved_with_a_working_token_or_not_at_all
         1,
         "only the made-up token was refused"
     );
+
+    // A change of client secret asks again with the refresh token the
+    // connection holds now (the first one was spent by rotation).
+    let reply = c
+        .app
+        .call(
+            "PATCH",
+            "/v1/integrations/pasted",
+            Some(&c.key),
+            Some(json!({ "client_secret": c.client_secret })),
+        )
+        .await;
+    assert_eq!(reply.status, StatusCode::OK, "{}", reply.text);
+    assert_eq!(
+        c.provider.count("refresh_token:error").await,
+        1,
+        "no spent token was sent"
+    );
+    let (status, body) = token(&c.app.state, &c.key, &id).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert!(provider_accepts(&c.provider, body["access_token"].as_str().unwrap()).await);
 }
 
 async fn test_reads_the_provider_and_tells_a_wrong_secret_from_a_right_one(engine: Engine) {

@@ -207,6 +207,19 @@ async fn update(
                 .collect(),
         ));
     }
+    // A grant without an end user keeps a working token: a change to its
+    // token request is saved only if the provider issues one for it.
+    let auth_type = AuthType::parse(&row.auth_type)
+        .ok_or_else(|| ApiError::internal("a stored integration has an unknown auth_type"))?;
+    let new_grant = if auth_type.is_project_level()
+        && tokens::grant_needs_new_token(&stored, &valid.config, !valid.secrets.is_empty())
+    {
+        let secrets =
+            tokens::grant_secrets_after_change(&app, &row.id, auth_type, &valid.secrets).await?;
+        Some(tokens::first_grant(&app, auth_type, &valid.config, &secrets).await?)
+    } else {
+        None
+    };
     let old_client_id = stored
         .get("client_id")
         .and_then(Value::as_str)
@@ -264,6 +277,17 @@ async fn update(
         client_generation: row.client_generation + i64::from(changed),
         ..row
     };
+    if let Some(grant) = &new_grant {
+        tokens::store_new_grant(
+            &app,
+            &row.project_id,
+            &row.id,
+            &row.key,
+            row.client_generation,
+            grant,
+        )
+        .await?;
+    }
     Ok(Json(view(&app, &row)?))
 }
 

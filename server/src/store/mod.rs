@@ -53,7 +53,7 @@ pub use integrations::{
 };
 pub use projects::{DeleteKey, ProjectRow, SecretKeyRow};
 pub use sessions::{NewSession, Purged, SessionLookup, SessionRow};
-pub use tokens::{RefreshFailure, Refreshed, TokenState};
+pub use tokens::{RefreshFailure, Refreshed, ReplacedTokens, TokenState};
 pub use vault_rows::Reencrypted;
 
 use std::path::Path;

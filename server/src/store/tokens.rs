@@ -48,6 +48,22 @@ pub struct Refreshed<'a> {
     pub now: i64,
 }
 
+/// New credentials for a project-level connection, from its integration's
+/// changed settings.
+pub struct ReplacedTokens<'a> {
+    pub connection_id: &'a str,
+    pub project_id: &'a str,
+    pub integration_key: &'a str,
+    pub client_generation: i64,
+    pub scopes: &'a [String],
+    pub token_type: &'a str,
+    pub expires_at: Option<i64>,
+    pub access_token: &'a str,
+    /// `None` removes the refresh token the connection had.
+    pub refresh_token: Option<&'a str>,
+    pub now: i64,
+}
+
 /// How a refresh failed, to record with the lease's release.
 pub struct RefreshFailure<'a> {
     pub state: &'a TokenState,
@@ -187,6 +203,71 @@ impl Store {
                     }
                 );
             }
+            tx.commit().await?;
+        });
+        Ok(())
+    }
+
+    /// The project-level connection (no end user) of an integration.
+    pub async fn project_connection_id(&self, integration_id: &str) -> StoreResult<Option<String>> {
+        let row: Option<(String,)> = on_pool!(self, |pool| {
+            sqlx::query_as(
+                "SELECT id FROM connections WHERE integration_id = $1 AND end_user_id IS NULL \
+                 ORDER BY created_at LIMIT 1",
+            )
+            .bind(integration_id)
+            .fetch_optional(pool)
+            .await?
+        });
+        Ok(row.map(|(id,)| id))
+    }
+
+    /// Replaces a project-level connection's credentials (its integration's
+    /// settings changed and gave a new token): a new version, so a refresh
+    /// under way stores nothing; active again; `connection.updated`.
+    pub async fn replace_tokens(&self, vault: &KeyRing, r: ReplacedTokens<'_>) -> StoreResult<()> {
+        on_pool!(self, |pool| {
+            let mut tx = pool.begin().await?;
+            sqlx::query(
+                "UPDATE connections SET status = 'active', scopes = $1, token_type = $2, token_expires_at = $3, \
+                 token_obtained_at = $4, updated_at = $4, client_generation = $5, token_version = token_version + 1, \
+                 refresh_lease_holder = NULL, refresh_lease_until = NULL, refresh_failures = 0, \
+                 refresh_retry_at = NULL WHERE id = $6",
+            )
+            .bind(serde_json::to_string(r.scopes).unwrap_or_else(|_| "[]".into()))
+            .bind(r.token_type)
+            .bind(r.expires_at)
+            .bind(r.now)
+            .bind(r.client_generation)
+            .bind(r.connection_id)
+            .execute(&mut *tx)
+            .await?;
+            put_connection_secret!(tx, vault, r.connection_id, "access_token", r.access_token);
+            match r.refresh_token {
+                Some(token) => {
+                    put_connection_secret!(tx, vault, r.connection_id, "refresh_token", token)
+                }
+                None => {
+                    sqlx::query(
+                        "DELETE FROM connection_secrets WHERE connection_id = $1 AND field = 'refresh_token'",
+                    )
+                    .bind(r.connection_id)
+                    .execute(&mut *tx)
+                    .await?;
+                }
+            }
+            insert_event!(
+                &mut *tx,
+                NewEvent {
+                    project_id: r.project_id,
+                    kind: EventKind::ConnectionUpdated,
+                    connection_id: Some(r.connection_id),
+                    integration: Some(r.integration_key),
+                    end_user_id: None,
+                    data: serde_json::json!({ "scopes": r.scopes, "reason": "integration_changed" }),
+                    now: r.now,
+                }
+            );
             tx.commit().await?;
         });
         Ok(())
