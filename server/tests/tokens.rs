@@ -6,7 +6,6 @@
 
 mod common;
 
-use std::sync::Arc;
 use std::time::Duration;
 
 use axum::body::Body;
@@ -16,6 +15,7 @@ use plugboard::app::AppState;
 use serde_json::{json, Value};
 use tower::ServiceExt;
 
+use common::binary::{plugboard, serve};
 use common::fake::{json_response, Behaviour, FakePeer};
 use common::journey::{connect, connected, Connected};
 use common::provider::Provider;
@@ -138,12 +138,43 @@ async fn twenty_concurrent_uses_of_an_expired_token_refresh_it_once(engine: Engi
     assert!(provider_accepts(&c.provider, &tokens[0]).await);
 
     // Two servers on one database (as two replicas would be), the uses split between them.
+    // Two `plugboard` processes on the same PostgreSQL database, the uses
+    // split between them (and their proactive refresh running too).
     if engine == Engine::Postgres {
-        let other = AppState(Arc::new(c.app.replica().await));
+        let data = tempfile::tempdir().unwrap();
+        let process = || {
+            let mut command = plugboard(data.path());
+            command
+                .env("DATABASE_URL", &c.app.database_url)
+                .env("PLUGBOARD_MASTER_KEY", &c.app.key_spec)
+                .env("PLUGBOARD_ALLOW_HOSTS", "127.0.0.1,::1");
+            command
+        };
+        let (one, two) = (
+            serve(process()).await.unwrap(),
+            serve(process()).await.unwrap(),
+        );
         expire(&c.app).await;
         let before = c.provider.count("refresh_token:ok").await;
-        let servers = [c.app.state.clone(), other];
-        let tokens = twenty_uses(&servers, &c.key, &c.connection).await;
+        let uses = (0..20).map(|i| {
+            let port = if i % 2 == 0 { one.1 } else { two.1 };
+            let (key, id) = (c.key.clone(), c.connection.clone());
+            tokio::spawn(async move {
+                let response = reqwest::Client::new()
+                    .post(format!("http://127.0.0.1:{port}/v1/connections/{id}/token"))
+                    .bearer_auth(key)
+                    .send()
+                    .await
+                    .expect("token");
+                assert_eq!(response.status(), 200);
+                let body: Value = serde_json::from_str(&response.text().await.unwrap()).unwrap();
+                body["access_token"].as_str().unwrap().to_string()
+            })
+        });
+        let mut tokens = Vec::new();
+        for use_ in uses {
+            tokens.push(use_.await.unwrap());
+        }
         assert_eq!(c.provider.count("refresh_token:ok").await, before + 1);
         assert_eq!(c.provider.count("refresh_token:error").await, 0);
         assert!(tokens.iter().all(|t| *t == tokens[0]));

@@ -275,30 +275,6 @@ impl TestApp {
         }
     }
 
-    /// A second server on the same database, vault key and clock, as another
-    /// replica would be (its own pool, its own process-local state).
-    pub async fn replica(&self) -> App {
-        let store = Store::connect(&self.database_url)
-            .await
-            .expect("open store");
-        let allow_hosts = self.state.settings.allow_hosts.clone();
-        App::new(
-            store,
-            KeyRing::parse(&self.key_spec).expect("key ring"),
-            Arc::new(self.clock.clone()),
-            self.state.settings.clone(),
-            Outbound::new(
-                allow_hosts,
-                Limits {
-                    total_timeout: std::time::Duration::from_secs(10),
-                    max_body_bytes: 1024 * 1024,
-                    ..Limits::default()
-                },
-            )
-            .expect("outbound"),
-        )
-    }
-
     pub fn store(&self) -> &Store {
         &self.state.store
     }
