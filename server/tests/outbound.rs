@@ -418,3 +418,52 @@ async fn a_connections_access_token_is_placed_by_the_client_replacing_the_caller
         .collect();
     assert_eq!(authorizations, ["authorization: bearer token-123"]);
 }
+
+#[tokio::test]
+async fn aws_keys_sign_the_request_exactly_as_it_is_sent() {
+    use plugboard::auth::aws::AwsCredential;
+    use plugboard::auth::ConnectionCredential;
+    use plugboard::secret::Secret;
+
+    let (port, mut requests) = recording_peer().await;
+    let credential = ConnectionCredential::AwsSigV4 {
+        credential: AwsCredential {
+            access_key_id: "AKIDEXAMPLE".into(),
+            secret_access_key: Secret::new("secret-canary-Aw5"),
+            session_token: None,
+            region: "us-east-1".into(),
+            service: "s3".into(),
+        },
+        at: time::macros::datetime!(2024-08-30 12:36:00 UTC),
+    };
+    let request = plugboard::outbound::OutboundRequest::post(
+        Url::parse(&format!("http://127.0.0.1:{port}/bucket/a b(1).txt?x=1 2")).unwrap(),
+    )
+    .body("hello")
+    .credential(credential);
+    assert_eq!(
+        client(Limits::default())
+            .send(request)
+            .await
+            .unwrap()
+            .status,
+        200
+    );
+    let (head, body) = requests.recv().await.unwrap();
+    assert_eq!(body, b"hello");
+    // The path and query in the encoding that was signed.
+    assert!(
+        head.starts_with("post /bucket/a%20b%281%29.txt?x=1%202 http/1.1"),
+        "{head}"
+    );
+    assert!(head.contains("x-amz-date: 20240830t123600z"), "{head}");
+    assert!(
+        head.contains("x-amz-content-sha256: 2cf24dba5fb0a30e26e83b2ac5b9e29e1b161e5c1fa7425e73043362938b9824"),
+        "the payload's SHA-256: {head}"
+    );
+    assert!(
+        head.contains("authorization: aws4-hmac-sha256 credential=akidexample/20240830/us-east-1/s3/aws4_request, signedheaders=host;x-amz-content-sha256;x-amz-date, signature="),
+        "{head}"
+    );
+    assert!(!head.contains("secret-canary-aw5"));
+}

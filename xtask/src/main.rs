@@ -104,6 +104,31 @@ pub(crate) fn npm_install(dir: &str) -> Result<(), String> {
     }
 }
 
+/// The version of botocore, the independent SigV4 signer the tests compare against.
+const BOTOCORE: &str = "1.44.8";
+
+/// botocore from PyPI, pinned, in the tools directory (kept between clones).
+fn botocore() -> Result<std::path::PathBuf, String> {
+    let dir = sdk::tools_dir().join(format!("python/botocore-{BOTOCORE}"));
+    if dir.join("botocore").exists() {
+        return Ok(dir);
+    }
+    eprintln!("xtask: installing botocore {BOTOCORE} from PyPI for the SigV4 tests");
+    run(Command::new("python3")
+        .args([
+            "-m",
+            "pip",
+            "install",
+            "--quiet",
+            "--disable-pip-version-check",
+            "--no-warn-conflicts",
+            "--target",
+        ])
+        .arg(&dir)
+        .arg(format!("botocore=={BOTOCORE}")))?;
+    Ok(dir)
+}
+
 /// Totals of test results read from the runners' closing lines.
 #[derive(Default)]
 struct Tally {
@@ -157,12 +182,14 @@ fn test(extra: &[String]) -> Result<(), String> {
     let cluster = postgres::Cluster::start()?;
     eprintln!("xtask: PostgreSQL test cluster at {}", cluster.admin_url());
     let binary = sdk::target_dir().join("debug").join("plugboard");
+    let botocore = botocore()?;
     let mut tally = Tally::default();
     let mut ok = run_counted(
         cargo()
             .args(["test", "--workspace"])
             .args(extra)
-            .env("PLUGBOARD_TEST_POSTGRES_URL", cluster.admin_url()),
+            .env("PLUGBOARD_TEST_POSTGRES_URL", cluster.admin_url())
+            .env("PLUGBOARD_BOTOCORE_PATH", &botocore),
         &mut tally,
     )?;
     // What a crash leaves behind (SECURITY 27): the server built with its

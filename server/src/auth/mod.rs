@@ -2,6 +2,7 @@
 //! credential is placed on an outbound request, and, as the families grow,
 //! how one is obtained and revoked.
 
+pub mod aws;
 pub mod oauth2;
 
 use crate::outbound::{Credential, OutboundError, Prepared};
@@ -12,12 +13,36 @@ use crate::secret::Secret;
 pub enum ConnectionCredential {
     /// An OAuth 2.0 access token.
     AccessToken(Secret),
+    /// AWS keys: the request is signed (Signature Version 4) as it will be
+    /// sent, at `at` (the app's clock, read when the credential was taken).
+    AwsSigV4 {
+        credential: aws::AwsCredential,
+        at: time::OffsetDateTime,
+    },
 }
 
 impl Credential for ConnectionCredential {
     fn place(&self, request: &mut Prepared<'_>) -> Result<(), OutboundError> {
         match self {
             ConnectionCredential::AccessToken(token) => oauth2::place_access_token(token, request),
+            ConnectionCredential::AwsSigV4 { credential, at } => {
+                let payload = match request.body {
+                    Some(bytes) => aws::Payload::Bytes(bytes),
+                    // A streamed body is not hashed ahead of sending.
+                    None => aws::Payload::Unsigned,
+                };
+                aws::sign(
+                    credential,
+                    request.method.as_str(),
+                    request.url,
+                    request.headers,
+                    payload,
+                    *at,
+                )
+                .map_err(|e| {
+                    OutboundError::Transport(format!("the request could not be signed: {e}"))
+                })
+            }
         }
     }
 }
