@@ -467,3 +467,68 @@ async fn aws_keys_sign_the_request_exactly_as_it_is_sent() {
     );
     assert!(!head.contains("secret-canary-aw5"));
 }
+
+#[tokio::test]
+async fn keys_and_basic_credentials_are_placed_by_their_family_replacing_the_callers() {
+    use plugboard::auth::api_key::{KeyLocation, KeyPlacement};
+    use plugboard::auth::ConnectionCredential;
+    use plugboard::secret::Secret;
+
+    let (port, mut requests) = recording_peer().await;
+    let outbound = client(Limits::default());
+    let url =
+        |query: &str| Url::parse(&format!("http://127.0.0.1:{port}/v1/items{query}")).unwrap();
+    let header = |name: &str, prefix: &str| KeyPlacement {
+        location: KeyLocation::Header,
+        name: name.into(),
+        prefix: prefix.into(),
+    };
+    let query = |name: &str| KeyPlacement {
+        location: KeyLocation::Query,
+        name: name.into(),
+        prefix: String::new(),
+    };
+
+    // A key in a header with its prefix, a secret in the query; the caller's
+    // own header and parameter of those names are replaced.
+    let request = plugboard::outbound::OutboundRequest::get(url("?page=2&api_secret=forged"))
+        .header("x-api-key", "Key forged")
+        .unwrap()
+        .credential(ConnectionCredential::Keys(vec![
+            (header("x-api-key", "Key "), Secret::new("k-canary-1")),
+            (query("api_secret"), Secret::new("s canary&2=")),
+        ]));
+    assert_eq!(outbound.send(request).await.unwrap().status, 200);
+    let (head, _) = requests.recv().await.unwrap();
+    assert!(
+        head.starts_with("get /v1/items?page=2&api_secret=s+canary%262%3d http/1.1"),
+        "{head}"
+    );
+    let keys: Vec<&str> = head
+        .lines()
+        .filter(|l| l.starts_with("x-api-key:"))
+        .collect();
+    assert_eq!(keys, ["x-api-key: key k-canary-1"]);
+
+    // Basic (UTF-8, RFC 7617) with a key beside it.
+    let request = plugboard::outbound::OutboundRequest::get(url(""))
+        .header("authorization", "Bearer forged")
+        .unwrap()
+        .credential(ConnectionCredential::Basic {
+            username: Secret::new("ana"),
+            password: Secret::new("pässword:1"),
+            keys: vec![(header("x-tenant-key", ""), Secret::new("t-3"))],
+        });
+    assert_eq!(outbound.send(request).await.unwrap().status, 200);
+    let (head, _) = requests.recv().await.unwrap();
+    let authorizations: Vec<&str> = head
+        .lines()
+        .filter(|l| l.starts_with("authorization:"))
+        .collect();
+    // base64("ana:pässword:1"), lower-cased by the recording peer.
+    assert_eq!(
+        authorizations,
+        ["authorization: basic yw5honddphnzd29yzdox"]
+    );
+    assert!(head.contains("x-tenant-key: t-3"), "{head}");
+}
