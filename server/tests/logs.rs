@@ -1,7 +1,7 @@
 //! SECURITY 25: canary secrets planted in a client secret, tokens and a
 //! session, then error paths triggered (provider errors that echo the
 //! request, a timeout, a flood, validation failures, a failed revocation,
-//! a corrupt value) — the canaries never appear in the server's log at
+//! refreshes, "Test", a client-credentials integration refused, a corrupt value) — the canaries never appear in the server's log at
 //! `trace`, in its HTTP answers, or in `Debug` output. One test in its own
 //! binary, because it installs the process's log subscriber.
 
@@ -12,7 +12,7 @@ use std::sync::{Arc, Mutex};
 
 use common::fake::{json_response, Behaviour, FakePeer};
 use common::journey::Session;
-use common::{Engine, TestApp};
+use common::{execute, Engine, TestApp};
 use serde_json::json;
 
 const CLIENT_SECRET: &str = "client-secret-canary-7Hq";
@@ -98,6 +98,42 @@ async fn canaries_never_reach_the_log_or_an_answer() {
                 &format!("account{n}"),
             )
             .await;
+        // Its token due: a refresh and "Test" against the same endpoint (the
+        // stalling one would only add its timeout).
+        if n != 1 {
+            execute(
+                Engine::Sqlite,
+                &app.database_url,
+                &format!(
+                    "UPDATE connections SET token_expires_at = {} WHERE id = '{connection}'",
+                    app.state.now() - 60
+                ),
+                None,
+            )
+            .await;
+            for (method, path) in [
+                ("POST", format!("/v1/connections/{connection}/token")),
+                ("POST", format!("/v1/integrations/crm{n}/test")),
+            ] {
+                answers += &app.call(method, &path, Some(&key), None).await.text;
+            }
+            // A client-credentials integration against the same endpoint.
+            answers += &app
+                .call(
+                    "POST",
+                    "/v1/integrations",
+                    Some(&key),
+                    Some(json!({
+                        "key": format!("service{n}"),
+                        "auth_type": "oauth2_client_credentials",
+                        "token_url": format!("{}/token", peer.url),
+                        "client_id": "service-client",
+                        "client_secret": CLIENT_SECRET,
+                    })),
+                )
+                .await
+                .text;
+        }
         peer.set(Behaviour::Respond(json_response(
             503,
             r#"{"error":"temporarily_unavailable"}"#,
