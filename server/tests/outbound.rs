@@ -3,6 +3,8 @@
 //! is allow-listed and the refused target is 127.0.0.2), no redirects
 //! followed (17), size and time bounded (20).
 
+mod common;
+
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
@@ -531,4 +533,30 @@ async fn keys_and_basic_credentials_are_placed_by_their_family_replacing_the_cal
         ["authorization: basic yw5honddphnzd29yzdox"]
     );
     assert!(head.contains("x-tenant-key: t-3"), "{head}");
+}
+
+#[tokio::test]
+async fn basic_credentials_are_accepted_by_a_real_server_that_checks_them() {
+    use plugboard::auth::ConnectionCredential;
+    use plugboard::secret::Secret;
+
+    let nginx = common::nginx::Nginx::basic("ana", "pässword:1 x").await;
+    let outbound = client(Limits::default());
+    let call = |password: &str| {
+        plugboard::outbound::OutboundRequest::get(Url::parse(&format!("{}/me", nginx.url)).unwrap())
+            .credential(ConnectionCredential::Basic {
+                username: Secret::new("ana"),
+                password: Secret::new(password),
+                keys: Vec::new(),
+            })
+    };
+    let reply = outbound.send(call("pässword:1 x")).await.unwrap();
+    assert_eq!(
+        reply.status,
+        200,
+        "{}",
+        String::from_utf8_lossy(&reply.body)
+    );
+    assert_eq!(reply.body, br#"{"ok":true}"#);
+    assert_eq!(outbound.send(call("wrong")).await.unwrap().status, 401);
 }

@@ -435,4 +435,5 @@ pub fn oauth_integration(key: &str) -> Value {
 pub mod binary;
 pub mod fake;
 pub mod journey;
+pub mod nginx;
 pub mod provider;
