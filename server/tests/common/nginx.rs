@@ -80,7 +80,7 @@ http {{
 "#
         );
         std::fs::write(dir.path().join("nginx.conf"), config).unwrap();
-        let child = Command::new(nginx_binary())
+        let mut child = Command::new(nginx_binary())
             .args(["-p", &prefix, "-c"])
             .arg(dir.path().join("nginx.conf"))
             .args(["-g", "daemon off;"])
@@ -102,7 +102,12 @@ http {{
             }
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
-        panic!("nginx did not start on port {port}");
+        let _ = child.kill();
+        let output = child.wait_with_output().expect("nginx output");
+        panic!(
+            "nginx did not start on port {port}: {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
     }
 }
 
