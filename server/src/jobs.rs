@@ -44,7 +44,12 @@ pub fn spawn(app: Arc<App>) -> tokio::task::JoinHandle<()> {
             }
         };
         let refresh = async move {
-            let mut every = tokio::time::interval(REFRESH_EVERY);
+            // The first pass one period after start: a process starting (or
+            // restarting) does not storm the providers before serving.
+            let mut every = tokio::time::interval_at(
+                tokio::time::Instant::now() + REFRESH_EVERY,
+                REFRESH_EVERY,
+            );
             loop {
                 every.tick().await;
                 refresh_pass(&app).await;

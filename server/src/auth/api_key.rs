@@ -10,8 +10,105 @@ use base64::Engine;
 use reqwest::header::{HeaderName, HeaderValue, AUTHORIZATION};
 use url::Url;
 
+use serde_json::Value;
+
+use crate::integrations::validate::{UrlUse, Validator};
+use crate::integrations::AuthType;
 use crate::outbound::{OutboundError, Prepared};
 use crate::secret::Secret;
+
+/// Headers a key may not be placed in: the request's framing and routing.
+const RESERVED_HEADERS: [&str; 8] = [
+    "host",
+    "content-length",
+    "transfer-encoding",
+    "connection",
+    "upgrade",
+    "te",
+    "trailer",
+    "keep-alive",
+];
+
+/// Validates the integration fields of the API-key and Basic families:
+/// where and under which name a key goes (`api_key_in`, `api_key_name`,
+/// `api_key_prefix`, and `api_secret_name` for key-and-secret), and what the
+/// credential form shows (`docs_url`, `credential_help`).
+pub(crate) fn validate(v: &mut Validator<'_>, family: AuthType) {
+    let has_key = matches!(
+        family,
+        AuthType::ApiKey | AuthType::ApiKeySecret | AuthType::ApiKeyUrl | AuthType::BasicApiKey
+    );
+    if has_key {
+        let location = v
+            .string("api_key_in", false, 16)
+            .unwrap_or_else(|| "header".into());
+        let location = match location.as_str() {
+            "header" => Some(KeyLocation::Header),
+            "query" => Some(KeyLocation::Query),
+            _ => {
+                v.fail("api_key_in", "must be header or query");
+                None
+            }
+        };
+        v.out.insert(
+            "api_key_in".into(),
+            Value::String(match location {
+                Some(KeyLocation::Query) => "query".into(),
+                _ => "header".into(),
+            }),
+        );
+        for name in ["api_key_name", "api_secret_name"] {
+            let wanted = name == "api_key_name" || family == AuthType::ApiKeySecret;
+            if !wanted {
+                continue;
+            }
+            if let Some(value) = v.string(name, true, 128) {
+                match key_name_problem(&value, location) {
+                    Some(problem) => v.fail(name, problem),
+                    None => {
+                        v.out.insert(name.into(), Value::String(value));
+                    }
+                }
+            }
+        }
+        if family != AuthType::BasicApiKey {
+            if let Some(prefix) = v.string("api_key_prefix", false, 64) {
+                if prefix.chars().any(char::is_control) {
+                    v.fail("api_key_prefix", "must not hold control characters");
+                } else {
+                    v.out.insert("api_key_prefix".into(), Value::String(prefix));
+                }
+            }
+        }
+    }
+    v.url("docs_url", false, UrlUse::Display);
+    v.optional_string("credential_help", 2000);
+}
+
+/// Why a key may not go under `name`, if it may not.
+fn key_name_problem(name: &str, location: Option<KeyLocation>) -> Option<&'static str> {
+    if name.is_empty() {
+        return Some("must not be empty");
+    }
+    match location {
+        Some(KeyLocation::Header) => {
+            if HeaderName::from_bytes(name.as_bytes()).is_err() {
+                Some("must be a valid HTTP header name")
+            } else if RESERVED_HEADERS.contains(&name.to_ascii_lowercase().as_str()) {
+                Some("is a header that frames or routes the request; a key cannot go there")
+            } else {
+                None
+            }
+        }
+        _ if name
+            .chars()
+            .any(|c| c.is_control() || c == '&' || c == '=' || c == '#') =>
+        {
+            Some("must not hold control characters, `&`, `=` or `#`")
+        }
+        _ => None,
+    }
+}
 
 /// Where a key goes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

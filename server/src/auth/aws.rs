@@ -20,7 +20,30 @@ use sha2::{Digest, Sha256};
 use time::OffsetDateTime;
 use url::Url;
 
+use crate::integrations::validate::{UrlUse, Validator};
 use crate::secret::Secret;
+
+/// Validates an `aws_sigv4` integration's fields: the service it signs for
+/// (`aws_service`, such as `s3`), and what the credential form shows.
+pub(crate) fn validate(v: &mut Validator<'_>) {
+    if let Some(service) = v.string("aws_service", true, 64) {
+        if service.is_empty()
+            || !service
+                .bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+        {
+            v.fail(
+                "aws_service",
+                "must be an AWS service's signing name, such as s3 (a-z, 0-9 and '-')",
+            );
+        } else {
+            v.out
+                .insert("aws_service".into(), serde_json::Value::String(service));
+        }
+    }
+    v.url("docs_url", false, UrlUse::Display);
+    v.optional_string("credential_help", 2000);
+}
 
 const ALGORITHM: &str = "AWS4-HMAC-SHA256";
 /// The payload hash S3 accepts in place of one.

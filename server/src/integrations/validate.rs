@@ -80,7 +80,15 @@ pub fn validate(
         Some(AuthType::OAuth2RefreshToken) => {
             crate::auth::oauth2::validate_grant(&mut v, existing_secrets, true)
         }
-        _ => Vec::new(),
+        Some(AuthType::AwsSigV4) => {
+            crate::auth::aws::validate(&mut v);
+            Vec::new()
+        }
+        Some(family) => {
+            crate::auth::api_key::validate(&mut v, family);
+            Vec::new()
+        }
+        None => Vec::new(),
     };
 
     for name in input.keys() {
@@ -95,7 +103,7 @@ pub fn validate(
     }
 
     match (key, auth_type, v.errors.is_empty()) {
-        (Some(key), Some(auth_type), true) => Ok(ValidIntegration {
+        (Some(key), Some(auth_type), true) if auth_type.is_supported() => Ok(ValidIntegration {
             key,
             auth_type: auth_type.as_str().to_string(),
             config: v.out,
@@ -299,6 +307,8 @@ impl Validator<'_> {
                 None
             }
             Some(a) if !a.is_supported() => {
+                // Its fields are still checked (and named), so a client learns
+                // all that is wrong at once; the integration is not saved.
                 self.fail(
                     "auth_type",
                     format!(
@@ -306,7 +316,7 @@ impl Validator<'_> {
                         supported.join(", ")
                     ),
                 );
-                None
+                Some(a)
             }
             Some(a) => Some(a),
         }
@@ -462,6 +472,70 @@ mod tests {
             "authorization_url": "https://focus.example.com/oauth2/authorize",
             "token_url": "https://focus.example.com/oauth2/access_token"
         })
+    }
+
+    fn errors_of(input: Value) -> BTreeMap<String, String> {
+        validate(&obj(input), &[], &AllowList::default()).unwrap_err()
+    }
+
+    #[test]
+    fn the_credential_families_fields_are_checked_while_they_cannot_be_saved_yet() {
+        // Right fields: only the type's availability is refused.
+        for input in [
+            json!({ "key": "k", "auth_type": "api_key", "api_key_name": "X-API-Key",
+                    "api_key_prefix": "Token ", "docs_url": "https://docs.example.com/keys",
+                    "credential_help": "Settings, then API." }),
+            json!({ "key": "k", "auth_type": "api_key_secret", "api_key_in": "query",
+                    "api_key_name": "key", "api_secret_name": "secret" }),
+            json!({ "key": "k", "auth_type": "basic_url" }),
+            json!({ "key": "k", "auth_type": "basic_api_key", "api_key_name": "X-Tenant" }),
+            json!({ "key": "k", "auth_type": "aws_sigv4", "aws_service": "s3" }),
+        ] {
+            let errors = errors_of(input.clone());
+            assert_eq!(
+                errors.keys().collect::<Vec<_>>(),
+                ["auth_type"],
+                "{input}: {errors:?}"
+            );
+            assert!(errors["auth_type"].contains("not supported yet"));
+        }
+        // Wrong ones are each named.
+        let errors = errors_of(
+            json!({ "key": "k", "auth_type": "api_key", "api_key_in": "body",
+                                       "api_key_name": "Host", "api_key_prefix": "a\u{7}" }),
+        );
+        for field in ["api_key_in", "api_key_prefix"] {
+            assert!(errors.contains_key(field), "{field} in {errors:?}");
+        }
+        let errors = errors_of(
+            json!({ "key": "k", "auth_type": "api_key", "api_key_name": "Content-Length" }),
+        );
+        assert!(
+            errors["api_key_name"].contains("frames or routes"),
+            "{errors:?}"
+        );
+        let errors = errors_of(
+            json!({ "key": "k", "auth_type": "api_key", "api_key_in": "query",
+                                       "api_key_name": "a&b" }),
+        );
+        assert!(errors.contains_key("api_key_name"), "{errors:?}");
+        let errors = errors_of(
+            json!({ "key": "k", "auth_type": "api_key_secret", "api_key_name": "X-Key" }),
+        );
+        assert_eq!(errors["api_secret_name"], "is required");
+        let errors = errors_of(
+            json!({ "key": "k", "auth_type": "aws_sigv4", "aws_service": "S3!",
+                                       "client_id": "x", "docs_url": "javascript:alert(1)" }),
+        );
+        for field in ["aws_service", "client_id", "docs_url"] {
+            assert!(errors.contains_key(field), "{field} in {errors:?}");
+        }
+        let errors =
+            errors_of(json!({ "key": "k", "auth_type": "basic", "api_key_name": "X-Key" }));
+        assert!(
+            errors["api_key_name"].starts_with("unknown field"),
+            "{errors:?}"
+        );
     }
 
     #[test]
