@@ -4,13 +4,13 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { startBrowser, startCoopProxy } from './harness.mjs';
-import { env, accounts, addIntegration, clickConnect, consent, mint, openPage, outcome, signIn } from './setup.mjs';
+import {
+  env, accounts, addIntegration, clickAndCloseEarly, clickConnect, consent, mint, openPage, outcome, signIn,
+} from './setup.mjs';
 
 test('a popup closed before it reaches the provider is user_cancelled within about a second', async () => {
   const page = await openPage(await mint('user-2'));
-  const popup = await clickConnect(page, 'acme');
-  const closedAt = Date.now();
-  await popup.close();
+  const closedAt = await clickAndCloseEarly(page, 'acme');
   const result = await outcome(page);
   assert.equal(result.error, 'user_cancelled');
   assert.equal(result.name, 'PlugboardError');
@@ -197,9 +197,7 @@ test('SECURITY 12: behind a COOP provider, a slow sign-in connects and a popup c
   await popup.close();
   // Behind the same provider, a popup closed before it got there is still
   // user_cancelled within about a second.
-  const second = await clickConnect(page, 'coop');
-  const closedAt = Date.now();
-  await second.close();
+  const closedAt = await clickAndCloseEarly(page, 'coop');
   assert.equal((await outcome(page)).error, 'user_cancelled');
   assert.ok(Date.now() - closedAt < 5000, 'noticed within seconds');
   await page.close();

@@ -104,6 +104,22 @@ export async function clickConnect(page, app, options = {}, { abortable = false 
   return popup;
 }
 
+/**
+ * Clicks Connect for `app` and closes the popup before it can reach the
+ * provider: Plugboard's first popup page is held unanswered, so the popup
+ * never proves its opener. Answers the time it was closed.
+ */
+export async function clickAndCloseEarly(page, app) {
+  const held = (url) => url.pathname.startsWith('/connect/');
+  const context = page.context();
+  await context.route(held, () => {});
+  const popup = await clickConnect(page, app);
+  await popup.close();
+  const closedAt = Date.now();
+  await context.unroute(held);
+  return closedAt;
+}
+
 export async function signIn(popup, account) {
   await popup.waitForSelector('input[name=login]');
   await popup.fill('input[name=login]', account);
