@@ -184,6 +184,18 @@ async fn step(
     step
 }
 
+/// How a step's answer is read: whether it passed, and why.
+type Judge = fn(&OutboundResponse, Option<&str>) -> (bool, String);
+
+/// Reads a client-credentials token request's answer.
+fn judge_issued(response: &OutboundResponse, code: Option<&str>) -> (bool, String) {
+    match (response.status, code) {
+        (200, None) => (true, "the provider issued a token".into()),
+        (status, Some(code)) => (false, format!("the provider refused: {code} ({status})")),
+        (status, None) => (false, format!("the provider answered {status}")),
+    }
+}
+
 /// Reads a client's credentials from the answer to a deliberately invalid grant.
 fn judge_client(response: &OutboundResponse, code: Option<&str>) -> (bool, String) {
     match (response.status, code) {
@@ -288,7 +300,7 @@ pub async fn test_integration(app: &App, integration: &IntegrationRow) -> ApiRes
         redactor = redactor.secret(rt.expose());
     }
     let mut steps = Vec::new();
-    match &spec.auth {
+    let form = match &spec.auth {
         AuthSpec::OAuth2AuthorizationCode(code) => {
             if let Some(issuer) = &code.issuer {
                 let expected = [
@@ -304,7 +316,7 @@ pub async fn test_integration(app: &App, integration: &IntegrationRow) -> ApiRes
                 steps.push(discovery_step(app, issuer, &expected, &redactor).await);
             }
             let callback = crate::app::callback_url(&app.settings, &integration.id);
-            let form = vec![
+            vec![
                 ("grant_type", "authorization_code".to_string()),
                 ("code", INVALID_GRANT_VALUE.to_string()),
                 ("redirect_uri", callback),
@@ -312,66 +324,38 @@ pub async fn test_integration(app: &App, integration: &IntegrationRow) -> ApiRes
                     "code_verifier",
                     format!("{INVALID_GRANT_VALUE}-verifier-0123456789abcdef"),
                 ),
-            ];
-            let request = token_request(&endpoint, &client_secret, form);
-            steps.push(
-                step(
-                    app,
-                    "token endpoint",
-                    "POST",
-                    &endpoint.token_url,
-                    request,
-                    &redactor,
-                    judge_client,
-                )
-                .await,
-            );
+            ]
         }
         AuthSpec::OAuth2ClientCredentials(_) => {
             let mut form = vec![("grant_type", "client_credentials".to_string())];
             if !endpoint.scopes.is_empty() {
                 form.push(("scope", endpoint.scopes.join(" ")));
             }
-            let request = token_request(&endpoint, &client_secret, form);
-            steps.push(
-                step(
-                    app,
-                    "token request",
-                    "POST",
-                    &endpoint.token_url,
-                    request,
-                    &redactor,
-                    |r, code| match (r.status, code) {
-                        (200, None) => (true, "the provider issued a token".into()),
-                        (status, Some(code)) => {
-                            (false, format!("the provider refused: {code} ({status})"))
-                        }
-                        (status, None) => (false, format!("the provider answered {status}")),
-                    },
-                )
-                .await,
-            );
+            form
         }
-        AuthSpec::OAuth2RefreshToken(_) => {
-            let form = vec![
-                ("grant_type", "refresh_token".to_string()),
-                ("refresh_token", INVALID_GRANT_VALUE.to_string()),
-            ];
-            let request = token_request(&endpoint, &client_secret, form);
-            steps.push(
-                step(
-                    app,
-                    "token endpoint",
-                    "POST",
-                    &endpoint.token_url,
-                    request,
-                    &redactor,
-                    judge_client,
-                )
-                .await,
-            );
-        }
-    }
+        AuthSpec::OAuth2RefreshToken(_) => vec![
+            ("grant_type", "refresh_token".to_string()),
+            ("refresh_token", INVALID_GRANT_VALUE.to_string()),
+        ],
+    };
+    // Client credentials: the real request; the others: a made-up grant.
+    let (name, judge): (&str, Judge) = match &spec.auth {
+        AuthSpec::OAuth2ClientCredentials(_) => ("token request", judge_issued),
+        _ => ("token endpoint", judge_client),
+    };
+    let request = token_request(&endpoint, &client_secret, form);
+    steps.push(
+        step(
+            app,
+            name,
+            "POST",
+            &endpoint.token_url,
+            request,
+            &redactor,
+            judge,
+        )
+        .await,
+    );
     Ok(TestReport {
         ok: steps.iter().all(|s| s.ok),
         steps,

@@ -244,7 +244,7 @@ async fn usable(
         ));
     }
     let now = app.now();
-    let secrets = app.store.token_secrets(&app.vault, &state.id).await?;
+    let secrets = app.store.connection_secrets(&app.vault, &state.id).await?;
     let access_token = secrets.get("access_token").cloned().unwrap_or_default();
     let token = AccessToken {
         access_token,
@@ -272,7 +272,7 @@ async fn usable(
 /// Calls the provider while holding the lease; stores the result or the failure.
 async fn refresh(app: &App, state: &TokenState, grant: &Grant) -> ApiResult<AccessToken> {
     let holder = &app.refreshes.holder;
-    let secrets = app.store.token_secrets(&app.vault, &state.id).await?;
+    let secrets = app.store.connection_secrets(&app.vault, &state.id).await?;
     let refresh_token = secrets.get("refresh_token").cloned().unwrap_or_default();
     let started = tokio::time::Instant::now();
     let mut tries = 0;
@@ -518,7 +518,7 @@ pub async fn grant_secrets_after_change(
     ) {
         (AuthType::OAuth2RefreshToken, Some(id)) => app
             .store
-            .token_secrets(&app.vault, &id)
+            .connection_secrets(&app.vault, &id)
             .await?
             .remove("refresh_token"),
         _ => None,

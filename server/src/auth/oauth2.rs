@@ -74,23 +74,13 @@ impl CodeSpec {
     /// Reads the stored (validated) settings.
     pub fn from_config(config: &Map<String, Value>) -> Result<CodeSpec, String> {
         let text = |name: &str| config.get(name).and_then(Value::as_str).map(str::to_string);
-        let required =
-            |name: &str| text(name).ok_or_else(|| format!("integration settings: no {name}"));
-        let method = text("token_auth_method").unwrap_or_else(|| "client_secret_basic".into());
+        let endpoint = TokenEndpoint::from_config(config)?;
         Ok(CodeSpec {
-            authorization_url: required("authorization_url")?,
-            token_url: required("token_url")?,
-            client_id: required("client_id")?,
-            scopes: config
-                .get("scopes")
-                .and_then(Value::as_array)
-                .map(|list| {
-                    list.iter()
-                        .filter_map(Value::as_str)
-                        .map(str::to_string)
-                        .collect()
-                })
-                .unwrap_or_default(),
+            authorization_url: text("authorization_url")
+                .ok_or("integration settings: no authorization_url")?,
+            token_url: endpoint.token_url,
+            client_id: endpoint.client_id,
+            scopes: endpoint.scopes,
             scope_separator: text("scope_separator").unwrap_or_else(|| " ".into()),
             authorization_params: config
                 .get("authorization_params")
@@ -101,8 +91,7 @@ impl CodeSpec {
                         .collect()
                 })
                 .unwrap_or_default(),
-            token_auth_method: TokenAuthMethod::parse(&method)
-                .ok_or_else(|| format!("integration settings: token_auth_method {method}"))?,
+            token_auth_method: endpoint.token_auth_method,
             issuer: text("issuer"),
             jwks_url: text("jwks_url"),
             userinfo_url: text("userinfo_url"),
@@ -119,6 +108,32 @@ pub struct TokenEndpoint {
     pub token_auth_method: TokenAuthMethod,
     /// Scopes to ask for where the grant takes them (client credentials).
     pub scopes: Vec<String>,
+}
+
+impl TokenEndpoint {
+    /// Reads the token request's stored (validated) settings.
+    pub fn from_config(config: &Map<String, Value>) -> Result<TokenEndpoint, String> {
+        let text = |name: &str| config.get(name).and_then(Value::as_str).map(str::to_string);
+        let required =
+            |name: &str| text(name).ok_or_else(|| format!("integration settings: no {name}"));
+        let method = text("token_auth_method").unwrap_or_else(|| "client_secret_basic".into());
+        Ok(TokenEndpoint {
+            token_url: required("token_url")?,
+            client_id: required("client_id")?,
+            token_auth_method: TokenAuthMethod::parse(&method)
+                .ok_or_else(|| format!("integration settings: token_auth_method {method}"))?,
+            scopes: config
+                .get("scopes")
+                .and_then(Value::as_array)
+                .map(|list| {
+                    list.iter()
+                        .filter_map(Value::as_str)
+                        .map(str::to_string)
+                        .collect()
+                })
+                .unwrap_or_default(),
+        })
+    }
 }
 
 impl CodeSpec {
@@ -141,27 +156,8 @@ pub struct GrantSpec {
 
 impl GrantSpec {
     pub fn from_config(config: &Map<String, Value>) -> Result<GrantSpec, String> {
-        let text = |name: &str| config.get(name).and_then(Value::as_str).map(str::to_string);
-        let required =
-            |name: &str| text(name).ok_or_else(|| format!("integration settings: no {name}"));
-        let method = text("token_auth_method").unwrap_or_else(|| "client_secret_basic".into());
         Ok(GrantSpec {
-            endpoint: TokenEndpoint {
-                token_url: required("token_url")?,
-                client_id: required("client_id")?,
-                token_auth_method: TokenAuthMethod::parse(&method)
-                    .ok_or_else(|| format!("integration settings: token_auth_method {method}"))?,
-                scopes: config
-                    .get("scopes")
-                    .and_then(Value::as_array)
-                    .map(|list| {
-                        list.iter()
-                            .filter_map(Value::as_str)
-                            .map(str::to_string)
-                            .collect()
-                    })
-                    .unwrap_or_default(),
-            },
+            endpoint: TokenEndpoint::from_config(config)?,
         })
     }
 }

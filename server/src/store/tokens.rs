@@ -5,14 +5,11 @@
 //! still the one it read (compare-and-swap), so two processes can never both
 //! store, and no transaction stays open while the provider is called.
 
-use std::collections::BTreeMap;
-
 use sqlx::FromRow;
 
 use super::connections::{put_connection_secret, SECRETS_TABLE};
 use super::events::{insert_event, EventKind, NewEvent};
 use super::{on_pool, Store, StoreResult};
-use crate::secret::Secret;
 use crate::vault::KeyRing;
 
 /// What deciding about a connection's token needs.
@@ -92,16 +89,6 @@ impl Store {
             .fetch_optional(pool)
             .await?
         }))
-    }
-
-    /// The connection's sealed credentials, opened.
-    pub async fn token_secrets(
-        &self,
-        vault: &KeyRing,
-        id: &str,
-    ) -> StoreResult<BTreeMap<String, Secret>> {
-        self.open_sealed(vault, SECRETS_TABLE, "connection_id", id)
-            .await
     }
 
     /// Takes the connection's refresh lease until `until`, if it is free (or
