@@ -19,7 +19,8 @@ use crate::integrations::IntegrationSpec;
 use crate::oauth::{self, Failure};
 use crate::secret::Secret;
 use crate::store::{
-    AttemptOutcome, AttemptRow, AttemptStatus, NewAttempt, OAuthConnection, SaveOutcome, SessionRow,
+    AttemptOutcome, AttemptRow, AttemptStatus, NewAttempt, SaveOutcome, SavedConnection,
+    SavedCredentials, SessionRow,
 };
 
 /// How long an attempt may take, from start to callback.
@@ -32,6 +33,8 @@ pub struct Binding {
     pub attempt_id: String,
     pub value: String,
     pub max_age: i64,
+    /// Whether it is presented to the credential form (else to the OAuth callback).
+    pub form: bool,
 }
 
 impl std::fmt::Debug for Binding {
@@ -40,6 +43,7 @@ impl std::fmt::Debug for Binding {
             .field("attempt_id", &self.attempt_id)
             .field("value", &"[redacted]")
             .field("max_age", &self.max_age)
+            .field("form", &self.form)
             .finish()
     }
 }
@@ -82,22 +86,45 @@ pub async fn start(
     }
     let spec = IntegrationSpec::parse(&integration.auth_type, &integration.config)
         .map_err(ApiError::internal)?;
-    let settings = spec.oauth2_code().map_err(ApiError::internal)?;
+    if spec.auth_type.is_project_level() {
+        return Err(ApiError::not_found("app"));
+    }
     let now = app.now();
     let attempt_id = ids::new_id("att");
     let proof = ids::random_base32(32);
     let state = ids::random_base32(32);
-    let (challenge, verifier) = oauth::new_pkce();
-    let nonce = settings.wants_openid().then(|| ids::random_base32(24));
-    let redirect_uri = crate::app::callback_url(&app.settings, &integration.id);
-    let authorization_url = oauth::authorization_url(
-        settings,
-        &redirect_uri,
-        &state,
-        &challenge,
-        nonce.as_deref(),
-    )
-    .map_err(|f| ApiError::internal(f.message))?;
+    let mut secrets: Vec<(&str, String)> = Vec::new();
+    // The page the proven popup goes to: the provider's consent screen, or
+    // Plugboard's own credential form for the types without OAuth.
+    let redirect_uri = match spec.oauth2_code() {
+        Ok(settings) => {
+            let (challenge, verifier) = oauth::new_pkce();
+            let nonce = settings.wants_openid().then(|| ids::random_base32(24));
+            let redirect_uri = crate::app::callback_url(&app.settings, &integration.id);
+            let authorization_url = oauth::authorization_url(
+                settings,
+                &redirect_uri,
+                &state,
+                &challenge,
+                nonce.as_deref(),
+            )
+            .map_err(|f| ApiError::internal(f.message))?;
+            secrets.push(("pkce_verifier", verifier.to_string()));
+            secrets.push(("authorization_url", authorization_url));
+            if let Some(nonce) = nonce {
+                secrets.push(("oidc_nonce", nonce));
+            }
+            redirect_uri
+        }
+        Err(_) => {
+            secrets.push((
+                "authorization_url",
+                app.settings
+                    .public_url_for(&crate::credentials::form_path(&attempt_id)),
+            ));
+            String::new()
+        }
+    };
     let row = AttemptRow {
         id: attempt_id.clone(),
         project_id: session.project_id.clone(),
@@ -124,13 +151,7 @@ pub async fn start(
         client_generation: integration.client_generation,
         proof_hash: Some(ids::hash_secret(&proof)),
     };
-    let mut secrets = vec![
-        ("pkce_verifier", verifier.as_str()),
-        ("authorization_url", authorization_url.as_str()),
-    ];
-    if let Some(nonce) = &nonce {
-        secrets.push(("oidc_nonce", nonce));
-    }
+    let secrets: Vec<(&str, &str)> = secrets.iter().map(|(k, v)| (*k, v.as_str())).collect();
     app.store
         .insert_attempt(
             &app.vault,
@@ -241,8 +262,16 @@ pub fn visible_status(attempt: &AttemptRow, now: i64) -> &str {
 /// opener and received the authorization URL. Before that, a closed popup
 /// means the user gave up; after it, a popup that looks closed may only have
 /// been severed from the page by the provider's `Cross-Origin-Opener-Policy`.
+/// A credential form's popup never leaves Plugboard's origin, so it never
+/// reaches a provider: closed, it was closed.
 pub fn reached_provider(attempt: &AttemptRow) -> bool {
-    attempt.opened_at.is_some()
+    attempt.opened_at.is_some() && !is_credential_form(attempt)
+}
+
+/// Whether the attempt's popup shows Plugboard's credential form (it has no
+/// OAuth redirect URI).
+pub fn is_credential_form(attempt: &AttemptRow) -> bool {
+    attempt.redirect_uri.is_empty()
 }
 
 /// The page gave up on the attempt (the SDK's `signal` aborted): a pending
@@ -280,7 +309,10 @@ pub async fn open_popup(app: &App, attempt_id: &str) -> ApiResult<Page> {
 }
 
 /// An attempt a popup may still bind, or the page that says why not.
-async fn usable_attempt(app: &App, attempt_id: &str) -> ApiResult<Result<AttemptRow, Page>> {
+pub(crate) async fn usable_attempt(
+    app: &App,
+    attempt_id: &str,
+) -> ApiResult<Result<AttemptRow, Page>> {
     let Some(attempt) = app.store.get_attempt(attempt_id).await? else {
         return Ok(Err(Page::refused(
             "This sign-in link is not valid",
@@ -357,6 +389,7 @@ pub async fn bind_popup(app: &App, attempt_id: &str, proof: &str) -> ApiResult<B
             attempt_id: attempt.id.clone(),
             value: binding,
             max_age: (attempt.expires_at - now).clamp(1, ATTEMPT_TTL_SECONDS),
+            form: is_credential_form(&attempt),
         },
     })
 }
@@ -437,13 +470,27 @@ pub async fn callback(
             "Close this window; the app has the result.",
         ));
     }
+    let secrets = app.store.attempt_secrets(&app.vault, &attempt.id).await?;
+    let outcome = finish(app, &attempt, params, &secrets, now).await;
+    conclude(app, &attempt, outcome, now).await
+}
+
+/// Ends a spent attempt with `outcome` (the connection id and whether it is
+/// new, or why not): records it, and answers the page that tells the person
+/// and posts the result to the page that started it. The OAuth callback and
+/// the credential form both end here.
+pub(crate) async fn conclude(
+    app: &App,
+    attempt: &AttemptRow,
+    outcome: Result<(String, bool), Failure>,
+    now: i64,
+) -> ApiResult<Page> {
     let forget = Binding {
         attempt_id: attempt.id.clone(),
         value: String::new(),
         max_age: 0,
+        form: is_credential_form(attempt),
     };
-    let secrets = app.store.attempt_secrets(&app.vault, &attempt.id).await?;
-    let outcome = finish(app, &attempt, params, &secrets, now).await;
     let (ok, title, message, connection_id, failure) = match outcome {
         Ok((connection_id, created)) => (
             true,
@@ -507,7 +554,7 @@ pub async fn callback(
 }
 
 /// A failure inside Plugboard, logged; the end user sees a plain message.
-fn internal_failure(attempt: &AttemptRow, e: &dyn std::fmt::Display) -> Failure {
+pub(crate) fn internal_failure(attempt: &AttemptRow, e: &dyn std::fmt::Display) -> Failure {
     tracing::error!(error = %e, attempt = %attempt.id, "connect attempt failed inside Plugboard");
     Failure {
         code: ErrorCode::Internal,
@@ -516,7 +563,7 @@ fn internal_failure(attempt: &AttemptRow, e: &dyn std::fmt::Display) -> Failure 
     }
 }
 
-fn failure(code: ErrorCode, message: &str) -> Failure {
+pub(crate) fn failure(code: ErrorCode, message: &str) -> Failure {
     Failure {
         code,
         message: message.into(),
@@ -577,9 +624,9 @@ async fn finish(
     let account = identify_account(app, settings, &tokens, nonce, now).await?;
     let outcome = app
         .store
-        .save_oauth_connection(
+        .save_connection(
             &app.vault,
-            OAuthConnection {
+            SavedConnection {
                 project_id: &attempt.project_id,
                 integration_id: &integration.id,
                 integration_key: &integration.key,
@@ -588,19 +635,26 @@ async fn finish(
                 subject: account.subject.as_deref(),
                 label: account.label.as_deref(),
                 scopes: &tokens.scopes,
-                access_token: &tokens.access_token,
-                refresh_token: tokens.refresh_token.as_deref(),
-                token_type: &tokens.token_type,
-                token_expires_at: tokens
-                    .expires_in
-                    .map(|s| now.saturating_add(i64::try_from(s).unwrap_or(i64::MAX))),
                 client_generation: attempt.client_generation,
+                credentials: SavedCredentials::Tokens {
+                    access_token: &tokens.access_token,
+                    refresh_token: tokens.refresh_token.as_deref(),
+                    token_type: &tokens.token_type,
+                    token_expires_at: tokens
+                        .expires_in
+                        .map(|s| now.saturating_add(i64::try_from(s).unwrap_or(i64::MAX))),
+                },
                 now,
             },
-            |facts| crate::connections::account_rule(facts, multiple_accounts),
+            |facts| crate::connections::account_rule(facts, multiple_accounts, false),
         )
         .await
         .map_err(|e| internal(&e))?;
+    saved(outcome)
+}
+
+/// A saved account as the attempt's outcome, by the contract's account rules.
+pub(crate) fn saved(outcome: SaveOutcome) -> Result<(String, bool), Failure> {
     match outcome {
         SaveOutcome::Created(id) => Ok((id, true)),
         SaveOutcome::Updated(id) => Ok((id, false)),
@@ -620,7 +674,7 @@ async fn finish(
 }
 
 /// The attempt, and the session it belongs to, have not expired.
-async fn still_valid(app: &App, attempt: &AttemptRow, now: i64) -> Result<(), Failure> {
+pub(crate) async fn still_valid(app: &App, attempt: &AttemptRow, now: i64) -> Result<(), Failure> {
     let expired = |what: &str| {
         failure(
             ErrorCode::SessionExpired,

@@ -84,8 +84,15 @@ pub async fn end_users_connection(
 /// provider account again updates its connection; reconnecting a named
 /// connection needs the same account (`account_mismatch`) and the connection
 /// to still be the end user's; a new account is refused when the app allows
-/// one account (`multiple_accounts` false) and the end user has one.
-pub fn account_rule(facts: &AccountFacts<'_>, multiple_accounts: bool) -> AccountDecision {
+/// one account (`multiple_accounts` false) and the end user has one —
+/// except that credentials which name no account (a key or password whose
+/// integration has no `test_request` label) replace the end user's one
+/// connection's (`replaces_unnamed`, the credential form's rule).
+pub fn account_rule(
+    facts: &AccountFacts<'_>,
+    multiple_accounts: bool,
+    replaces_unnamed: bool,
+) -> AccountDecision {
     if facts.reconnecting {
         let Some(named) = &facts.named else {
             return AccountDecision::Refuse(SaveOutcome::ReconnectTargetMissing);
@@ -107,6 +114,9 @@ pub fn account_rule(facts: &AccountFacts<'_>, multiple_accounts: bool) -> Accoun
         return AccountDecision::Update(id.clone());
     }
     if !multiple_accounts && facts.connected > 0 {
+        if let (None, true, Some(existing)) = (facts.subject, replaces_unnamed, &facts.existing) {
+            return AccountDecision::Update(existing.clone());
+        }
         return AccountDecision::Refuse(SaveOutcome::AccountLimit);
     }
     AccountDecision::Create
@@ -267,34 +277,35 @@ mod tests {
             reconnecting: false,
             named: None,
             connected: 0,
+            existing: None,
         }
     }
 
     #[test]
     fn the_account_rules() {
         assert_eq!(
-            account_rule(&facts(Some("a")), false),
+            account_rule(&facts(Some("a")), false, false),
             AccountDecision::Create
         );
         let mut same = facts(Some("a"));
         same.same_account = Some("conn_a".into());
         same.connected = 1;
         assert_eq!(
-            account_rule(&same, false),
+            account_rule(&same, false, false),
             AccountDecision::Update("conn_a".into())
         );
         let mut second = facts(Some("b"));
         second.connected = 1;
         assert_eq!(
-            account_rule(&second, false),
+            account_rule(&second, false, false),
             AccountDecision::Refuse(SaveOutcome::AccountLimit)
         );
-        assert_eq!(account_rule(&second, true), AccountDecision::Create);
+        assert_eq!(account_rule(&second, true, false), AccountDecision::Create);
 
         let mut reconnect = facts(Some("a"));
         reconnect.reconnecting = true;
         assert_eq!(
-            account_rule(&reconnect, true),
+            account_rule(&reconnect, true, false),
             AccountDecision::Refuse(SaveOutcome::ReconnectTargetMissing)
         );
         reconnect.named = Some(NamedConnection {
@@ -302,22 +313,43 @@ mod tests {
             subject: Some("a".into()),
         });
         assert_eq!(
-            account_rule(&reconnect, true),
+            account_rule(&reconnect, true, false),
             AccountDecision::Update("conn_a".into())
         );
         let mut other = facts(Some("b"));
         other.reconnecting = true;
         other.named = reconnect.named.take();
         assert_eq!(
-            account_rule(&other, true),
+            account_rule(&other, true, false),
             AccountDecision::Refuse(SaveOutcome::AccountMismatch)
         );
         // The account signed in already has another connection of its own.
         other.subject = Some("a");
         other.same_account = Some("conn_other".into());
         assert_eq!(
-            account_rule(&other, true),
+            account_rule(&other, true, false),
             AccountDecision::Refuse(SaveOutcome::AccountMismatch)
+        );
+
+        // A key that names no account replaces the one connection's where
+        // one account is allowed, and adds one where several are.
+        let mut unnamed = facts(None);
+        unnamed.connected = 1;
+        unnamed.existing = Some("conn_key".into());
+        assert_eq!(
+            account_rule(&unnamed, false, true),
+            AccountDecision::Update("conn_key".into())
+        );
+        assert_eq!(account_rule(&unnamed, true, true), AccountDecision::Create);
+        assert_eq!(
+            account_rule(&unnamed, false, false),
+            AccountDecision::Refuse(SaveOutcome::AccountLimit)
+        );
+        // One that names another account is still refused.
+        unnamed.subject = Some("b");
+        assert_eq!(
+            account_rule(&unnamed, false, true),
+            AccountDecision::Refuse(SaveOutcome::AccountLimit)
         );
     }
 }

@@ -13,6 +13,7 @@ pub mod clock;
 pub mod config;
 pub mod connect;
 pub mod connections;
+pub mod credentials;
 pub mod error;
 #[cfg(feature = "fault-hooks")]
 pub mod faults;

@@ -59,6 +59,44 @@ pub struct AccessToken {
     pub expires_at: Option<i64>,
 }
 
+/// What a caller needs to call the provider itself with a connection.
+pub enum FreshCredentials {
+    /// An OAuth connection's access token, refreshed first when due.
+    AccessToken(AccessToken),
+    /// The fields of a key, password or AWS connection, in the order its
+    /// auth type lists them (`auth::credential_fields`).
+    Fields(Vec<(&'static str, Secret)>),
+}
+
+/// The connection's credentials for use: every OAuth use goes through
+/// [`fresh_access_token`]; the other types' fields are as the end user saved them.
+pub async fn fresh_credentials(
+    app: &App,
+    connection_id: &str,
+    auth_type: crate::integrations::AuthType,
+) -> ApiResult<FreshCredentials> {
+    if auth_type.is_oauth() {
+        return Ok(FreshCredentials::AccessToken(
+            fresh_access_token(app, connection_id).await?,
+        ));
+    }
+    let stored = app
+        .store
+        .connection_secrets(&app.vault, connection_id)
+        .await?;
+    let fields = crate::auth::credential_fields(auth_type)
+        .iter()
+        .map(|f| {
+            stored
+                .get(f.name)
+                .cloned()
+                .map(|v| (f.name, v))
+                .ok_or_else(|| ApiError::internal(format!("the connection has no {}", f.name)))
+        })
+        .collect::<ApiResult<Vec<_>>>()?;
+    Ok(FreshCredentials::Fields(fields))
+}
+
 /// This process's side of single-flight refresh: its name as a lease holder,
 /// and one lock per connection being refreshed.
 pub struct Refreshes {
@@ -152,7 +190,9 @@ async fn grant(app: &App, state: &TokenState) -> ApiResult<Grant> {
         _ => Source::RefreshToken,
     };
     Ok(Grant {
-        endpoint: client_spec.token_endpoint(),
+        endpoint: client_spec.token_endpoint().ok_or_else(|| {
+            ApiError::internal("the connection's integration has no token endpoint")
+        })?,
         client_secret: client
             .secrets
             .get("client_secret")

@@ -259,7 +259,7 @@ async fn integration_validation_names_each_field_and_saves_nothing(engine: Engin
         ),
         (
             json!({ "key": "x", "auth_type": "api_key" }),
-            &["auth_type"],
+            &["api_key_name"],
         ),
         (
             json!({
@@ -282,7 +282,7 @@ async fn integration_validation_names_each_field_and_saves_nothing(engine: Engin
                 "userinfo_url",
                 "jwks_url",
                 "provider",
-                "test_request",
+                "test_request.path",
                 "colour",
             ],
         ),

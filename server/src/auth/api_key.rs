@@ -72,12 +72,21 @@ pub(crate) fn validate(v: &mut Validator<'_>, family: AuthType) {
             }
         }
         if family != AuthType::BasicApiKey {
-            if let Some(prefix) = v.string("api_key_prefix", false, 64) {
-                if prefix.chars().any(char::is_control) {
-                    v.fail("api_key_prefix", "must not hold control characters");
-                } else {
-                    v.out.insert("api_key_prefix".into(), Value::String(prefix));
+            // Kept as given: a prefix's trailing space (`"Token "`) is part of it.
+            match v.get("api_key_prefix") {
+                None | Some(Value::Null) => {}
+                Some(Value::String(prefix)) if prefix.chars().count() > 64 => {
+                    v.fail("api_key_prefix", "must be at most 64 characters")
                 }
+                Some(Value::String(prefix)) if prefix.chars().any(char::is_control) => {
+                    v.fail("api_key_prefix", "must not hold control characters")
+                }
+                Some(Value::String(prefix)) => {
+                    if !prefix.is_empty() {
+                        v.out.insert("api_key_prefix".into(), Value::String(prefix));
+                    }
+                }
+                Some(_) => v.fail("api_key_prefix", "must be a string"),
             }
         }
     }
@@ -180,4 +189,58 @@ pub fn place_basic(
     value.set_sensitive(true);
     request.headers.insert(AUTHORIZATION, value);
     Ok(())
+}
+
+/// An API-key or Basic integration's settings, typed: how each of a
+/// connection's keys is placed, and whether Basic credentials go first.
+#[derive(Debug, Clone)]
+pub struct KeySpec {
+    /// HTTP Basic (`basic`, `basic_url`, `basic_api_key`).
+    pub basic: bool,
+    /// Where the connection's `api_key` goes, for the types that have one.
+    pub key: Option<KeyPlacement>,
+    /// Where its `api_secret` goes (`api_key_secret`): like the key, under
+    /// `api_secret_name`, without the prefix.
+    pub secret: Option<KeyPlacement>,
+}
+
+impl KeySpec {
+    /// Reads the stored (validated) settings of an integration of `family`.
+    pub fn from_config(
+        family: AuthType,
+        config: &serde_json::Map<String, Value>,
+    ) -> Result<KeySpec, String> {
+        let text = |name: &str| config.get(name).and_then(Value::as_str).map(str::to_string);
+        let location = match text("api_key_in").as_deref() {
+            Some("query") => KeyLocation::Query,
+            _ => KeyLocation::Header,
+        };
+        let basic = matches!(
+            family,
+            AuthType::Basic | AuthType::BasicUrl | AuthType::BasicApiKey
+        );
+        let has_key = matches!(
+            family,
+            AuthType::ApiKey | AuthType::ApiKeySecret | AuthType::ApiKeyUrl | AuthType::BasicApiKey
+        );
+        let key = if has_key {
+            Some(KeyPlacement {
+                location,
+                name: text("api_key_name").ok_or("integration settings: no api_key_name")?,
+                prefix: text("api_key_prefix").unwrap_or_default(),
+            })
+        } else {
+            None
+        };
+        let secret = if family == AuthType::ApiKeySecret {
+            Some(KeyPlacement {
+                location,
+                name: text("api_secret_name").ok_or("integration settings: no api_secret_name")?,
+                prefix: String::new(),
+            })
+        } else {
+            None
+        };
+        Ok(KeySpec { basic, key, secret })
+    }
 }

@@ -45,6 +45,50 @@ pub(crate) fn validate(v: &mut Validator<'_>) {
     v.optional_string("credential_help", 2000);
 }
 
+/// An `aws_sigv4` integration's settings, typed.
+#[derive(Debug, Clone)]
+pub struct AwsSpec {
+    /// The service's signing name, such as `s3`.
+    pub service: String,
+}
+
+impl AwsSpec {
+    pub fn from_config(
+        config: &serde_json::Map<String, serde_json::Value>,
+    ) -> Result<AwsSpec, String> {
+        let service = config
+            .get("aws_service")
+            .and_then(serde_json::Value::as_str)
+            .ok_or("integration settings: no aws_service")?;
+        Ok(AwsSpec {
+            service: service.to_string(),
+        })
+    }
+
+    /// The service's endpoint in `region` when the integration names no
+    /// `api_base_url` (AWS's regional endpoint pattern).
+    pub fn default_base_url(&self, region: &str) -> String {
+        format!("https://{}.{region}.amazonaws.com", self.service)
+    }
+}
+
+/// Whether `text` is written as an AWS region is: lower-case words joined
+/// by `-`, a two-letter area first and a number last (`eu-west-1`,
+/// `us-gov-west-1`, `ap-southeast-2`).
+pub fn is_region(text: &str) -> bool {
+    let parts: Vec<&str> = text.split('-').collect();
+    parts.len() >= 3
+        && parts.len() <= 5
+        && parts[0].len() == 2
+        && parts[0].bytes().all(|b| b.is_ascii_lowercase())
+        && parts[1..parts.len() - 1]
+            .iter()
+            .all(|p| !p.is_empty() && p.len() <= 16 && p.bytes().all(|b| b.is_ascii_lowercase()))
+        && parts[parts.len() - 1].len() <= 2
+        && !parts[parts.len() - 1].is_empty()
+        && parts[parts.len() - 1].bytes().all(|b| b.is_ascii_digit())
+}
+
 const ALGORITHM: &str = "AWS4-HMAC-SHA256";
 /// The payload hash S3 accepts in place of one.
 pub const UNSIGNED_PAYLOAD: &str = "UNSIGNED-PAYLOAD";
@@ -416,6 +460,34 @@ pub fn presign(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn regions_are_recognised_by_their_shape() {
+        for ok in [
+            "eu-west-1",
+            "us-east-1",
+            "us-gov-west-1",
+            "ap-southeast-2",
+            "cn-north-1",
+            "il-central-1",
+        ] {
+            assert!(is_region(ok), "{ok}");
+        }
+        for bad in [
+            "",
+            "eu",
+            "eu-west",
+            "EU-WEST-1",
+            "eu-west-1a",
+            "eu_west_1",
+            "e-west-1",
+            "eu--1",
+            "eu-west-1/x",
+            "eu-west-123",
+        ] {
+            assert!(!is_region(bad), "{bad}");
+        }
+    }
 
     #[test]
     fn encodes_everything_but_the_unreserved_characters() {

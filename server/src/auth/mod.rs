@@ -6,6 +6,7 @@ pub mod api_key;
 pub mod aws;
 pub mod oauth2;
 
+use crate::integrations::AuthType;
 use crate::outbound::{Credential, OutboundError, Prepared};
 use crate::secret::Secret;
 
@@ -71,6 +72,168 @@ impl Credential for ConnectionCredential {
                     OutboundError::Transport(format!("the request could not be signed: {e}"))
                 })
             }
+        }
+    }
+}
+
+/// How a credential form field is shown and checked.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FieldKind {
+    /// Masked, never shown again, never put back into a page.
+    Secret,
+    /// A name that identifies the end user at the provider (a username, an
+    /// access key id): typed in the clear, never put back into a page.
+    Identifier,
+    /// The account's own base URL: https (or an allow-listed host), never internal.
+    Url,
+    /// An AWS region, such as `eu-west-1`.
+    Region,
+}
+
+/// One field an end user fills in to connect an account without OAuth.
+#[derive(Debug, Clone, Copy)]
+pub struct CredentialField {
+    pub name: &'static str,
+    pub label: &'static str,
+    pub kind: FieldKind,
+}
+
+const API_KEY: CredentialField = CredentialField {
+    name: "api_key",
+    label: "API key",
+    kind: FieldKind::Secret,
+};
+const API_SECRET: CredentialField = CredentialField {
+    name: "api_secret",
+    label: "API secret",
+    kind: FieldKind::Secret,
+};
+const BASE_URL: CredentialField = CredentialField {
+    name: "base_url",
+    label: "Your account's URL",
+    kind: FieldKind::Url,
+};
+const USERNAME: CredentialField = CredentialField {
+    name: "username",
+    label: "Username",
+    kind: FieldKind::Identifier,
+};
+const PASSWORD: CredentialField = CredentialField {
+    name: "password",
+    label: "Password",
+    kind: FieldKind::Secret,
+};
+const ACCESS_KEY_ID: CredentialField = CredentialField {
+    name: "access_key_id",
+    label: "Access key ID",
+    kind: FieldKind::Identifier,
+};
+const SECRET_ACCESS_KEY: CredentialField = CredentialField {
+    name: "secret_access_key",
+    label: "Secret access key",
+    kind: FieldKind::Secret,
+};
+const REGION: CredentialField = CredentialField {
+    name: "region",
+    label: "Region",
+    kind: FieldKind::Region,
+};
+
+/// The fields a connection of `auth_type` holds, in the order the form asks
+/// for them; none for the OAuth families, whose credentials come from the provider.
+pub fn credential_fields(auth_type: AuthType) -> &'static [CredentialField] {
+    match auth_type {
+        AuthType::OAuth2AuthorizationCode
+        | AuthType::OAuth2ClientCredentials
+        | AuthType::OAuth2RefreshToken => &[],
+        AuthType::ApiKey => &[API_KEY],
+        AuthType::ApiKeySecret => &[API_KEY, API_SECRET],
+        AuthType::ApiKeyUrl => &[BASE_URL, API_KEY],
+        AuthType::Basic => &[USERNAME, PASSWORD],
+        AuthType::BasicUrl => &[BASE_URL, USERNAME, PASSWORD],
+        AuthType::BasicApiKey => &[BASE_URL, USERNAME, PASSWORD, API_KEY],
+        AuthType::AwsSigV4 => &[ACCESS_KEY_ID, SECRET_ACCESS_KEY, REGION],
+    }
+}
+
+/// Checks one submitted field: the value to keep, or why it cannot be used.
+pub fn check_field(
+    field: &CredentialField,
+    value: &str,
+    allow: &crate::outbound::AllowList,
+) -> Result<String, String> {
+    // Keys are pasted: surrounding white space is never part of one.
+    let value = value.trim();
+    if value.is_empty() {
+        return Err("is required".into());
+    }
+    let max = if field.kind == FieldKind::Url {
+        2048
+    } else {
+        4096
+    };
+    if value.chars().count() > max {
+        return Err(format!("must be at most {max} characters"));
+    }
+    if value.chars().any(char::is_control) {
+        return Err("must not contain control characters or line breaks".into());
+    }
+    match field.kind {
+        FieldKind::Identifier if field.name == "username" && value.contains(':') => {
+            Err("must not contain ':' (HTTP Basic cannot carry it in a username)".into())
+        }
+        FieldKind::Url => crate::integrations::validate::server_url(value, allow)
+            .map(|url| url.as_str().trim_end_matches('/').to_string()),
+        FieldKind::Region if !aws::is_region(value) => {
+            Err("must be an AWS region, such as eu-west-1".into())
+        }
+        _ => Ok(value.to_string()),
+    }
+}
+
+impl ConnectionCredential {
+    /// The credential a connection of a non-OAuth type holds, from its stored
+    /// fields, ready to place on a request made at `now`.
+    pub fn from_fields(
+        auth: &crate::integrations::AuthSpec,
+        fields: &std::collections::BTreeMap<String, Secret>,
+        now: time::OffsetDateTime,
+    ) -> Result<ConnectionCredential, String> {
+        use crate::integrations::AuthSpec;
+        let field = |name: &str| {
+            fields
+                .get(name)
+                .cloned()
+                .ok_or_else(|| format!("the connection has no {name}"))
+        };
+        let keys = |spec: &api_key::KeySpec| -> Result<Vec<_>, String> {
+            let mut keys = Vec::new();
+            if let Some(placement) = &spec.key {
+                keys.push((placement.clone(), field("api_key")?));
+            }
+            if let Some(placement) = &spec.secret {
+                keys.push((placement.clone(), field("api_secret")?));
+            }
+            Ok(keys)
+        };
+        match auth {
+            AuthSpec::Keys(spec) if spec.basic => Ok(ConnectionCredential::Basic {
+                username: field("username")?,
+                password: field("password")?,
+                keys: keys(spec)?,
+            }),
+            AuthSpec::Keys(spec) => Ok(ConnectionCredential::Keys(keys(spec)?)),
+            AuthSpec::AwsSigV4(spec) => Ok(ConnectionCredential::AwsSigV4 {
+                credential: aws::AwsCredential {
+                    access_key_id: field("access_key_id")?.expose().to_string(),
+                    secret_access_key: field("secret_access_key")?,
+                    session_token: None,
+                    region: field("region")?.expose().to_string(),
+                    service: spec.service.clone(),
+                },
+                at: now,
+            }),
+            _ => Err("an OAuth connection's credential is its access token".into()),
         }
     }
 }

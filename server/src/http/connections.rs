@@ -11,7 +11,9 @@ use super::{page_limit, AppState, Page, ProjectAuth};
 use crate::clock::rfc3339;
 use crate::error::{ApiError, ApiResult};
 use crate::http::error::{Json, Path, Query};
+use crate::integrations::AuthType;
 use crate::store::{ConnectionCursor, ConnectionRow, EventRow};
+use crate::tokens::FreshCredentials;
 
 pub fn router() -> Router<AppState> {
     Router::new()
@@ -142,38 +144,45 @@ async fn remove(
     }
 }
 
-/// Fresh credentials for the caller to use at the provider itself: never a
-/// refresh token or a client secret.
-#[derive(Serialize)]
-struct TokenView {
-    auth_type: String,
-    access_token: String,
-    token_type: String,
-    expires_at: Option<String>,
-}
-
+/// Fresh credentials for the caller to use at the provider itself: for
+/// OAuth `{ auth_type, access_token, token_type, expires_at }`, for the other
+/// types `{ auth_type, <each credential field> }`; never a refresh token or a
+/// client secret.
 async fn token(
     State(app): State<AppState>,
     auth: ProjectAuth,
     Path(id): Path<String>,
-) -> ApiResult<Json<TokenView>> {
+) -> ApiResult<Json<serde_json::Map<String, serde_json::Value>>> {
     let connection = app
         .store
         .get_connection(&auth.project_id, &id)
         .await?
         .ok_or_else(|| ApiError::not_found("connection"))?;
-    let token = crate::tokens::fresh_access_token(&app, &connection.id).await?;
     let integration = app
         .store
         .get_integration_by_id(&connection.integration_id)
         .await?
         .ok_or_else(|| ApiError::not_found("connection"))?;
-    Ok(Json(TokenView {
-        auth_type: integration.auth_type,
-        access_token: token.access_token.expose().to_string(),
-        token_type: token.token_type,
-        expires_at: token.expires_at.map(rfc3339),
-    }))
+    let auth_type = AuthType::parse(&integration.auth_type)
+        .ok_or_else(|| ApiError::internal("an integration of an unknown auth type"))?;
+    let mut view = serde_json::Map::new();
+    view.insert("auth_type".into(), integration.auth_type.clone().into());
+    match crate::tokens::fresh_credentials(&app, &connection.id, auth_type).await? {
+        FreshCredentials::AccessToken(token) => {
+            view.insert(
+                "access_token".into(),
+                token.access_token.expose().to_string().into(),
+            );
+            view.insert("token_type".into(), token.token_type.into());
+            view.insert("expires_at".into(), token.expires_at.map(rfc3339).into());
+        }
+        FreshCredentials::Fields(fields) => {
+            for (name, value) in fields {
+                view.insert(name.into(), value.expose().to_string().into());
+            }
+        }
+    }
+    Ok(Json(view))
 }
 
 #[derive(Deserialize)]

@@ -39,7 +39,8 @@ async fn test(
     Ok(Json(crate::checks::test_integration(&app, &row).await?))
 }
 
-/// An integration as read: its settings without secrets, plus `id` and `callback_url`.
+/// An integration as read: its settings without secrets, plus `id` and, for
+/// the OAuth types, `callback_url`.
 fn view(app: &AppState, row: &IntegrationRow) -> ApiResult<Value> {
     let config: Map<String, Value> =
         serde_json::from_str(&row.config).map_err(ApiError::internal)?;
@@ -48,10 +49,12 @@ fn view(app: &AppState, row: &IntegrationRow) -> ApiResult<Value> {
     out.insert("key".into(), Value::String(row.key.clone()));
     out.insert("auth_type".into(), Value::String(row.auth_type.clone()));
     out.extend(config);
-    out.insert(
-        "callback_url".into(),
-        Value::String(crate::app::callback_url(&app.settings, &row.id)),
-    );
+    if AuthType::parse(&row.auth_type).is_some_and(AuthType::is_oauth) {
+        out.insert(
+            "callback_url".into(),
+            Value::String(crate::app::callback_url(&app.settings, &row.id)),
+        );
+    }
     out.insert("created_at".into(), Value::String(rfc3339(row.created_at)));
     out.insert("updated_at".into(), Value::String(rfc3339(row.updated_at)));
     Ok(Value::Object(out))

@@ -15,6 +15,7 @@ use axum::Router;
 use super::AppState;
 use crate::app::App;
 use crate::connect::{self, CallbackParams, Page};
+use crate::credentials::{self, Form, Shown};
 use crate::error::ApiResult;
 use crate::http::error::{Json, Path, Query};
 use crate::ids;
@@ -22,6 +23,10 @@ use crate::ids;
 pub fn router() -> Router<AppState> {
     Router::new()
         .route("/connect/{attempt_id}", get(popup).post(bind))
+        .route(
+            "/connect/{attempt_id}/form",
+            get(credential_form).post(submit_credential_form),
+        )
         .route("/oauth/callback/{integration_id}", get(callback))
 }
 
@@ -68,10 +73,75 @@ async fn callback(
     ))
 }
 
+/// The credential form, for the browser its attempt is bound to.
+async fn credential_form(
+    State(app): State<AppState>,
+    Path(attempt_id): Path<String>,
+    headers: HeaderMap,
+) -> ApiResult<Response> {
+    let binding = bindings(&headers).remove(&attempt_id);
+    let shown = credentials::show(&app, &attempt_id, binding.as_deref()).await?;
+    Ok(render_shown(&app, shown))
+}
+
+/// The credential form, submitted. Only a form posted by Plugboard's own
+/// page counts: the browser's `Origin` must be Plugboard's, the binding
+/// cookie (`SameSite=Lax`, so never sent with another site's POST) must be
+/// this attempt's, and the form must carry the token derived from it.
+async fn submit_credential_form(
+    State(app): State<AppState>,
+    Path(attempt_id): Path<String>,
+    headers: HeaderMap,
+    body: axum::body::Bytes,
+) -> ApiResult<Response> {
+    let own_origin = app.settings.public_url.origin().ascii_serialization();
+    let origin_ok = headers
+        .get(header::ORIGIN)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|o| o == own_origin);
+    let form_encoded = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| {
+            v.split(';').next().is_some_and(|t| {
+                t.trim()
+                    .eq_ignore_ascii_case("application/x-www-form-urlencoded")
+            })
+        });
+    if !origin_ok || !form_encoded {
+        let page = Page {
+            ok: false,
+            title: "This form was not sent from its own window".into(),
+            message: "Use the window the app opened, or start again from the app.".into(),
+            post: None,
+            binding: None,
+            handshake: None,
+        };
+        return Ok(render(&app, page));
+    }
+    let mut values = BTreeMap::new();
+    for (name, value) in url::form_urlencoded::parse(&body) {
+        // A field sent twice is ambiguous: the first value counts.
+        values
+            .entry(name.into_owned())
+            .or_insert_with(|| value.into_owned());
+    }
+    let binding = bindings(&headers).remove(&attempt_id);
+    let shown = credentials::submit(&app, &attempt_id, binding.as_deref(), &values).await?;
+    Ok(render_shown(&app, shown))
+}
+
+fn render_shown(app: &App, shown: Shown) -> Response {
+    match shown {
+        Shown::Done(page) => render(app, page),
+        Shown::Form(form) => render_form(&form),
+    }
+}
+
 /// The cookie that binds an attempt to a browser is `pb_connect_{attempt id}`.
 const BINDING_COOKIE_PREFIX: &str = "pb_connect_";
 
-/// It is sent to the callbacks only.
+/// It is sent to the OAuth callbacks only, or to its attempt's credential form.
 const BINDING_COOKIE_PATH: &str = "/oauth/callback/";
 
 fn set_cookie(app: &App, binding: &connect::Binding) -> String {
@@ -80,8 +150,13 @@ fn set_cookie(app: &App, binding: &connect::Binding) -> String {
     } else {
         ""
     };
+    let path = if binding.form {
+        credentials::form_path(&binding.attempt_id)
+    } else {
+        BINDING_COOKIE_PATH.to_string()
+    };
     format!(
-        "{BINDING_COOKIE_PREFIX}{}={}; Path={BINDING_COOKIE_PATH}; Max-Age={}; HttpOnly; SameSite=Lax{secure}",
+        "{BINDING_COOKIE_PREFIX}{}={}; Path={path}; Max-Age={}; HttpOnly; SameSite=Lax{secure}",
         binding.attempt_id, binding.value, binding.max_age
     )
 }
@@ -258,4 +333,118 @@ fn render_handshake(
         data = script_json(&data),
     );
     (StatusCode::OK, headers, body).into_response()
+}
+
+const PAGE_STYLE: &str = "body{font:16px system-ui,sans-serif;max-width:32rem;margin:2rem auto;padding:0 1rem;color:#222}\
+label{display:block;font-weight:600;margin-top:1rem}\
+input{box-sizing:border-box;width:100%;padding:.5rem;font:inherit;margin-top:.25rem}\
+.error{color:#a00;margin:.25rem 0 0}\
+#pb-message{padding:.5rem;border-left:4px solid #a00;background:#fff4f4}\
+button{margin-top:1.5rem;padding:.6rem 1.2rem;font:inherit}";
+
+/// The credential form: plain HTML, no script. Secret fields are masked and
+/// always empty; only a URL, a region and a name are shown again.
+fn render_form(form: &Form) -> Response {
+    let mut headers = HeaderMap::new();
+    headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    headers.insert(
+        header::REFERRER_POLICY,
+        HeaderValue::from_static("no-referrer"),
+    );
+    headers.insert(
+        header::CONTENT_SECURITY_POLICY,
+        HeaderValue::from_static(
+            "default-src 'none'; style-src 'unsafe-inline'; form-action 'self'; base-uri 'none'; \
+             frame-ancestors 'none'",
+        ),
+    );
+    headers.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/html; charset=utf-8"),
+    );
+    let mut body = String::with_capacity(4096);
+    let verb = if form.reconnecting {
+        "Reconnect"
+    } else {
+        "Connect"
+    };
+    body.push_str(&format!(
+        "<!doctype html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">\
+         <meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\
+         <title>{verb} {app}</title><style>{PAGE_STYLE}</style></head><body>\
+         <h1 id=\"pb-title\">{verb} {app}</h1>",
+        app = escape(&form.app_label),
+    ));
+    if let Some(help) = &form.help {
+        body.push_str(&format!("<p id=\"pb-help\">{}</p>", escape(help)));
+    }
+    if let Some(docs) = &form.docs_url {
+        body.push_str(&format!(
+            "<p><a id=\"pb-docs\" href=\"{}\" target=\"_blank\" rel=\"noopener noreferrer\">Where to find these details</a></p>",
+            escape(docs)
+        ));
+    }
+    if let Some(message) = &form.message {
+        body.push_str(&format!(
+            "<p id=\"pb-message\" role=\"alert\">{}</p>",
+            escape(message)
+        ));
+    }
+    body.push_str(&format!(
+        "<form method=\"post\" action=\"{action}\" autocomplete=\"off\">\
+         <input type=\"hidden\" name=\"{token_name}\" value=\"{token}\">",
+        action = escape(&credentials::form_path(&form.attempt_id)),
+        token_name = credentials::TOKEN_FIELD,
+        token = escape(&form.token),
+    ));
+    for field in &form.fields {
+        let input_type = match field.kind {
+            crate::auth::FieldKind::Secret => "password",
+            crate::auth::FieldKind::Url => "url",
+            _ => "text",
+        };
+        let value = field
+            .value
+            .as_deref()
+            .map(|v| format!(" value=\"{}\"", escape(v)))
+            .unwrap_or_default();
+        let placeholder = field
+            .placeholder
+            .as_deref()
+            .map(|v| format!(" placeholder=\"{}\"", escape(v)))
+            .unwrap_or_default();
+        let required = if field.required { " required" } else { "" };
+        let described = if field.error.is_some() {
+            format!(
+                " aria-invalid=\"true\" aria-describedby=\"error-{}\"",
+                field.name
+            )
+        } else {
+            String::new()
+        };
+        body.push_str(&format!(
+            "<label for=\"field-{name}\">{label}</label>\
+             <input id=\"field-{name}\" name=\"{name}\" type=\"{input_type}\"{value}{placeholder}{required}{described} \
+             autocomplete=\"off\" autocapitalize=\"off\" spellcheck=\"false\">",
+            name = field.name,
+            label = escape(field.label),
+        ));
+        if let Some(error) = &field.error {
+            body.push_str(&format!(
+                "<p class=\"error\" id=\"error-{}\">{} {}</p>",
+                field.name,
+                escape(field.label),
+                escape(error)
+            ));
+        }
+    }
+    body.push_str(&format!(
+        "<button type=\"submit\" id=\"pb-submit\">{verb}</button></form></body></html>\n"
+    ));
+    let status = if form.message.is_some() {
+        StatusCode::UNPROCESSABLE_ENTITY
+    } else {
+        StatusCode::OK
+    };
+    (status, headers, body).into_response()
 }

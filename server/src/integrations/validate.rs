@@ -102,8 +102,22 @@ pub fn validate(
         }
     }
 
+    if let Some(t) = auth_type {
+        let own_base = t.has_connection_base_url() || t == AuthType::AwsSigV4;
+        if !t.is_oauth()
+            && !own_base
+            && v.out.contains_key("test_request")
+            && !v.out.contains_key("api_base_url")
+        {
+            v.fail(
+                "api_base_url",
+                "is required with a test_request: it is the URL the request's path is appended to",
+            );
+        }
+    }
+
     match (key, auth_type, v.errors.is_empty()) {
-        (Some(key), Some(auth_type), true) if auth_type.is_supported() => Ok(ValidIntegration {
+        (Some(key), Some(auth_type), true) => Ok(ValidIntegration {
             key,
             auth_type: auth_type.as_str().to_string(),
             config: v.out,
@@ -178,6 +192,49 @@ pub fn merge_patch(
         }
     }
     Ok(merged)
+}
+
+/// A URL the server calls with a connection's credentials (an "… with URL"
+/// connection's base URL): https, or http on a loopback or allow-listed
+/// host; never an internal address unless allow-listed (SECURITY 16).
+pub fn server_url(text: &str, allow: &AllowList) -> Result<Url, String> {
+    let url = check_url(text, UrlUse::Server, allow)?;
+    if url.query().is_some() {
+        return Err("must not contain a query".into());
+    }
+    Ok(url)
+}
+
+fn check_url(text: &str, use_: UrlUse, allow: &AllowList) -> Result<Url, String> {
+    let url = match Url::parse(text) {
+        Ok(u) if matches!(u.scheme(), "http" | "https") && u.host().is_some() => u,
+        _ => return Err("must be an absolute http(s) URL".into()),
+    };
+    if !url.username().is_empty() || url.password().is_some() {
+        return Err("must not contain a user name or password".into());
+    }
+    if url.fragment().is_some() {
+        return Err("must not contain a fragment".into());
+    }
+    let plain_http_ok = match use_ {
+        UrlUse::Display => true,
+        UrlUse::Browser | UrlUse::Issuer => is_loopback_host(&url),
+        UrlUse::Server | UrlUse::ApiBase => {
+            is_loopback_host(&url) || host_allow_listed(&url, allow)
+        }
+    };
+    if url.scheme() == "http" && !plain_http_ok {
+        return Err("must use https".into());
+    }
+    if use_ == UrlUse::Issuer && url.query().is_some() {
+        return Err("must not contain a query".into());
+    }
+    if matches!(use_, UrlUse::Server | UrlUse::ApiBase) {
+        if let Err(e) = outbound::check_url_target(&url, allow) {
+            return Err(e.to_string());
+        }
+    }
+    Ok(url)
 }
 
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -296,30 +353,11 @@ impl Validator<'_> {
     pub(crate) fn auth_type(&mut self) -> Option<AuthType> {
         let t = self.string("auth_type", true, 64)?;
         let all: Vec<&str> = AuthType::ALL.iter().map(|a| a.as_str()).collect();
-        let supported: Vec<&str> = AuthType::ALL
-            .iter()
-            .filter(|a| a.is_supported())
-            .map(|a| a.as_str())
-            .collect();
-        match AuthType::parse(&t) {
-            None => {
-                self.fail("auth_type", format!("must be one of: {}", all.join(", ")));
-                None
-            }
-            Some(a) if !a.is_supported() => {
-                // Its fields are still checked (and named), so a client learns
-                // all that is wrong at once; the integration is not saved.
-                self.fail(
-                    "auth_type",
-                    format!(
-                        "{t} integrations are not supported yet; supported: {}",
-                        supported.join(", ")
-                    ),
-                );
-                Some(a)
-            }
-            Some(a) => Some(a),
+        let parsed = AuthType::parse(&t);
+        if parsed.is_none() {
+            self.fail("auth_type", format!("must be one of: {}", all.join(", ")));
         }
+        parsed
     }
 
     pub(crate) fn boolean(&mut self, name: &str, default: bool) -> bool {
@@ -369,37 +407,16 @@ impl Validator<'_> {
         } else {
             text.clone()
         };
-        let url = match Url::parse(&checked) {
-            Ok(u) if matches!(u.scheme(), "http" | "https") && u.host().is_some() => u,
-            _ => return self.fail(name, "must be an absolute http(s) URL"),
-        };
-        if !url.username().is_empty() || url.password().is_some() {
-            return self.fail(name, "must not contain a user name or password");
-        }
-        if url.fragment().is_some() {
-            return self.fail(name, "must not contain a fragment");
-        }
-        let plain_http_ok = match use_ {
-            UrlUse::Display => true,
-            UrlUse::Browser | UrlUse::Issuer => is_loopback_host(&url),
-            UrlUse::Server | UrlUse::ApiBase => {
-                is_loopback_host(&url) || host_allow_listed(&url, self.allow)
+        match check_url(&checked, use_, self.allow) {
+            Ok(_) => {
+                self.out.insert(name.into(), Value::String(text));
             }
-        };
-        if url.scheme() == "http" && !plain_http_ok {
-            return self.fail(name, "must use https");
+            Err(reason) => self.fail(name, reason),
         }
-        if use_ == UrlUse::Issuer && url.query().is_some() {
-            return self.fail(name, "must not contain a query");
-        }
-        if matches!(use_, UrlUse::Server | UrlUse::ApiBase) {
-            if let Err(e) = outbound::check_url_target(&url, self.allow) {
-                return self.fail(name, e.to_string());
-            }
-        }
-        self.out.insert(name.into(), Value::String(text));
     }
 
+    /// `test_request`: `{ method, path, expect_status, label_pointer }`,
+    /// each failure named `test_request.<field>`.
     pub(crate) fn test_request(&mut self) {
         let Some(value) = self.get("test_request").filter(|v| !v.is_null()) else {
             return;
@@ -407,53 +424,99 @@ impl Validator<'_> {
         let Some(map) = value.as_object() else {
             return self.fail(
                 "test_request",
-                "must be an object { method, path, expect_status }",
+                "must be an object { method, path, expect_status, label_pointer }",
             );
         };
-        if let Some(extra) = map
+        let before = self.errors.len();
+        for extra in map
             .keys()
-            .find(|k| !["method", "path", "expect_status"].contains(&k.as_str()))
+            .filter(|k| !["method", "path", "expect_status", "label_pointer"].contains(&k.as_str()))
         {
-            return self.fail("test_request", format!("unknown field `{extra}`"));
+            self.fail(&format!("test_request.{extra}"), "unknown field");
         }
-        let method = map
-            .get("method")
-            .and_then(Value::as_str)
-            .unwrap_or("GET")
-            .to_ascii_uppercase();
-        if !["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE"].contains(&method.as_str()) {
-            return self.fail(
-                "test_request",
-                "method must be GET, HEAD, POST, PUT, PATCH or DELETE",
-            );
-        }
-        let Some(path) = map
-            .get("path")
-            .and_then(Value::as_str)
-            .filter(|p| p.starts_with('/') && !p.starts_with("//"))
-        else {
-            return self.fail(
-                "test_request",
-                "path must be a path starting with '/', relative to the connection's base URL",
-            );
+        let method = match map.get("method") {
+            None => Some("GET".to_string()),
+            Some(Value::String(m))
+                if ["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE"]
+                    .contains(&m.to_ascii_uppercase().as_str()) =>
+            {
+                Some(m.to_ascii_uppercase())
+            }
+            Some(_) => {
+                self.fail(
+                    "test_request.method",
+                    "must be GET, HEAD, POST, PUT, PATCH or DELETE",
+                );
+                None
+            }
+        };
+        let path = match map.get("path").and_then(Value::as_str) {
+            Some(p) if !test_path_ok(p) => {
+                self.fail(
+                    "test_request.path",
+                    "must be a path starting with '/', relative to the connection's base URL, \
+                     without '//', '..' or '.' segments, a fragment or control characters",
+                );
+                None
+            }
+            Some(p) => Some(p.to_string()),
+            None => {
+                self.fail("test_request.path", "is required");
+                None
+            }
         };
         let status = match map.get("expect_status") {
-            None => 200,
+            None => Some(200),
             Some(v) => match v.as_u64() {
-                Some(s) if (100..=599).contains(&s) => s,
+                Some(s) if (100..=599).contains(&s) => Some(s),
                 _ => {
-                    return self.fail(
-                        "test_request",
-                        "expect_status must be an HTTP status (100-599)",
-                    )
+                    self.fail(
+                        "test_request.expect_status",
+                        "must be an HTTP status (100-599)",
+                    );
+                    None
                 }
             },
         };
-        self.out.insert(
-            "test_request".into(),
-            serde_json::json!({ "method": method, "path": path, "expect_status": status }),
-        );
+        let pointer = match map.get("label_pointer") {
+            None | Some(Value::Null) => None,
+            Some(Value::String(p))
+                if p.starts_with('/') && p.len() <= 200 && !p.chars().any(char::is_control) =>
+            {
+                Some(p.clone())
+            }
+            Some(_) => {
+                self.fail(
+                    "test_request.label_pointer",
+                    "must be a JSON Pointer into the answer, such as /email (RFC 6901)",
+                );
+                None
+            }
+        };
+        if self.errors.len() != before {
+            return;
+        }
+        let mut out =
+            serde_json::json!({ "method": method, "path": path, "expect_status": status });
+        if let Some(pointer) = pointer {
+            out["label_pointer"] = Value::String(pointer);
+        }
+        self.out.insert("test_request".into(), out);
     }
+}
+
+/// A `test_request` path: appended to a base URL, it cannot leave it for another host or climb out of its path.
+fn test_path_ok(path: &str) -> bool {
+    let bare = path.split(['?', '#']).next().unwrap_or_default();
+    path.starts_with('/')
+        && !path.starts_with("//")
+        && !path.contains('#')
+        && !path.contains('\\')
+        && !path.chars().any(|c| c.is_control() || c.is_whitespace())
+        && bare.split('/').all(|segment| {
+            let decoded = percent_encoding::percent_decode_str(segment).decode_utf8_lossy();
+            decoded != "." && decoded != ".." && !decoded.contains('/')
+        })
 }
 
 #[cfg(test)]
@@ -479,25 +542,75 @@ mod tests {
     }
 
     #[test]
-    fn the_credential_families_fields_are_checked_while_they_cannot_be_saved_yet() {
-        // Right fields: only the type's availability is refused.
+    fn the_credential_families_fields_are_checked() {
         for input in [
             json!({ "key": "k", "auth_type": "api_key", "api_key_name": "X-API-Key",
                     "api_key_prefix": "Token ", "docs_url": "https://docs.example.com/keys",
                     "credential_help": "Settings, then API." }),
             json!({ "key": "k", "auth_type": "api_key_secret", "api_key_in": "query",
                     "api_key_name": "key", "api_secret_name": "secret" }),
+            json!({ "key": "k", "auth_type": "api_key_url", "api_key_name": "X-Key",
+                    "test_request": { "path": "/me", "label_pointer": "/email" } }),
+            json!({ "key": "k", "auth_type": "basic", "api_base_url": "https://api.example.com/v2",
+                    "test_request": { "method": "get", "path": "/user", "expect_status": 200 } }),
             json!({ "key": "k", "auth_type": "basic_url" }),
             json!({ "key": "k", "auth_type": "basic_api_key", "api_key_name": "X-Tenant" }),
-            json!({ "key": "k", "auth_type": "aws_sigv4", "aws_service": "s3" }),
+            json!({ "key": "k", "auth_type": "aws_sigv4", "aws_service": "s3",
+                    "test_request": { "path": "/" } }),
         ] {
-            let errors = errors_of(input.clone());
-            assert_eq!(
-                errors.keys().collect::<Vec<_>>(),
-                ["auth_type"],
-                "{input}: {errors:?}"
+            let valid = validate(&obj(input.clone()), &[], &AllowList::default());
+            assert!(valid.is_ok(), "{input}: {valid:?}");
+        }
+        // A prefix keeps its space.
+        let valid = validate(
+            &obj(
+                json!({ "key": "k", "auth_type": "api_key", "api_key_name": "Authorization",
+                         "api_key_prefix": "Token token=" }),
+            ),
+            &[],
+            &AllowList::default(),
+        )
+        .unwrap();
+        assert_eq!(valid.config["api_key_prefix"], "Token token=");
+        // A test_request needs a base URL to go to, and each of its faults is named.
+        let errors = errors_of(
+            json!({ "key": "k", "auth_type": "api_key", "api_key_name": "X",
+                                       "test_request": { "path": "/me" } }),
+        );
+        assert_eq!(
+            errors.keys().collect::<Vec<_>>(),
+            ["api_base_url"],
+            "{errors:?}"
+        );
+        let errors = errors_of(
+            json!({ "key": "k", "auth_type": "api_key_url", "api_key_name": "X",
+                                       "test_request": { "method": "TRACE", "path": "/a/../b",
+                                                         "expect_status": 99, "label_pointer": "email",
+                                                         "body": "x" } }),
+        );
+        for field in [
+            "test_request.method",
+            "test_request.path",
+            "test_request.expect_status",
+            "test_request.label_pointer",
+            "test_request.body",
+        ] {
+            assert!(errors.contains_key(field), "{field} in {errors:?}");
+        }
+        for path in [
+            "//evil.example/x",
+            "/%2e%2e/x",
+            "/a/./b",
+            "me",
+            "/a b",
+            "/a#b",
+        ] {
+            let errors = errors_of(json!({ "key": "k", "auth_type": "basic_url",
+                                           "test_request": { "path": path } }));
+            assert!(
+                errors.contains_key("test_request.path"),
+                "{path}: {errors:?}"
             );
-            assert!(errors["auth_type"].contains("not supported yet"));
         }
         // Wrong ones are each named.
         let errors = errors_of(

@@ -22,6 +22,8 @@ pub struct AttemptRow {
     pub origin: String,
     pub message_nonce: String,
     pub binding_hash: Option<Vec<u8>>,
+    /// The OAuth redirect URI sent with the authorization request; empty for
+    /// an attempt whose popup shows Plugboard's credential form instead.
     pub redirect_uri: String,
     pub reconnect_id: Option<String>,
     pub params: String,

@@ -238,25 +238,37 @@ impl Store {
     }
 }
 
-/// Credentials from an OAuth 2.0 authorization, to save as a connection.
-pub struct OAuthConnection<'a> {
+/// An end user's account to save as a connection, with its credentials.
+pub struct SavedConnection<'a> {
     pub project_id: &'a str,
     pub integration_id: &'a str,
     pub integration_key: &'a str,
     pub end_user_id: &'a str,
     /// Reconnecting this connection in place, when set.
     pub reconnect_id: Option<&'a str>,
-    /// The provider's stable id for the account, when it told us.
+    /// The provider's stable id for the account, when it told us (an OAuth
+    /// subject, or the value at a `test_request`'s `label_pointer`).
     pub subject: Option<&'a str>,
     pub label: Option<&'a str>,
     pub scopes: &'a [String],
-    pub access_token: &'a str,
-    pub refresh_token: Option<&'a str>,
-    pub token_type: &'a str,
-    pub token_expires_at: Option<i64>,
-    /// The OAuth client generation the tokens came from.
+    /// The integration's client generation the credentials were made with.
     pub client_generation: i64,
+    pub credentials: SavedCredentials<'a>,
     pub now: i64,
+}
+
+/// What a connection holds.
+pub enum SavedCredentials<'a> {
+    /// Tokens from an OAuth 2.0 authorization.
+    Tokens {
+        access_token: &'a str,
+        refresh_token: Option<&'a str>,
+        token_type: &'a str,
+        token_expires_at: Option<i64>,
+    },
+    /// The fields an end user typed into the credential form; they replace
+    /// every field the connection held.
+    Fields(&'a [(&'a str, Secret)]),
 }
 
 /// What the account rules decide from: the facts, read inside the saving transaction.
@@ -272,6 +284,8 @@ pub struct AccountFacts<'a> {
     pub named: Option<NamedConnection>,
     /// How many connections the end user has on this integration.
     pub connected: i64,
+    /// The oldest of them, if any.
+    pub existing: Option<String>,
 }
 
 /// A connection named for reconnecting.
@@ -331,13 +345,21 @@ impl Store {
     /// updates that connection, creates one, or refuses. One transaction;
     /// saves for the same integration are serialised, so two racing
     /// authorizations cannot both slip past `account_limit`.
-    pub async fn save_oauth_connection(
+    pub async fn save_connection(
         &self,
         vault: &KeyRing,
-        c: OAuthConnection<'_>,
+        c: SavedConnection<'_>,
         decide: impl Fn(&AccountFacts<'_>) -> AccountDecision,
     ) -> StoreResult<SaveOutcome> {
         let scopes = to_json(&c.scopes);
+        let (token_type, token_expires_at) = match &c.credentials {
+            SavedCredentials::Tokens {
+                token_type,
+                token_expires_at,
+                ..
+            } => (Some(*token_type), *token_expires_at),
+            SavedCredentials::Fields(_) => (None, None),
+        };
         Ok(on_pool!(self, |pool| {
             let mut tx = pool.begin().await?;
             sqlx::query("UPDATE integrations SET updated_at = updated_at WHERE id = $1")
@@ -374,12 +396,21 @@ impl Store {
             .bind(c.end_user_id)
             .fetch_one(&mut *tx)
             .await?;
+            let existing: Option<(String,)> = sqlx::query_as(
+                "SELECT id FROM connections WHERE integration_id = $1 AND end_user_id = $2 \
+                 ORDER BY created_at, id LIMIT 1",
+            )
+            .bind(c.integration_id)
+            .bind(c.end_user_id)
+            .fetch_optional(&mut *tx)
+            .await?;
             let facts = AccountFacts {
                 subject: c.subject,
                 same_account: same_account.map(|(id,)| id),
                 reconnecting: c.reconnect_id.is_some(),
                 named: named.map(|(id, subject)| NamedConnection { id, subject }),
                 connected,
+                existing: existing.map(|(id,)| id),
             };
             let target = match decide(&facts) {
                 AccountDecision::Update(id) => Some(id),
@@ -405,8 +436,8 @@ impl Store {
                     .bind(c.subject)
                     .bind(c.label)
                     .bind(&scopes)
-                    .bind(c.token_type)
-                    .bind(c.token_expires_at)
+                    .bind(token_type)
+                    .bind(token_expires_at)
                     .bind(c.now)
                     .bind(&id)
                     .bind(c.client_generation)
@@ -428,8 +459,8 @@ impl Store {
                     .bind(c.subject)
                     .bind(c.label)
                     .bind(&scopes)
-                    .bind(c.token_type)
-                    .bind(c.token_expires_at)
+                    .bind(token_type)
+                    .bind(token_expires_at)
                     .bind(c.now)
                     .bind(c.client_generation)
                     .execute(&mut *tx)
@@ -442,10 +473,35 @@ impl Store {
             } else {
                 EventKind::ConnectionUpdated
             };
-            put_connection_secret!(tx, vault, &id, "access_token", c.access_token);
-            // A provider that sends no new refresh token keeps the old one valid.
-            if let Some(refresh_token) = c.refresh_token {
-                put_connection_secret!(tx, vault, &id, "refresh_token", refresh_token);
+            match &c.credentials {
+                SavedCredentials::Tokens {
+                    access_token,
+                    refresh_token,
+                    ..
+                } => {
+                    put_connection_secret!(tx, vault, &id, "access_token", *access_token);
+                    // A provider that sends no new refresh token keeps the old one valid.
+                    if let Some(refresh_token) = refresh_token {
+                        put_connection_secret!(tx, vault, &id, "refresh_token", *refresh_token);
+                    }
+                }
+                SavedCredentials::Fields(fields) => {
+                    sqlx::query("DELETE FROM connection_secrets WHERE connection_id = $1")
+                        .bind(&id)
+                        .execute(&mut *tx)
+                        .await?;
+                    for (field, value) in fields.iter() {
+                        insert_sealed!(
+                            tx,
+                            vault,
+                            SECRETS_TABLE,
+                            "connection_id",
+                            &id,
+                            field,
+                            value.expose()
+                        );
+                    }
+                }
             }
             insert_event!(
                 &mut *tx,

@@ -44,7 +44,7 @@ mod vault_rows;
 pub use attempts::{AttemptOutcome, AttemptRow, AttemptStatus, NewAttempt};
 pub use connections::{
     AccountDecision, AccountFacts, ConnectionCursor, ConnectionRow, NamedConnection, NewConnection,
-    OAuthConnection, SaveOutcome,
+    SaveOutcome, SavedConnection, SavedCredentials,
 };
 pub use events::{EventKind, EventRow, NewEvent};
 pub use integrations::{

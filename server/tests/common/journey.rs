@@ -184,3 +184,85 @@ pub async fn connect(
     assert_eq!(page.status, 200, "{}", page.body);
     connected_id(&page)
 }
+
+/// A credential form opened as the SDK's popup opens it: the popup proved
+/// its opener and was sent on to the form, in this browser.
+pub struct CredentialForm {
+    pub browser: Browser,
+    pub attempt_id: String,
+    /// The form's URL on Plugboard.
+    pub url: String,
+    /// The form as first shown.
+    pub page: super::provider::Visit,
+}
+
+impl Session {
+    /// Starts an attempt at `app_key` (reconnecting `reconnect` when given)
+    /// and opens its popup, which goes on to Plugboard's credential form.
+    pub async fn open_form(
+        &self,
+        app: &TestApp,
+        app_key: &str,
+        reconnect: Option<&str>,
+    ) -> CredentialForm {
+        let mut body = json!({ "app": app_key });
+        if let Some(id) = reconnect {
+            body["connectedAccountId"] = json!(id);
+        }
+        let started = app
+            .send(self.sdk("POST", "/v1/sdk/connect", Some(body)))
+            .await;
+        assert_eq!(started.status, StatusCode::CREATED, "{}", started.text);
+        let mut browser = Browser::new();
+        let visit = browser.open_popup(&started.body).await;
+        let url = visit.location.clone().expect("the form's URL");
+        let attempt_id = started.body["attemptId"].as_str().unwrap().to_string();
+        assert_eq!(url, format!("{}/connect/{attempt_id}/form", app.base_url));
+        let page = browser.get(&url).await;
+        assert_eq!(page.status, 200, "{}", page.body);
+        CredentialForm {
+            browser,
+            attempt_id,
+            url,
+            page,
+        }
+    }
+}
+
+/// The anti-forgery token in a credential form's page.
+pub fn form_token(html: &str) -> String {
+    let marker = "name=\"form_token\" value=\"";
+    let start = html.find(marker).expect("a form token") + marker.len();
+    html[start..].split('"').next().expect("token").to_string()
+}
+
+impl CredentialForm {
+    /// Submits `fields` as the form's own page does (same origin, its token).
+    pub async fn submit(&mut self, fields: &[(&str, &str)]) -> super::provider::Visit {
+        let token = form_token(&self.page.body);
+        let mut form: Vec<(&str, &str)> = vec![("form_token", token.as_str())];
+        form.extend_from_slice(fields);
+        let origin = url::Url::parse(&self.url)
+            .unwrap()
+            .origin()
+            .ascii_serialization();
+        let visit = self.browser.post_form_from(&origin, &self.url, &form).await;
+        if visit.status == 422 {
+            // Refused: the page shown is the form again.
+            self.page = visit.clone();
+        }
+        visit
+    }
+}
+
+/// The message a popup's result page posts to its opener, with the origin it posts to.
+pub fn posted(page: &str) -> (String, Value) {
+    let marker = "<script type=\"application/json\" id=\"pb-result\">";
+    let start = page.find(marker).expect("a result") + marker.len();
+    let end = start + page[start..].find("</script>").expect("end");
+    let result: Value = serde_json::from_str(&page[start..end]).expect("json");
+    (
+        result["origin"].as_str().unwrap_or_default().to_string(),
+        result["message"].clone(),
+    )
+}

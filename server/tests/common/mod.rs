@@ -437,3 +437,4 @@ pub mod fake;
 pub mod journey;
 pub mod nginx;
 pub mod provider;
+pub mod upstream;

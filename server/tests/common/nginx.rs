@@ -24,6 +24,24 @@ impl Drop for Nginx {
 impl Nginx {
     /// Starts nginx accepting `user` with `password` (stored as a SHA-256 crypt hash).
     pub async fn basic(user: &str, password: &str) -> Nginx {
+        Self::basic_and_header(user, password, None).await
+    }
+
+    /// As [`Nginx::basic`], and the request must also carry `header` with
+    /// exactly its value (checked before the password, also answering 401).
+    pub async fn basic_and_header(
+        user: &str,
+        password: &str,
+        header: Option<(&str, &str)>,
+    ) -> Nginx {
+        let header_check = match header {
+            Some((name, value)) => format!(
+                "if ($http_{} != \"{}\") {{ return 401; }}",
+                name.to_ascii_lowercase().replace('-', "_"),
+                value.replace('\\', "\\\\").replace('"', "\\\"")
+            ),
+            None => String::new(),
+        };
         let dir = tempfile::tempdir().expect("tempdir");
         let hash = Command::new("openssl")
             .args(["passwd", "-5", "-stdin"])
@@ -70,6 +88,7 @@ http {{
     server {{
         listen 127.0.0.1:{port};
         location / {{
+            {header_check}
             auth_basic "plugboard tests";
             auth_basic_user_file {prefix}/htpasswd;
             default_type application/json;

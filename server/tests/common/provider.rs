@@ -158,7 +158,7 @@ impl Provider {
 }
 
 /// One answer the browser got.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub struct Visit {
     pub url: String,
     pub status: u16,
@@ -227,9 +227,34 @@ impl Browser {
         form: Option<&[(&str, &str)]>,
         json: Option<&Value>,
     ) -> Visit {
+        self.send_from(method, url, form, json, None).await
+    }
+
+    /// Posts a form as a browser does from a page of `origin` (its `Origin` header).
+    pub async fn post_form_from(
+        &mut self,
+        origin: &str,
+        url: &str,
+        form: &[(&str, &str)],
+    ) -> Visit {
+        self.send_from(reqwest::Method::POST, url, Some(form), None, Some(origin))
+            .await
+    }
+
+    async fn send_from(
+        &mut self,
+        method: reqwest::Method,
+        url: &str,
+        form: Option<&[(&str, &str)]>,
+        json: Option<&Value>,
+        origin: Option<&str>,
+    ) -> Visit {
         let parsed = url::Url::parse(url).unwrap_or_else(|_| panic!("bad url {url}"));
         let key = host_key(&parsed);
         let mut request = self.client.request(method, parsed.clone());
+        if let Some(origin) = origin {
+            request = request.header("origin", origin);
+        }
         if let Some(cookies) = self.jar.get(&key).filter(|c| !c.is_empty()) {
             let header: Vec<String> = cookies.iter().map(|(k, v)| format!("{k}={v}")).collect();
             request = request.header("cookie", header.join("; "));
