@@ -300,3 +300,78 @@ export async function startBrowser() {
     },
   };
 }
+
+/**
+ * tests/upstream/upstream.py: a provider API on 127.0.0.1 that checks the
+ * credentials it receives (keys; AWS SigV4 recomputed by botocore, found at
+ * PLUGBOARD_BOTOCORE_PATH) and answers the account they belong to.
+ */
+export async function startUpstream(config) {
+  const env = { ...process.env };
+  if (process.env.PLUGBOARD_BOTOCORE_PATH) env.PYTHONPATH = process.env.PLUGBOARD_BOTOCORE_PATH;
+  const child = track(
+    spawn('python3', [join(repo, 'tests', 'upstream', 'upstream.py'), JSON.stringify(config)], {
+      env,
+      stdio: ['ignore', 'pipe', 'inherit'],
+    }),
+  );
+  const lines = createInterface({ input: child.stdout });
+  const url = await new Promise((resolve, reject) => {
+    lines.once('line', (line) => resolve(line.replace(/^listening /, '')));
+    child.once('exit', () => reject(new Error('the upstream exited')));
+  });
+  return { url, stop: () => child.kill('SIGTERM') };
+}
+
+/**
+ * Debian's nginx on 127.0.0.1 checking HTTP Basic credentials (`auth_basic`,
+ * the password file written with `openssl passwd`), and `header` too when
+ * given; `GET /me` answers `{"ok":true}` to what it accepts, 401 otherwise.
+ */
+export async function startNginx({ user, password, header }) {
+  const dir = mkdtempSync(join(tmpdir(), 'plugboard-nginx-'));
+  const hash = execFileSync('openssl', ['passwd', '-5', '-stdin'], { input: password, encoding: 'utf8' }).trim();
+  writeFileSync(join(dir, 'htpasswd'), `${user}:${hash}\n`);
+  mkdirSync(join(dir, 'www'));
+  writeFileSync(join(dir, 'www', 'me'), '{"ok":true}');
+  const port = await freePort();
+  const check = header
+    ? `if ($http_${header.name.toLowerCase().replaceAll('-', '_')} != "${header.value}") { return 401; }`
+    : '';
+  writeFileSync(join(dir, 'nginx.conf'), `
+worker_processes 1;
+pid ${dir}/nginx.pid;
+error_log ${dir}/error.log warn;
+user root;
+events { worker_connections 64; }
+http {
+  access_log off;
+  client_body_temp_path ${dir}/body;
+  proxy_temp_path ${dir}/proxy;
+  fastcgi_temp_path ${dir}/fastcgi;
+  uwsgi_temp_path ${dir}/uwsgi;
+  scgi_temp_path ${dir}/scgi;
+  server {
+    listen 127.0.0.1:${port};
+    location / {
+      ${check}
+      auth_basic "plugboard tests";
+      auth_basic_user_file ${dir}/htpasswd;
+      default_type application/json;
+      root ${dir}/www;
+    }
+  }
+}
+`);
+  const binary = existsSync('/usr/sbin/nginx') ? '/usr/sbin/nginx' : 'nginx';
+  const child = track(spawn(binary, ['-p', dir, '-c', join(dir, 'nginx.conf'), '-g', 'daemon off;'], { stdio: 'ignore' }));
+  const url = `http://127.0.0.1:${port}`;
+  await waitFor(async () => (await fetch(`${url}/me`)).status === 401, 'nginx to serve');
+  return {
+    url,
+    stop() {
+      child.kill('SIGTERM');
+      rmSync(dir, { recursive: true, force: true });
+    },
+  };
+}

@@ -218,6 +218,7 @@ fn test(extra: &[String]) -> Result<(), String> {
                 "npm/test/package.test.mjs",
                 "tests/browser/core.test.mjs",
                 "tests/browser/popup.test.mjs",
+                "tests/browser/credentials.test.mjs",
                 "tests/browser/bundlers.test.mjs",
                 "tests/browser/demo.test.mjs",
             ],
@@ -236,6 +237,7 @@ fn test(extra: &[String]) -> Result<(), String> {
                 // other suites pack it.
                 .env("PLUGBOARD_SDK_BUILT", "1")
                 .env("PLUGBOARD_BROWSER_ENGINE", engine)
+                .env("PLUGBOARD_BOTOCORE_PATH", &botocore)
                 .env("PLUGBOARD_TEST_POSTGRES_URL", cluster.admin_url()),
             &mut tally,
         )?;

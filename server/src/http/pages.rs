@@ -347,9 +347,12 @@ button{margin-top:1.5rem;padding:.6rem 1.2rem;font:inherit}";
 fn render_form(form: &Form) -> Response {
     let mut headers = HeaderMap::new();
     headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    // Not `no-referrer`: under it a browser sends `Origin: null` with the
+    // form's POST, and the origin check needs the real one. Nothing leaves
+    // the origin (the docs link is `noreferrer`).
     headers.insert(
         header::REFERRER_POLICY,
-        HeaderValue::from_static("no-referrer"),
+        HeaderValue::from_static("same-origin"),
     );
     headers.insert(
         header::CONTENT_SECURITY_POLICY,
