@@ -1,7 +1,8 @@
 //! SECURITY 25: canary secrets planted in a client secret, tokens and a
 //! session, then error paths triggered (provider errors that echo the
 //! request, a timeout, a flood, validation failures, a failed revocation,
-//! refreshes, "Test", a client-credentials integration refused, a corrupt value) — the canaries never appear in the server's log at
+//! refreshes, "Test", a client-credentials integration refused, a corrupt
+//! value, credential forms refused by a service that echoes them) — the canaries never appear in the server's log at
 //! `trace`, in its HTTP answers, or in `Debug` output. One test in its own
 //! binary, because it installs the process's log subscriber.
 
@@ -18,6 +19,7 @@ use serde_json::json;
 const CLIENT_SECRET: &str = "client-secret-canary-7Hq";
 const TOKENS: [&str; 2] = ["at-canary-Zq81", "rt-canary-Zq82"];
 const ORIGIN: &str = "https://app.example.com";
+const FORM_CANARIES: [&str; 2] = ["key-canary-5Tq", "password-canary-5Tq"];
 
 #[derive(Clone, Default)]
 struct Captured(Arc<Mutex<Vec<u8>>>);
@@ -148,6 +150,37 @@ async fn canaries_never_reach_the_log_or_an_answer() {
             .await
             .text;
     }
+    // The credential form: a key placed in the query and a Basic password,
+    // refused by a service that repeats what it received, then one accepted.
+    let upstream = common::upstream::Upstream::start(json!({ "accounts": [
+        { "checks": [{ "in": "query", "name": "key", "value": FORM_CANARIES[0] }],
+          "answer": { "email": "ana@example.com" } },
+    ]}));
+    for (app_key, body) in [
+        ("keyed", json!({ "auth_type": "api_key", "api_key_in": "query", "api_key_name": "key" })),
+        ("basic", json!({ "auth_type": "basic" })),
+    ] {
+        let mut body = body;
+        body["key"] = json!(app_key);
+        body["api_base_url"] = json!(upstream.url);
+        body["test_request"] = json!({ "path": "/me", "label_pointer": "/email" });
+        answers += &app
+            .call("POST", "/v1/integrations", Some(&key), Some(body))
+            .await
+            .text;
+        let session = Session::mint(&app, &key, "u2", ORIGIN).await;
+        let mut form = session.open_form(&app, app_key, None).await;
+        let fields: Vec<(&str, &str)> = if app_key == "keyed" {
+            vec![("api_key", "key-canary-wrong-5Tq")]
+        } else {
+            vec![("username", "ana"), ("password", FORM_CANARIES[1])]
+        };
+        answers += &form.submit(&fields).await.body;
+        if app_key == "keyed" {
+            answers += &form.submit(&[("api_key", FORM_CANARIES[0])]).await.body;
+        }
+        answers += &session.status(&app, &form.attempt_id).await.to_string();
+    }
     answers += &app
         .call("GET", "/v1/events?limit=200", Some(&key), None)
         .await
@@ -158,7 +191,15 @@ async fn canaries_never_reach_the_log_or_an_answer() {
         log.contains("TRACE") || log.contains("DEBUG"),
         "the log was captured"
     );
-    for canary in [CLIENT_SECRET, TOKENS[0], TOKENS[1], "code-canary-"] {
+    for canary in [
+        CLIENT_SECRET,
+        TOKENS[0],
+        TOKENS[1],
+        "code-canary-",
+        "key-canary-wrong-5Tq",
+        FORM_CANARIES[0],
+        FORM_CANARIES[1],
+    ] {
         assert!(!log.contains(canary), "{canary} in the log");
         assert!(
             !answers.contains(canary),
