@@ -302,6 +302,16 @@ pub async fn submit(
         label: None,
     };
     if let Some(test) = &spec.test_request {
+        if let Err(wait) = app
+            .limiters
+            .credential_checks
+            .take(&attempt.id, app.now_precise())
+        {
+            form.message = Some(format!(
+                "Too many tries. Wait {wait} seconds, then try again."
+            ));
+            return Ok(Shown::Form(form));
+        }
         let base = spec.connection_base_url(&fields);
         match run_test_request(app, test, base.as_deref(), credential, &fields).await {
             Ok(found) => account = found,

@@ -84,7 +84,13 @@ pub struct Limiters {
     pub sessions: RateLimiter,
     /// Connect attempts started per project.
     pub attempts: RateLimiter,
+    /// Credentials checked with a provider (`test_request`s) per connect
+    /// attempt: a credential form is not a way to try keys at a provider.
+    pub credential_checks: RateLimiter,
 }
+
+/// How many credentials one credential form may check with the provider per minute.
+pub const CREDENTIAL_CHECKS_PER_MINUTE: u32 = 10;
 
 impl Limiters {
     pub fn new(limits: &Limits) -> Limiters {
@@ -93,6 +99,7 @@ impl Limiters {
             auth_by_key: RateLimiter::new(limits.auth_failures_per_minute),
             sessions: RateLimiter::new(limits.sessions_per_minute),
             attempts: RateLimiter::new(limits.attempts_per_minute),
+            credential_checks: RateLimiter::new(CREDENTIAL_CHECKS_PER_MINUTE),
         }
     }
 }

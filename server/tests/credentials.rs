@@ -517,6 +517,17 @@ async fn the_form_refuses_forged_submissions(engine: Engine) {
     assert_eq!(upstream.seen("/me").await, 0);
     // None of it spent the attempt: the real form still connects.
     connected(&mut form, &[("api_key", "right")]).await;
+
+    // One form checks at most ten keys a minute with the service.
+    let mut form = session.open_form(&app, "acme", None).await;
+    for n in 0..10 {
+        let refused = form.submit(&[("api_key", &format!("guess-{n}"))]).await;
+        assert!(refused.body.contains("(HTTP 401)"), "{}", refused.body);
+    }
+    let refused = form.submit(&[("api_key", "right")]).await;
+    assert_eq!(refused.status, 422);
+    assert!(refused.body.contains("Too many tries"), "{}", refused.body);
+    assert_eq!(upstream.seen("/me").await, 11);
 }
 
 /// Canaries (SECURITY 25) in every credential field of every type, through

@@ -157,7 +157,10 @@ async fn canaries_never_reach_the_log_or_an_answer() {
           "answer": { "email": "ana@example.com" } },
     ]}));
     for (app_key, body) in [
-        ("keyed", json!({ "auth_type": "api_key", "api_key_in": "query", "api_key_name": "key" })),
+        (
+            "keyed",
+            json!({ "auth_type": "api_key", "api_key_in": "query", "api_key_name": "key" }),
+        ),
         ("basic", json!({ "auth_type": "basic" })),
     ] {
         let mut body = body;
