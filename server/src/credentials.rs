@@ -416,7 +416,7 @@ async fn run_test_request(
         tracing::error!("a test_request without a base URL");
         return Err(unreachable.into());
     };
-    let url = test_url(base, &test.path).ok_or_else(|| {
+    let url = crate::outbound::append_path(base, &test.path).ok_or_else(|| {
         tracing::error!(base, path = %test.path, "a test_request's URL cannot be built");
         unreachable.to_string()
     })?;
@@ -516,46 +516,35 @@ fn redactor(fields: &BTreeMap<String, Secret>) -> Redactor {
     redactor
 }
 
-/// `path` appended to `base`, whose own path is kept; `None` if the result
-/// would leave the base's scheme, host or port.
-pub fn test_url(base: &str, path: &str) -> Option<url::Url> {
-    let base_url = url::Url::parse(base).ok()?;
-    let joined = format!("{}{}", base.trim_end_matches('/'), path);
-    let url = url::Url::parse(&joined).ok()?;
-    let same = url.scheme() == base_url.scheme()
-        && url.host() == base_url.host()
-        && url.port_or_known_default() == base_url.port_or_known_default()
-        && url.username().is_empty()
-        && url.password().is_none();
-    same.then_some(url)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::outbound::append_path;
 
     #[test]
     fn a_test_path_is_appended_to_the_base_and_keeps_its_host() {
         assert_eq!(
-            test_url("https://api.example.com/v2", "/me")
+            append_path("https://api.example.com/v2", "/me")
                 .unwrap()
                 .as_str(),
             "https://api.example.com/v2/me"
         );
         assert_eq!(
-            test_url("https://api.example.com/v2/", "/me?x=1")
+            append_path("https://api.example.com/v2/", "/me?x=1")
                 .unwrap()
                 .as_str(),
             "https://api.example.com/v2/me?x=1"
         );
         assert_eq!(
-            test_url("http://127.0.0.1:8080", "/user").unwrap().as_str(),
+            append_path("http://127.0.0.1:8080", "/user")
+                .unwrap()
+                .as_str(),
             "http://127.0.0.1:8080/user"
         );
         // A base without a path cannot be turned into another host by a path.
-        assert!(test_url("https://api.example.com", "@evil.example/x").is_none());
-        assert!(test_url("https://api.example.com", ".evil.example/x").is_none());
-        assert!(test_url("https://api.example.com:443", ":8443/x").is_none());
+        assert!(append_path("https://api.example.com", "@evil.example/x").is_none());
+        assert!(append_path("https://api.example.com", ".evil.example/x").is_none());
+        assert!(append_path("https://api.example.com:443", ":8443/x").is_none());
     }
 
     #[test]

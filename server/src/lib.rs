@@ -24,6 +24,7 @@ pub mod jobs;
 pub mod oauth;
 pub mod outbound;
 pub mod projects;
+pub mod proxy;
 pub mod ratelimit;
 pub mod redact;
 pub mod secret;

@@ -221,6 +221,21 @@ pub enum OutboundError {
     Transport(String),
 }
 
+/// `path` (starting with `/`, with any query) appended to `base`, whose own
+/// path is kept; `None` if the result would leave the base's scheme, host or
+/// port, or carry a user name.
+pub fn append_path(base: &str, path: &str) -> Option<Url> {
+    let base_url = Url::parse(base).ok()?;
+    let joined = format!("{}{}", base.trim_end_matches('/'), path);
+    let url = Url::parse(&joined).ok()?;
+    let same = url.scheme() == base_url.scheme()
+        && url.host() == base_url.host()
+        && url.port_or_known_default() == base_url.port_or_known_default()
+        && url.username().is_empty()
+        && url.password().is_none();
+    same.then_some(url)
+}
+
 /// Checks a URL's host without resolving it: literal addresses (in any
 /// spelling the URL parser accepts, e.g. `0x7f.1`, `2130706433`, `[::ffff:7f00:1]`)
 /// and `localhost` names. Names that need DNS are checked when the call is made.
@@ -586,6 +601,17 @@ impl OutboundRequest {
         }
         self.headers.append(name, value);
         Ok(self)
+    }
+
+    /// Adds a header as it came (a proxied caller's: names and values are
+    /// already valid HTTP).
+    pub fn header_value(
+        mut self,
+        name: reqwest::header::HeaderName,
+        value: reqwest::header::HeaderValue,
+    ) -> OutboundRequest {
+        self.headers.append(name, value);
+        self
     }
 
     pub fn body(mut self, body: impl Into<Vec<u8>>) -> OutboundRequest {

@@ -57,6 +57,9 @@ pub struct AccessToken {
     pub token_type: String,
     /// Unix seconds; `None` when the provider gave no expiry.
     pub expires_at: Option<i64>,
+    /// The connection's token version it is: a caller whose token the
+    /// provider rejects names it to [`replace_rejected_token`].
+    pub version: i64,
 }
 
 /// What a caller needs to call the provider itself with a connection.
@@ -205,16 +208,38 @@ async fn grant(app: &App, state: &TokenState) -> ApiResult<Grant> {
 
 /// The connection's access token, refreshed first when it is due.
 pub async fn fresh_access_token(app: &App, connection_id: &str) -> ApiResult<AccessToken> {
+    access_token(app, connection_id, None).await
+}
+
+/// A new access token for a connection whose token `rejected` (its
+/// version) the provider refused (an API answered 401 to it): refreshed now,
+/// single-flight like every refresh — unless another caller already
+/// replaced it, whose token is then this caller's too.
+pub async fn replace_rejected_token(
+    app: &App,
+    connection_id: &str,
+    rejected: i64,
+) -> ApiResult<AccessToken> {
+    access_token(app, connection_id, Some(rejected)).await
+}
+
+async fn access_token(
+    app: &App,
+    connection_id: &str,
+    rejected: Option<i64>,
+) -> ApiResult<AccessToken> {
     let state = app
         .store
         .token_state(connection_id)
         .await?
         .ok_or_else(not_found)?;
     let grant = grant(app, &state).await?;
-    if let Some(token) = usable(app, &state, &grant, false).await? {
-        return Ok(token);
+    if rejected.is_none() {
+        if let Some(token) = usable(app, &state, &grant, false).await? {
+            return Ok(token);
+        }
     }
-    let seen = state.token_version;
+    let seen = rejected.unwrap_or(state.token_version);
     // Due: one caller per process at a time from here.
     let lock = app.refreshes.lock_for(connection_id);
     let _turn = lock.lock().await;
@@ -227,8 +252,14 @@ pub async fn fresh_access_token(app: &App, connection_id: &str) -> ApiResult<Acc
             .ok_or_else(not_found)?;
         // Refreshed by another caller since this one looked: its result is
         // this caller's too (never a second refresh), unless already expired.
-        if let Some(token) = usable(app, &state, &grant, state.token_version != seen).await? {
-            return Ok(token);
+        // A rejected token is never handed out again.
+        let replaced = state.token_version != seen;
+        if rejected.is_none() || replaced {
+            if let Some(token) = usable(app, &state, &grant, replaced).await? {
+                return Ok(token);
+            }
+        } else {
+            refreshable(app, &state, &grant).await?;
         }
         let now = app.now();
         // A refresh failed a moment ago for a reason that may pass: wait out
@@ -290,6 +321,7 @@ async fn usable(
         access_token,
         token_type: state.token_type.clone().unwrap_or_else(|| "Bearer".into()),
         expires_at: state.token_expires_at,
+        version: state.token_version,
     };
     let buffer = if just_refreshed { 0 } else { grant.buffer };
     if !due(state.token_expires_at, state.token_obtained_at, buffer, now) {
@@ -307,6 +339,28 @@ async fn usable(
         ));
     }
     Ok(None)
+}
+
+/// Whether a token the provider rejected can be replaced: the connection
+/// still has its grant, and something to refresh with.
+async fn refreshable(app: &App, state: &TokenState, grant: &Grant) -> ApiResult<()> {
+    if state.status == "needs_reauth" {
+        return Err(needs_reauth(
+            "the provider no longer accepts this connection's grant; the end user must connect this account again",
+            None,
+        ));
+    }
+    if grant.source == Source::RefreshToken {
+        let secrets = app.store.connection_secrets(&app.vault, &state.id).await?;
+        if !secrets.contains_key("refresh_token") {
+            return Err(needs_reauth(
+                "the provider rejected the connection's access token and gave no refresh token; \
+                 the end user must connect it again",
+                None,
+            ));
+        }
+    }
+    Ok(())
 }
 
 /// Calls the provider while holding the lease; stores the result or the failure.
@@ -383,6 +437,7 @@ async fn refresh(app: &App, state: &TokenState, grant: &Grant) -> ApiResult<Acce
                 access_token: tokens.access_token,
                 token_type: tokens.token_type,
                 expires_at,
+                version: state.token_version + 1,
             })
         }
         Err(RefreshError::Revoked(failure)) => {

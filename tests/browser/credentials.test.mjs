@@ -5,7 +5,7 @@
 // nginx's auth_basic for the Basic family, tests/upstream/upstream.py for
 // keys and AWS SigV4 (signatures recomputed by botocore).
 
-import { before, after, test } from 'node:test';
+import { after, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { startNginx, startUpstream } from './harness.mjs';
 import { env, accounts, clickConnect, mint, openPage, outcome } from './setup.mjs';
@@ -19,7 +19,15 @@ async function create(body) {
   assert.equal(created.status, 201, JSON.stringify(created.body));
 }
 
-before(async () => {
+// Made by the first test that needs them, after the shared set-up's hook
+// (whose order against this file's hooks node does not promise).
+let prepared = null;
+function prepare() {
+  prepared ??= setUp();
+  return prepared;
+}
+
+async function setUp() {
   servers.upstream = await startUpstream({ accounts: [
     { checks: [{ in: 'header', name: 'X-API-Key', value: 'Token key-ok' }], answer: { email: 'kim@example.test' } },
     { checks: [{ in: 'query', name: 'key', value: 'k-ok' }, { in: 'query', name: 'secret', value: 's-ok' }], answer: {} },
@@ -66,7 +74,7 @@ before(async () => {
     { app: 'aws', right: { access_key_id: 'AKIDEXAMPLE', secret_access_key: AWS_SECRET, region: 'eu-west-1' },
       wrong: { access_key_id: 'AKIDEXAMPLE', secret_access_key: 'bad-canary-7', region: 'eu-west-1' }, label: 'Acme storage' },
   );
-});
+}
 
 after(() => {
   for (const server of Object.values(servers)) server.stop();
@@ -83,6 +91,7 @@ async function serverSide(endUser) {
 }
 
 test('every auth type without OAuth: the form refuses a wrong credential, connects a right one, lists and disconnects it', async () => {
+  await prepare();
   for (const c of cases) {
     const user = `cred-${c.app}`;
     const page = await openPage(await mint(user));
@@ -123,6 +132,7 @@ test('every auth type without OAuth: the form refuses a wrong credential, connec
 });
 
 test('the form posts its result only to the session origin and refuses a post from another site', async () => {
+  await prepare();
   const page = await openPage(await mint('cred-csrf'));
   const popup = await clickConnect(page, 'keys');
   await popup.waitForSelector('#pb-submit');
@@ -162,6 +172,7 @@ test('the form posts its result only to the session origin and refuses a post fr
 });
 
 test('closing the form is user_cancelled at once: the popup never left Plugboard', async () => {
+  await prepare();
   const page = await openPage(await mint('cred-closed'));
   const popup = await clickConnect(page, 'keys');
   await popup.waitForSelector('#pb-submit');

@@ -9,6 +9,7 @@ mod integrations;
 mod keys;
 mod pages;
 mod projects;
+mod proxy;
 mod sdk;
 pub mod serve;
 
@@ -46,6 +47,7 @@ pub fn router(state: AppState) -> Router {
         .merge(connections::router())
         .merge(sdk::router())
         .merge(pages::router())
+        .merge(proxy::router())
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))

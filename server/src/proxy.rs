@@ -1,0 +1,383 @@
+//! The proxy: a request from the customer's backend, forwarded to a
+//! connection's base URL with the connection's credentials, and the upstream
+//! answer passed back as it came (status, headers but hop-by-hop ones, body,
+//! a redirect included — never followed).
+//!
+//! What the caller cannot do: reach another host (the path is appended to the
+//! base URL and checked, `..` and encoded dots and slashes refused), send its
+//! own `Host`, `Authorization`, `Cookie`, `X-Forwarded-*`/`Forwarded` or
+//! hop-by-hop headers (dropped), or reach an internal address (the outbound
+//! client refuses it after DNS). What Plugboard adds: fresh credentials (an
+//! OAuth token is refreshed when due, and once more after the upstream
+//! answers 401 to it), and, when asked with `Plugboard-Retries`, retries on
+//! 429 and 5xx honouring `Retry-After`.
+
+use std::time::Duration;
+
+use reqwest::header::{HeaderMap, HeaderName, HeaderValue};
+
+use crate::app::App;
+use crate::auth::ConnectionCredential;
+use crate::error::{ApiError, ApiResult, ErrorCode};
+use crate::integrations::IntegrationSpec;
+use crate::outbound::{OutboundError, OutboundRequest, StreamedResponse};
+use crate::store::ConnectionRow;
+
+/// The request header that asks for retries (0 to 3); never forwarded.
+pub const RETRIES_HEADER: &str = "plugboard-retries";
+const MAX_RETRIES: u32 = 3;
+/// A `Retry-After` longer than this is not waited for: the answer goes back.
+const MAX_RETRY_AFTER: Duration = Duration::from_secs(10);
+
+/// Headers that describe one hop, never forwarded either way (RFC 9110 7.6.1).
+pub const HOP_BY_HOP: [&str; 9] = [
+    "connection",
+    "keep-alive",
+    "proxy-authenticate",
+    "proxy-authorization",
+    "proxy-connection",
+    "te",
+    "trailer",
+    "transfer-encoding",
+    "upgrade",
+];
+
+/// Request headers a caller may not send on: where the request goes, who
+/// the caller is to Plugboard, and what Plugboard sets itself.
+const CALLER_ONLY: [&str; 7] = [
+    "host",
+    "authorization",
+    "cookie",
+    "forwarded",
+    "x-real-ip",
+    "content-length",
+    "origin",
+];
+
+/// A request to forward.
+pub struct ProxyRequest {
+    pub method: reqwest::Method,
+    /// What follows `/v1/proxy/{connection id}`, as sent (percent-encoded), from its `/`.
+    pub path: String,
+    pub query: Option<String>,
+    pub headers: HeaderMap,
+    /// Read whole, within the request size limit: a body is sent again after
+    /// a 401 or a retry, and an AWS signature covers its hash.
+    pub body: Vec<u8>,
+}
+
+fn refused(message: impl Into<String>) -> ApiError {
+    ApiError::new(ErrorCode::ValidationFailed, message)
+}
+
+/// Why a proxied path may not be used, if it may not: it must stay under the
+/// connection's base URL, whatever a server makes of dots, slashes and
+/// backslashes, encoded or not.
+fn path_problem(path: &str) -> Option<&'static str> {
+    if !path.starts_with('/') {
+        return Some("the path must start with '/'");
+    }
+    if path.chars().any(|c| c.is_control() || c == '\\') {
+        return Some("the path may not hold control characters or backslashes");
+    }
+    for segment in path.split('/').skip(1) {
+        let decoded = percent_encoding::percent_decode_str(segment).decode_utf8_lossy();
+        if decoded == "." || decoded == ".." {
+            return Some("the path may not hold '.' or '..' segments, encoded or not");
+        }
+        if decoded.contains('/') || decoded.contains('\\') {
+            return Some("the path may not hold encoded slashes or backslashes");
+        }
+    }
+    let segments: Vec<&str> = path.split('/').skip(1).collect();
+    if segments[..segments.len().saturating_sub(1)]
+        .iter()
+        .any(|s| s.is_empty())
+    {
+        return Some("the path may not hold empty segments ('//')");
+    }
+    None
+}
+
+/// How many retries the caller asked for.
+fn retries_asked(headers: &HeaderMap) -> ApiResult<u32> {
+    match headers.get(RETRIES_HEADER) {
+        None => Ok(0),
+        Some(value) => value
+            .to_str()
+            .ok()
+            .and_then(|v| v.trim().parse::<u32>().ok())
+            .filter(|n| *n <= MAX_RETRIES)
+            .ok_or_else(|| {
+                let mut error = refused("Plugboard-Retries must be a whole number from 0 to 3");
+                error.fields = Some(
+                    [(
+                        "Plugboard-Retries".to_string(),
+                        "must be a whole number from 0 to 3".to_string(),
+                    )]
+                    .into_iter()
+                    .collect(),
+                );
+                error
+            }),
+    }
+}
+
+/// The headers that go on to the upstream.
+fn forwarded_headers(headers: &HeaderMap) -> Vec<(HeaderName, HeaderValue)> {
+    // Headers the caller's `Connection` header names are hop-by-hop too.
+    let named: Vec<String> = headers
+        .get_all("connection")
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .map(|n| n.trim().to_ascii_lowercase())
+        .collect();
+    headers
+        .iter()
+        .filter(|(name, _)| {
+            let name = name.as_str();
+            !HOP_BY_HOP.contains(&name)
+                && !CALLER_ONLY.contains(&name)
+                && !name.starts_with("x-forwarded-")
+                && !name.starts_with("plugboard-")
+                && !named.iter().any(|n| n == name)
+        })
+        .map(|(name, value)| (name.clone(), value.clone()))
+        .collect()
+}
+
+/// What the proxy calls with: the base URL and how to get the credential.
+struct Target {
+    base: String,
+    oauth: bool,
+    spec: IntegrationSpec,
+}
+
+async fn target(app: &App, connection: &ConnectionRow) -> ApiResult<Target> {
+    let integration = app
+        .store
+        .get_integration_by_id(&connection.integration_id)
+        .await?
+        .ok_or_else(|| ApiError::not_found("connection"))?;
+    // The settings the connection was made with: a base URL set later never
+    // receives its credentials (SECURITY 34).
+    let client = app
+        .store
+        .oauth_client(&app.vault, &integration, connection.client_generation)
+        .await?
+        .ok_or_else(|| ApiError::internal("the connection's integration settings are gone"))?;
+    let spec = IntegrationSpec::parse(&integration.auth_type, &client.config)
+        .map_err(ApiError::internal)?;
+    let oauth = spec.auth_type.is_oauth();
+    let base = if oauth {
+        spec.api_base_url.clone()
+    } else {
+        let fields = app
+            .store
+            .connection_secrets(&app.vault, &connection.id)
+            .await?;
+        spec.connection_base_url(&fields)
+    };
+    let base = base.ok_or_else(|| {
+        ApiError::new(
+            ErrorCode::Conflict,
+            "the connection's integration has no api_base_url: the proxy has nowhere to send it",
+        )
+    })?;
+    if base.contains('{') {
+        return Err(ApiError::new(
+            ErrorCode::Conflict,
+            "the integration's api_base_url has variables this connection does not fill",
+        ));
+    }
+    Ok(Target { base, oauth, spec })
+}
+
+/// The connection's credential, and the OAuth token version it holds.
+async fn credential(
+    app: &App,
+    connection: &ConnectionRow,
+    target: &Target,
+    rejected: Option<i64>,
+) -> ApiResult<(ConnectionCredential, Option<i64>)> {
+    if target.oauth {
+        let token = match rejected {
+            None => crate::tokens::fresh_access_token(app, &connection.id).await?,
+            Some(version) => {
+                crate::tokens::replace_rejected_token(app, &connection.id, version).await?
+            }
+        };
+        return Ok((
+            ConnectionCredential::AccessToken(token.access_token),
+            Some(token.version),
+        ));
+    }
+    let fields = app
+        .store
+        .connection_secrets(&app.vault, &connection.id)
+        .await?;
+    let credential = ConnectionCredential::from_fields(&target.spec.auth, &fields, app.clock.now())
+        .map_err(ApiError::internal)?;
+    Ok((credential, None))
+}
+
+fn upstream_error(error: &OutboundError) -> ApiError {
+    let message = match error {
+        OutboundError::Refused { .. } => {
+            format!("the upstream is an internal address and was not called: {error}")
+        }
+        OutboundError::TooLarge(_) => format!("the upstream exchange was cut: {error}"),
+        _ => format!("the upstream could not be reached: {error}"),
+    };
+    ApiError::new(ErrorCode::UpstreamError, message)
+}
+
+/// How long an answer asks to be waited for before a retry, if it may be.
+fn retry_delay(response: &StreamedResponse, attempt: u32) -> Option<Duration> {
+    let after = response
+        .headers
+        .get(reqwest::header::RETRY_AFTER)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.trim().parse::<u64>().ok())
+        .map(Duration::from_secs);
+    match after {
+        Some(delay) if delay > MAX_RETRY_AFTER => None,
+        Some(delay) => Some(delay),
+        None => Some(Duration::from_millis(250 << attempt.min(4))),
+    }
+}
+
+/// Forwards `request` with the connection's credentials; answers the
+/// upstream's response, its body still to come.
+pub async fn forward(
+    app: &App,
+    project_id: &str,
+    connection_id: &str,
+    request: ProxyRequest,
+) -> ApiResult<StreamedResponse> {
+    let retries = retries_asked(&request.headers)?;
+    if let Some(problem) = path_problem(&request.path) {
+        return Err(refused(problem));
+    }
+    let connection = app
+        .store
+        .get_connection(project_id, connection_id)
+        .await?
+        .ok_or_else(|| ApiError::not_found("connection"))?;
+    if connection.status == "needs_reauth" {
+        return Err(ApiError::new(
+            ErrorCode::NeedsReauth,
+            "the connection must be connected again by its end user",
+        ));
+    }
+    let target = target(app, &connection).await?;
+    let path_and_query = match &request.query {
+        Some(query) => format!("{}?{query}", request.path),
+        None => request.path.clone(),
+    };
+    let url = crate::outbound::append_path(&target.base, &path_and_query)
+        .ok_or_else(|| refused("the path would leave the connection's base URL"))?;
+    let headers = forwarded_headers(&request.headers);
+    let (mut credential_now, mut version) = credential(app, &connection, &target, None).await?;
+    let mut retried_401 = false;
+    let mut attempt = 0;
+    loop {
+        let mut outbound = OutboundRequest::new(request.method.clone(), url.clone());
+        for (name, value) in &headers {
+            outbound = outbound.header_value(name.clone(), value.clone());
+        }
+        let response = app
+            .outbound
+            .open(
+                outbound
+                    .body(request.body.clone())
+                    .credential(credential_now),
+            )
+            .await
+            .map_err(|e| upstream_error(&e))?;
+        if response.status == 401 && target.oauth && !retried_401 {
+            // The provider refused a token Plugboard thought good: one refresh, one retry.
+            retried_401 = true;
+            (credential_now, version) = credential(app, &connection, &target, version).await?;
+            continue;
+        }
+        let retryable = response.status == 429 || response.status >= 500;
+        if retryable && attempt < retries {
+            if let Some(delay) = retry_delay(&response, attempt) {
+                attempt += 1;
+                drop(response);
+                tokio::time::sleep(delay).await;
+                (credential_now, version) = credential(app, &connection, &target, None).await?;
+                continue;
+            }
+        }
+        return Ok(response);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn paths_that_could_leave_the_base_are_refused() {
+        for ok in [
+            "/",
+            "/me",
+            "/v2/users/42",
+            "/files/a%20b.txt",
+            "/a/b/",
+            "/@me",
+            "/a.b/..c",
+        ] {
+            assert_eq!(path_problem(ok), None, "{ok}");
+        }
+        for bad in [
+            "/../x",
+            "/a/../../x",
+            "/%2e%2e/x",
+            "/%2E%2e/x",
+            "/.%2e/x",
+            "/./x",
+            "/a/%2f/b",
+            "/a%2F..%2Fb",
+            "//evil.example/x",
+            "/a//b",
+            "/a\\b",
+            "/%5c..",
+            "me",
+        ] {
+            assert!(path_problem(bad).is_some(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn caller_headers_that_route_or_authenticate_are_dropped() {
+        let mut headers = HeaderMap::new();
+        for (name, value) in [
+            ("host", "evil.example"),
+            ("authorization", "Bearer mine"),
+            ("cookie", "a=b"),
+            ("x-forwarded-for", "10.0.0.1"),
+            ("x-forwarded-host", "evil.example"),
+            ("forwarded", "for=10.0.0.1"),
+            ("transfer-encoding", "chunked"),
+            ("connection", "x-secret-hop"),
+            ("x-secret-hop", "1"),
+            ("plugboard-retries", "2"),
+            ("accept", "application/json"),
+            ("x-request-for-upstream", "kept"),
+        ] {
+            headers.append(
+                HeaderName::from_static(name),
+                HeaderValue::from_static(value),
+            );
+        }
+        let kept: Vec<String> = forwarded_headers(&headers)
+            .into_iter()
+            .map(|(n, _)| n.to_string())
+            .collect();
+        assert_eq!(kept, ["accept", "x-request-for-upstream"]);
+    }
+}

@@ -1,0 +1,475 @@
+//! The proxy (`ANY /v1/proxy/{connection_id}/{path}`): against the real
+//! OpenID provider's userinfo endpoint (the connection's token, refreshed
+//! when it expires and once after a 401), SigV4 through it checked by
+//! botocore, and SECURITY 16–21 with a scripted upstream.
+
+mod common;
+
+use std::time::Duration;
+
+use common::fake::{json_response, Behaviour, FakePeer};
+use common::journey::{connect, posted, registered_integration, Session, ORIGIN};
+use common::provider::Provider;
+use common::upstream::Upstream;
+use common::{Engine, TestApp};
+use serde_json::{json, Value};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+/// An answer as the caller sees it.
+struct Answer {
+    status: u16,
+    headers: reqwest::header::HeaderMap,
+    body: String,
+}
+
+impl Answer {
+    fn json(&self) -> Value {
+        serde_json::from_str(&self.body).unwrap_or(Value::Null)
+    }
+    fn own_error(&self) -> Option<&str> {
+        self.headers
+            .get("plugboard-error")
+            .and_then(|v| v.to_str().ok())
+    }
+}
+
+async fn call(
+    app: &TestApp,
+    key: &str,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: Option<&str>,
+) -> Answer {
+    let client = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
+    let mut request = client
+        .request(
+            reqwest::Method::from_bytes(method.as_bytes()).unwrap(),
+            format!("{}{path}", app.base_url),
+        )
+        .bearer_auth(key);
+    for (name, value) in headers {
+        request = request.header(*name, *value);
+    }
+    if let Some(body) = body {
+        request = request.body(body.to_string());
+    }
+    let response = request.send().await.expect("proxy call");
+    let status = response.status().as_u16();
+    let headers = response.headers().clone();
+    let body = response.text().await.unwrap_or_default();
+    Answer {
+        status,
+        headers,
+        body,
+    }
+}
+
+/// A request written byte for byte: a path no HTTP client would normalise.
+async fn raw(app: &TestApp, key: &str, target: &str) -> (u16, String) {
+    let address = app.base_url.trim_start_matches("http://");
+    let mut stream = tokio::net::TcpStream::connect(address).await.unwrap();
+    let request = format!(
+        "GET {target} HTTP/1.1\r\nhost: {address}\r\nauthorization: Bearer {key}\r\nconnection: close\r\n\r\n"
+    );
+    stream.write_all(request.as_bytes()).await.unwrap();
+    let mut answer = Vec::new();
+    let _ = stream.read_to_end(&mut answer).await;
+    let text = String::from_utf8_lossy(&answer).to_string();
+    let status = text
+        .split(' ')
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0);
+    (status, text)
+}
+
+/// An API-key connection (header `X-Key: key-1`) to `base`, made through the credential form.
+async fn key_connection(app: &TestApp, key: &str, base: &str) -> String {
+    let created = app
+        .call(
+            "POST",
+            "/v1/integrations",
+            Some(key),
+            Some(
+                json!({ "key": "api", "auth_type": "api_key", "api_key_name": "X-Key",
+                         "api_base_url": base }),
+            ),
+        )
+        .await;
+    assert_eq!(created.status, 201, "{}", created.text);
+    let session = Session::mint(app, key, "user-1", ORIGIN).await;
+    let mut form = session.open_form(app, "api", None).await;
+    let done = form.submit(&[("api_key", "key-1")]).await;
+    let (_, message) = posted(&done.body);
+    message["connectedAccountId"].as_str().unwrap().to_string()
+}
+
+async fn revoke(provider: &Provider, client: &(String, String), token: &str, hint: &str) {
+    let revoked = reqwest::Client::new()
+        .post(format!("{}/token/revocation", provider.issuer))
+        .basic_auth(&client.0, Some(&client.1))
+        .form(&[("token", token), ("token_type_hint", hint)])
+        .send()
+        .await
+        .unwrap();
+    assert!(revoked.status().is_success());
+}
+
+/// Replaces the connection's access token with `token`, valid for an hour as
+/// far as Plugboard knows, keeping its refresh token.
+async fn plant_token(app: &TestApp, project: &str, id: &str, token: &str) {
+    let row = app
+        .store()
+        .get_connection(project, id)
+        .await
+        .unwrap()
+        .unwrap();
+    let saved = app
+        .store()
+        .save_connection(
+            &app.state.vault,
+            plugboard::store::SavedConnection {
+                project_id: project,
+                integration_id: &row.integration_id,
+                integration_key: &row.integration,
+                end_user_id: row.end_user_id.as_deref().unwrap(),
+                reconnect_id: Some(id),
+                subject: None,
+                label: None,
+                scopes: &row.scopes,
+                client_generation: row.client_generation,
+                credentials: plugboard::store::SavedCredentials::Tokens {
+                    access_token: token,
+                    refresh_token: None,
+                    token_type: "Bearer",
+                    token_expires_at: Some(app.state.now() + 3600),
+                },
+                now: app.state.now(),
+            },
+            |_| plugboard::store::AccountDecision::Update(id.to_string()),
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        saved,
+        plugboard::store::SaveOutcome::Updated(id.to_string())
+    );
+}
+
+/// The connection's token, refreshed when it expires and once after a 401
+/// (exactly one refresh, one retry), against the provider's userinfo.
+async fn the_proxy_calls_with_the_connections_fresh_token(engine: Engine) {
+    let app = TestApp::starting_now(engine).await;
+    let provider = Provider::start_with("127.0.0.1", 2);
+    let (project, key) = app.project("Acme").await;
+    let mut body = provider.integration("acme");
+    body["api_base_url"] = json!(provider.issuer);
+    let (callback_url, client_id, client_secret) =
+        registered_integration(&app, &provider, &key, body, "client_secret_basic").await;
+    let client = (client_id, client_secret);
+    let id = connect(&app, &key, &callback_url, None).await;
+    let path = format!("/v1/proxy/{id}/me");
+
+    let answer = call(&app, &key, "GET", &path, &[], None).await;
+    assert_eq!(answer.status, 200, "{}", answer.body);
+    assert!(answer.json()["sub"].is_string(), "{}", answer.body);
+    assert_eq!(answer.own_error(), None);
+
+    // Expired: refreshed first, once.
+    let refreshes = provider.count("refresh_token:ok").await;
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    app.clock.advance(3);
+    assert_eq!(call(&app, &key, "GET", &path, &[], None).await.status, 200);
+    assert_eq!(provider.count("refresh_token:ok").await, refreshes + 1);
+
+    // A token the provider does not accept although it has not expired (here
+    // Plugboard's copy is replaced by one the provider never issued — the
+    // provider itself revokes a whole grant with any of its tokens): the 401
+    // is met with one refresh and one retry.
+    plant_token(&app, &project, &id, "a-token-the-provider-never-issued").await;
+    let answer = call(&app, &key, "GET", &path, &[], None).await;
+    assert_eq!(answer.status, 200, "{}", answer.body);
+    assert_eq!(provider.count("refresh_token:ok").await, refreshes + 2);
+    assert_eq!(call(&app, &key, "GET", &path, &[], None).await.status, 200);
+    assert_eq!(provider.count("refresh_token:ok").await, refreshes + 2);
+
+    // The grant is gone too: the 401's refresh finds it dead — needs_reauth,
+    // and later calls answer it without reaching the provider.
+    let secrets = app
+        .store()
+        .connection_secrets(&app.state.vault, &id)
+        .await
+        .unwrap();
+    revoke(
+        &provider,
+        &client,
+        secrets["refresh_token"].expose(),
+        "refresh_token",
+    )
+    .await;
+    revoke(
+        &provider,
+        &client,
+        secrets["access_token"].expose(),
+        "access_token",
+    )
+    .await;
+    let answer = call(&app, &key, "GET", &path, &[], None).await;
+    assert_eq!(answer.status, 409, "{}", answer.body);
+    assert_eq!(answer.own_error(), Some("needs_reauth"));
+    let failed = provider.count("refresh_token:error").await;
+    let answer = call(&app, &key, "GET", &path, &[], None).await;
+    assert_eq!(answer.json()["error"]["code"], "needs_reauth");
+    assert_eq!(provider.count("refresh_token:error").await, failed);
+}
+
+/// SECURITY 17–20 and the retries, against a scripted upstream; the caller's
+/// paths never leave its host (a listener on 127.0.0.2 sees nothing).
+async fn the_proxy_keeps_to_the_connections_host(engine: Engine) {
+    let app = TestApp::new(engine).await;
+    let (_, key) = app.project("Acme").await;
+    let trap = tokio::net::TcpListener::bind("127.0.0.2:0").await.unwrap();
+    let trap_port = trap.local_addr().unwrap().port();
+    let peer = FakePeer::start(Behaviour::Respond(json_response(200, r#"{"ok":true}"#))).await;
+    let id = key_connection(&app, &key, &format!("{}/api", peer.url)).await;
+
+    // The credential is placed; the caller's own routing and identity are not passed on.
+    let answer = call(
+        &app,
+        &key,
+        "POST",
+        &format!("/v1/proxy/{id}/items?page=2&q=a%20b"),
+        &[
+            ("cookie", "session=theirs"),
+            ("x-forwarded-for", "10.0.0.1"),
+            ("x-forwarded-host", "evil.example"),
+            ("forwarded", "for=10.0.0.1"),
+            ("x-key", "the-callers-own"),
+            ("content-type", "application/json"),
+            ("x-custom", "kept"),
+        ],
+        Some(r#"{"name":"x"}"#),
+    )
+    .await;
+    assert_eq!(answer.status, 200, "{}", answer.body);
+    assert_eq!(answer.body, r#"{"ok":true}"#);
+    let seen = peer.requests().last().cloned().unwrap();
+    let head = seen.head.to_ascii_lowercase();
+    assert!(
+        head.starts_with("post /api/items?page=2&q=a%20b http/1.1"),
+        "{head}"
+    );
+    assert!(head.contains("x-key: key-1\r\n"), "{head}");
+    assert!(!head.contains("the-callers-own"), "{head}");
+    assert!(head.contains("x-custom: kept"), "{head}");
+    assert!(head.contains("content-type: application/json"), "{head}");
+    for gone in [
+        "cookie",
+        "x-forwarded-",
+        "forwarded:",
+        &key.to_ascii_lowercase(),
+        "authorization",
+    ] {
+        assert!(!head.contains(gone), "{gone} reached the upstream: {head}");
+    }
+    assert_eq!(seen.body, r#"{"name":"x"}"#);
+
+    // Traversal spellings: refused, before any call.
+    let before = peer.requests().len();
+    for target in [
+        format!("/v1/proxy/{id}/../../admin"),
+        format!("/v1/proxy/{id}/%2e%2e/admin"),
+        format!("/v1/proxy/{id}/.%2E/admin"),
+        format!("/v1/proxy/{id}/a/%2F%2F127.0.0.2:{trap_port}/x"),
+        format!("/v1/proxy/{id}//127.0.0.2:{trap_port}/x"),
+        format!("/v1/proxy/{id}/a%5c..%5cb"),
+    ] {
+        let (status, text) = raw(&app, &key, &target).await;
+        assert!(
+            status == 422 || status == 404 || status == 400,
+            "{target}: {text}"
+        );
+        assert!(
+            !text.contains("\"ok\":true"),
+            "{target} reached the upstream"
+        );
+    }
+    assert_eq!(peer.requests().len(), before);
+    // `@host` stays a path on the connection's host.
+    let (status, _) = raw(
+        &app,
+        &key,
+        &format!("/v1/proxy/{id}/@127.0.0.2:{trap_port}/x"),
+    )
+    .await;
+    assert_eq!(status, 200);
+    let head = peer.requests().last().unwrap().head.clone();
+    assert!(
+        head.starts_with(&format!("GET /api/@127.0.0.2:{trap_port}/x ")),
+        "{head}"
+    );
+
+    // A redirect is passed back, never followed.
+    peer.set(Behaviour::Respond(format!(
+        "HTTP/1.1 302 Found\r\nlocation: http://127.0.0.2:{trap_port}/steal\r\ncontent-length: 0\r\nconnection: close\r\n\r\n"
+    )));
+    let answer = call(&app, &key, "GET", &format!("/v1/proxy/{id}/go"), &[], None).await;
+    assert_eq!(answer.status, 302);
+    assert_eq!(
+        answer.headers["location"],
+        format!("http://127.0.0.2:{trap_port}/steal").as_str()
+    );
+    assert_eq!(answer.own_error(), None);
+    let nothing = tokio::time::timeout(Duration::from_millis(200), trap.accept()).await;
+    assert!(nothing.is_err(), "127.0.0.2 was reached");
+
+    // Retries only when asked, on 5xx; the upstream's answer comes back as it came.
+    peer.set(Behaviour::Respond(json_response(503, r#"{"busy":true}"#)));
+    let before = peer.requests().len();
+    let answer = call(&app, &key, "GET", &format!("/v1/proxy/{id}/x"), &[], None).await;
+    assert_eq!((answer.status, answer.own_error()), (503, None));
+    assert_eq!(answer.body, r#"{"busy":true}"#);
+    assert_eq!(peer.requests().len(), before + 1);
+    let answer = call(
+        &app,
+        &key,
+        "GET",
+        &format!("/v1/proxy/{id}/x"),
+        &[("plugboard-retries", "2")],
+        None,
+    )
+    .await;
+    assert_eq!(answer.status, 503);
+    assert_eq!(peer.requests().len(), before + 4);
+    assert!(!peer
+        .requests()
+        .last()
+        .unwrap()
+        .head
+        .to_ascii_lowercase()
+        .contains("plugboard-retries"));
+    let answer = call(
+        &app,
+        &key,
+        "GET",
+        &format!("/v1/proxy/{id}/x"),
+        &[("plugboard-retries", "9")],
+        None,
+    )
+    .await;
+    assert_eq!(answer.status, 422);
+    assert_eq!(answer.own_error(), Some("validation_failed"));
+    assert_eq!(peer.requests().len(), before + 4);
+
+    // An upstream that floods is cut at the size limit (1 MiB here).
+    peer.set(Behaviour::Flood(8 * 1024 * 1024));
+    let response = reqwest::Client::new()
+        .get(format!("{}/v1/proxy/{id}/big", app.base_url))
+        .bearer_auth(&key)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    let mut received = 0usize;
+    let mut stream = response.bytes_stream();
+    use futures_util::StreamExt;
+    while let Some(chunk) = stream.next().await {
+        match chunk {
+            Ok(bytes) => received += bytes.len(),
+            Err(_) => break,
+        }
+    }
+    assert!(
+        received <= 1024 * 1024 + 64 * 1024,
+        "{received} bytes passed"
+    );
+    // One that stalls: upstream_error at the time limit.
+    peer.set(Behaviour::Stall);
+    let answer = call(
+        &app,
+        &key,
+        "GET",
+        &format!("/v1/proxy/{id}/slow"),
+        &[],
+        None,
+    )
+    .await;
+    assert_eq!(answer.status, 502, "{}", answer.body);
+    assert_eq!(answer.own_error(), Some("upstream_error"));
+
+    // Unknown connections and another project's are the same not_found.
+    let (_, other_key) = app.project("Other").await;
+    for (k, path) in [
+        (&key, "/v1/proxy/conn_nope/x".to_string()),
+        (&other_key, format!("/v1/proxy/{id}/x")),
+    ] {
+        let answer = call(&app, k, "GET", &path, &[], None).await;
+        assert_eq!(answer.status, 404, "{}", answer.body);
+        assert_eq!(answer.own_error(), Some("not_found"));
+    }
+}
+
+/// SigV4 through the proxy: the upstream recomputes the signature of what it
+/// received with botocore and accepts only a match.
+async fn sigv4_through_the_proxy_is_what_botocore_computes(engine: Engine) {
+    let app = TestApp::starting_now(engine).await;
+    let (_, key) = app.project("Acme").await;
+    let upstream = Upstream::start(json!({ "accounts": [
+        { "aws": { "access_key_id": "AKIDEXAMPLE", "region": "eu-west-1", "service": "execute-api",
+                   "secret_access_key": "wJalrXUtnFEMI/K7MDENG+bPxRfiCYEXAMPLEKEY" },
+          "answer": { "signed": true } },
+    ]}));
+    let created = app
+        .call(
+            "POST",
+            "/v1/integrations",
+            Some(&key),
+            Some(
+                json!({ "key": "aws", "auth_type": "aws_sigv4", "aws_service": "execute-api",
+                         "api_base_url": format!("{}/prod", upstream.url) }),
+            ),
+        )
+        .await;
+    assert_eq!(created.status, 201, "{}", created.text);
+    let session = Session::mint(&app, &key, "user-1", ORIGIN).await;
+    let mut form = session.open_form(&app, "aws", None).await;
+    let done = form
+        .submit(&[
+            ("access_key_id", "AKIDEXAMPLE"),
+            (
+                "secret_access_key",
+                "wJalrXUtnFEMI/K7MDENG+bPxRfiCYEXAMPLEKEY",
+            ),
+            ("region", "eu-west-1"),
+        ])
+        .await;
+    let (_, message) = posted(&done.body);
+    let id = message["connectedAccountId"].as_str().unwrap().to_string();
+    for (method, path, body) in [
+        ("GET", "/items/a%20b/%C3%A9t%C3%A9?z=1&a=2&a=1", None),
+        ("POST", "/items", Some(r#"{"name":"x y"}"#)),
+        ("DELETE", "/items/42", None),
+    ] {
+        let answer = call(
+            &app,
+            &key,
+            method,
+            &format!("/v1/proxy/{id}{path}"),
+            &[("content-type", "application/json")],
+            body,
+        )
+        .await;
+        assert_eq!(answer.status, 200, "{method} {path}: {}", answer.body);
+        assert_eq!(answer.json(), json!({ "signed": true }));
+    }
+}
+
+on_both_engines!(the_proxy_calls_with_the_connections_fresh_token);
+on_one_engine!(
+    the_proxy_keeps_to_the_connections_host,
+    sigv4_through_the_proxy_is_what_botocore_computes,
+);
