@@ -157,6 +157,9 @@ pub struct ApiError {
     pub provider_code: Option<String>,
     /// Seconds after which the request may be retried (`Retry-After`).
     pub retry_after: Option<u64>,
+    /// An API call's answer that was not a success (`upstream_error`): its
+    /// status, and the start of its body with the credentials removed.
+    pub upstream: Option<Box<(u16, String)>>,
 }
 
 impl ApiError {
@@ -167,6 +170,7 @@ impl ApiError {
             fields: None,
             provider_code: None,
             retry_after: None,
+            upstream: None,
         }
     }
 
@@ -201,6 +205,7 @@ impl ApiError {
             fields: Some(fields),
             provider_code: None,
             retry_after: None,
+            upstream: None,
         }
     }
 

@@ -17,6 +17,7 @@ pub mod credentials;
 pub mod error;
 #[cfg(feature = "fault-hooks")]
 pub mod faults;
+pub mod functions;
 pub mod http;
 pub mod ids;
 pub mod integrations;

@@ -260,6 +260,31 @@ pub async fn forward(
     if let Some(problem) = path_problem(&request.path) {
         return Err(refused(problem));
     }
+    let connection = usable_connection(app, project_id, connection_id).await?;
+    let path_and_query = match &request.query {
+        Some(query) => format!("{}?{query}", request.path),
+        None => request.path.clone(),
+    };
+    send(
+        app,
+        &connection,
+        Outgoing {
+            method: request.method,
+            path_and_query,
+            headers: forwarded_headers(&request.headers),
+            body: request.body,
+            retries,
+        },
+    )
+    .await
+}
+
+/// The project's connection, if it can be used without its end user.
+pub(crate) async fn usable_connection(
+    app: &App,
+    project_id: &str,
+    connection_id: &str,
+) -> ApiResult<ConnectionRow> {
     let connection = app
         .store
         .get_connection(project_id, connection_id)
@@ -271,27 +296,44 @@ pub async fn forward(
             "the connection must be connected again by its end user",
         ));
     }
-    let target = target(app, &connection).await?;
-    let path_and_query = match &request.query {
-        Some(query) => format!("{}?{query}", request.path),
-        None => request.path.clone(),
-    };
-    let url = crate::outbound::append_path(&target.base, &path_and_query)
+    Ok(connection)
+}
+
+/// A request to a connection's API, as the proxy and functions make it.
+pub(crate) struct Outgoing {
+    pub method: reqwest::Method,
+    /// Appended to the connection's base URL (checked to stay on its host).
+    pub path_and_query: String,
+    pub headers: Vec<(HeaderName, HeaderValue)>,
+    pub body: Vec<u8>,
+    /// Retries on 429 and 5xx (0 to 3).
+    pub retries: u32,
+}
+
+/// Sends `outgoing` to the connection's base URL with its credential: one
+/// refresh and one retry after a 401 to an OAuth token; the retries asked
+/// for on 429 and 5xx.
+pub(crate) async fn send(
+    app: &App,
+    connection: &ConnectionRow,
+    outgoing: Outgoing,
+) -> ApiResult<StreamedResponse> {
+    let target = target(app, connection).await?;
+    let url = crate::outbound::append_path(&target.base, &outgoing.path_and_query)
         .ok_or_else(|| refused("the path would leave the connection's base URL"))?;
-    let headers = forwarded_headers(&request.headers);
-    let (mut credential_now, mut version) = credential(app, &connection, &target, None).await?;
+    let (mut credential_now, mut version) = credential(app, connection, &target, None).await?;
     let mut retried_401 = false;
     let mut attempt = 0;
     loop {
-        let mut outbound = OutboundRequest::new(request.method.clone(), url.clone());
-        for (name, value) in &headers {
-            outbound = outbound.header_value(name.clone(), value.clone());
+        let mut request = OutboundRequest::new(outgoing.method.clone(), url.clone());
+        for (name, value) in &outgoing.headers {
+            request = request.header_value(name.clone(), value.clone());
         }
         let response = app
             .outbound
             .open(
-                outbound
-                    .body(request.body.clone())
+                request
+                    .body(outgoing.body.clone())
                     .credential(credential_now),
             )
             .await
@@ -299,21 +341,31 @@ pub async fn forward(
         if response.status == 401 && target.oauth && !retried_401 {
             // The provider refused a token Plugboard thought good: one refresh, one retry.
             retried_401 = true;
-            (credential_now, version) = credential(app, &connection, &target, version).await?;
+            (credential_now, version) = credential(app, connection, &target, version).await?;
             continue;
         }
         let retryable = response.status == 429 || response.status >= 500;
-        if retryable && attempt < retries {
+        if retryable && attempt < outgoing.retries {
             if let Some(delay) = retry_delay(&response, attempt) {
                 attempt += 1;
                 drop(response);
                 tokio::time::sleep(delay).await;
-                (credential_now, version) = credential(app, &connection, &target, None).await?;
+                (credential_now, version) = credential(app, connection, &target, None).await?;
                 continue;
             }
         }
         return Ok(response);
     }
+}
+
+/// The connection's base URL, as its calls use it.
+pub(crate) async fn base_url(app: &App, connection: &ConnectionRow) -> ApiResult<String> {
+    Ok(target(app, connection).await?.base)
+}
+
+/// Why a path may not be appended to a base URL, if it may not.
+pub(crate) fn unsafe_path(path: &str) -> Option<&'static str> {
+    path_problem(path)
 }
 
 #[cfg(test)]

@@ -22,6 +22,10 @@ struct ErrorInner<'a> {
     provider_code: Option<&'a str>,
     #[serde(skip_serializing_if = "Option::is_none")]
     fields: Option<&'a std::collections::BTreeMap<String, String>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    upstream_status: Option<u16>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    upstream_body: Option<&'a str>,
 }
 
 impl IntoResponse for ApiError {
@@ -32,6 +36,8 @@ impl IntoResponse for ApiError {
                 message: &self.message,
                 provider_code: self.provider_code.as_deref(),
                 fields: self.fields.as_ref(),
+                upstream_status: self.upstream.as_deref().map(|(status, _)| *status),
+                upstream_body: self.upstream.as_deref().map(|(_, body)| body.as_str()),
             },
         };
         let mut response = (

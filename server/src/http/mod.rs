@@ -5,6 +5,7 @@
 mod connect_sessions;
 mod connections;
 pub mod error;
+mod functions;
 mod integrations;
 mod keys;
 mod pages;
@@ -48,6 +49,7 @@ pub fn router(state: AppState) -> Router {
         .merge(sdk::router())
         .merge(pages::router())
         .merge(proxy::router())
+        .merge(functions::router())
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))

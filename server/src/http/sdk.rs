@@ -44,6 +44,10 @@ pub fn router() -> Router<AppState> {
             "/v1/sdk/connect/{attempt_id}/cancel",
             axum::routing::post(cancel_attempt).options(preflight),
         )
+        .route(
+            "/v1/sdk/functions/{name}/invoke",
+            axum::routing::post(invoke_function).options(preflight),
+        )
         .layer(middleware::from_fn(allow_origin))
 }
 
@@ -320,4 +324,47 @@ async fn cancel_attempt(
 ) -> ApiResult<Json<AttemptStatusView>> {
     let attempt = connect::cancel(&app, &auth.session, &attempt_id).await?;
     Ok(Json(AttemptStatusView::new(attempt, app.now())))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+struct InvokeBody {
+    connected_account_id: Option<String>,
+    #[serde(default)]
+    input: serde_json::Value,
+    page: Option<String>,
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct InvokedView {
+    output: serde_json::Value,
+    next_page: Option<String>,
+}
+
+/// `invokeFunction`: a declared function on one of the end user's own accounts.
+async fn invoke_function(
+    State(app): State<AppState>,
+    auth: SessionAuth,
+    Path(name): Path<String>,
+    Json(body): Json<InvokeBody>,
+) -> ApiResult<Json<InvokedView>> {
+    let input = if body.input.is_null() {
+        serde_json::Value::Object(serde_json::Map::new())
+    } else {
+        body.input
+    };
+    let invoked = crate::functions::invoke_for_end_user(
+        &app,
+        &auth.session,
+        &name,
+        body.connected_account_id.as_deref(),
+        &input,
+        body.page.as_deref(),
+    )
+    .await?;
+    Ok(Json(InvokedView {
+        output: invoked.output,
+        next_page: invoked.next_page,
+    }))
 }

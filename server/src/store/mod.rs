@@ -35,6 +35,7 @@ macro_rules! insert_sealed {
 mod attempts;
 mod connections;
 mod events;
+mod functions;
 mod integrations;
 mod projects;
 mod sessions;
@@ -47,6 +48,7 @@ pub use connections::{
     SaveOutcome, SavedConnection, SavedCredentials,
 };
 pub use events::{EventKind, EventRow, NewEvent};
+pub use functions::FunctionRow;
 pub use integrations::{
     ClientRecord, DeleteIntegration, IntegrationRow, IntegrationUpdate, ProjectConnection,
     RetiredClient, UpdateOutcome,
