@@ -33,14 +33,24 @@ export declare class PlugboardError extends Error {
   constructor(
     code: ErrorCode,
     message: string,
-    options?: { cause?: unknown; providerCode?: string; fields?: Readonly<Record<string, string>> },
+    options?: {
+      cause?: unknown;
+      providerCode?: string;
+      fields?: Readonly<Record<string, string>>;
+      upstreamStatus?: number;
+      upstreamBody?: string;
+    },
   );
   readonly name: 'PlugboardError';
   readonly code: ErrorCode;
   /** The provider's own error code, such as `invalid_scope`. */
   readonly providerCode?: string;
-  /** For `validation_failed`: what is wrong with each field. */
+  /** For `validation_failed`: what is wrong with each field (`input.email`, …). */
   readonly fields?: Readonly<Record<string, string>>;
+  /** For `upstream_error` with an answer: the provider API's HTTP status. */
+  readonly upstreamStatus?: number;
+  /** For `upstream_error` with an answer: the start of its body, credentials removed. */
+  readonly upstreamBody?: string;
 }
 
 /** True for a `PlugboardError` (also one from another copy of this package). */
@@ -109,6 +119,21 @@ export interface PlugboardEventMap {
   error: CustomEvent<PlugboardError>;
 }
 
+export interface InvokeOptions {
+  /** Which account, when the end user has several on the function's app. */
+  connectedAccountId?: string;
+  /** A `nextPage` from an earlier answer, for the page after it. */
+  page?: string;
+}
+
+/** What a function answers. */
+export interface InvokeResult<Output = unknown> {
+  /** The provider's answer, mapped by the function's `output`. */
+  readonly output: Output;
+  /** Pass as `page` for the next page; `null` on the last one. */
+  readonly nextPage: string | null;
+}
+
 export interface DisconnectOptions {
   /** Which account, when several are connected to the app. */
   connectedAccountId?: string;
@@ -138,7 +163,7 @@ export declare class Plugboard extends EventTarget {
   ): void;
   /** Loads the SDK and returns a client for one connect session. */
   static create(config: PlugboardConfig): Promise<Plugboard>;
-  /** Opens the provider's consent screen in a popup; call it from a click handler. */
+  /** Opens the provider's consent screen (or Plugboard's credential form) in a popup; call it from a click handler. */
   connectApp(appKey: string, options?: ConnectOptions): Promise<ConnectedAccount>;
   /** The end user's connected accounts, of one app or of all. */
   getConnectedAccounts(appKey?: string): Promise<ConnectedAccount[]>;
@@ -146,4 +171,16 @@ export declare class Plugboard extends EventTarget {
   disconnectApp(appKey: string, options?: DisconnectOptions): Promise<void>;
   /** The apps this session may connect. */
   listApps(): Promise<App[]>;
+  /**
+   * Runs a function your project declared, on one of the end user's accounts:
+   * the one named, else their only one on the function's app (`not_found`
+   * for none, `account_ambiguous` for several). A bad input is
+   * `validation_failed` with `fields`; a failed call `upstream_error` with
+   * `upstreamStatus` and `upstreamBody`.
+   */
+  invokeFunction<Output = unknown>(
+    name: string,
+    input?: Readonly<Record<string, unknown>>,
+    options?: InvokeOptions,
+  ): Promise<InvokeResult<Output>>;
 }

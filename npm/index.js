@@ -26,6 +26,8 @@ export class PlugboardError extends Error {
     this.code = code;
     if (options?.providerCode !== undefined) this.providerCode = options.providerCode;
     if (options?.fields !== undefined) this.fields = options.fields;
+    if (options?.upstreamStatus !== undefined) this.upstreamStatus = options.upstreamStatus;
+    if (options?.upstreamBody !== undefined) this.upstreamBody = options.upstreamBody;
   }
 }
 
@@ -43,7 +45,12 @@ function plugboardError(code, message, cause) {
 function asPlugboardError(error) {
   if (error instanceof PlugboardError) return error;
   if (error instanceof Error && error.name === 'PlugboardError' && typeof error.code === 'string') {
-    const options = { providerCode: error.providerCode, fields: error.fields };
+    const options = {
+      providerCode: error.providerCode,
+      fields: error.fields,
+      upstreamStatus: error.upstreamStatus,
+      upstreamBody: error.upstreamBody,
+    };
     if ('cause' in error) options.cause = error.cause;
     return new PlugboardError(error.code, error.message, options);
   }
@@ -156,6 +163,20 @@ export class Plugboard extends EventTarget {
 
   listApps() {
     return this.#settle(() => this.#client.listApps());
+  }
+
+  invokeFunction(name, input, opts) {
+    return this.#settle(() => {
+      requireString(name, 'name');
+      if (!/^[a-z0-9][a-z0-9_.-]{0,63}$/.test(name)) {
+        throw plugboardError('validation_failed', 'name must be a function name (a-z, 0-9, "_", "." and "-")');
+      }
+      const { connectedAccountId, page } = options(opts, 'the options');
+      const request = { input: input === undefined ? {} : input };
+      if (optionalString(connectedAccountId, 'connectedAccountId') !== undefined) request.connectedAccountId = connectedAccountId;
+      if (optionalString(page, 'page') !== undefined) request.page = page;
+      return this.#client.invokeFunction(name, request);
+    });
   }
 
   async #settle(call) {

@@ -30,6 +30,8 @@ pub struct SdkError {
     pub fields: Option<TextMap>,
     /// What failed underneath, such as the page's own error.
     pub cause: Option<JsValue>,
+    /// `upstream_error`'s upstream status and body excerpt, when it had an answer.
+    pub upstream: Option<(JsValue, JsValue)>,
 }
 
 impl SdkError {
@@ -40,6 +42,7 @@ impl SdkError {
             provider_code: None,
             fields: None,
             cause: None,
+            upstream: None,
         }
     }
 
@@ -57,6 +60,7 @@ impl SdkError {
                 provider_code: e.provider_code,
                 fields: e.fields,
                 cause: None,
+                upstream: Some(e.upstream),
             },
             None => SdkError::new(
                 if status >= 500 {
@@ -86,6 +90,10 @@ impl From<SdkError> for JsValue {
         }
         if let Some(cause) = e.cause {
             set("cause", cause);
+        }
+        if let Some((status, body)) = e.upstream.filter(|(s, _)| !s.is_undefined()) {
+            set("upstreamStatus", status);
+            set("upstreamBody", body);
         }
         js.into()
     }

@@ -57,6 +57,19 @@ impl<T: ToJs> ToJs for Vec<T> {
     }
 }
 
+/// A value passed on as it is (a function's input and output, an upstream's status).
+impl FromJs for JsValue {
+    fn from_js(value: JsValue) -> Result<Self, Mismatch> {
+        Ok(value)
+    }
+}
+
+impl ToJs for JsValue {
+    fn to_js(&self) -> JsValue {
+        self.clone()
+    }
+}
+
 impl FromJs for String {
     fn from_js(value: JsValue) -> Result<Self, Mismatch> {
         value.as_string().ok_or(Mismatch)

@@ -52,12 +52,14 @@ struct Inner {
 fn promise<T: ToJs>(
     future: impl std::future::Future<Output = Result<T, SdkError>> + 'static,
 ) -> Promise {
-    future_to_promise(async move {
-        match future.await {
-            Ok(value) => Ok(value.to_js()),
-            Err(e) => Err(e.into()),
-        }
-    })
+    settle(Box::pin(async move { future.await.map(|v| v.to_js()) }))
+}
+
+/// One instance of the promise machinery for every method (it is large).
+fn settle(
+    future: std::pin::Pin<Box<dyn std::future::Future<Output = Result<JsValue, SdkError>>>>,
+) -> Promise {
+    future_to_promise(async move { future.await.map_err(JsValue::from) })
 }
 
 /// The SDK's client for one session. The public, documented surface is the
@@ -128,6 +130,20 @@ impl Client {
     pub fn disconnect_app(&self, app_key: String, connected_account_id: Option<String>) -> Promise {
         let inner = self.inner.clone();
         promise(async move { disconnect(&inner, &app_key, connected_account_id).await })
+    }
+
+    /// Runs a function the project declared on one of the end user's
+    /// accounts (the one named, else their only one on its app): `request`
+    /// is `{input, connectedAccountId?, page?}` and `name` a function's name
+    /// (`[a-z0-9_.-]`, checked by the package). Resolves `{output, nextPage}`
+    /// as the server answers it.
+    #[wasm_bindgen(js_name = invokeFunction)]
+    pub fn invoke_function(&self, name: String, request: JsValue) -> Promise {
+        let inner = self.inner.clone();
+        promise(async move {
+            let path = format!("/v1/sdk/functions/{name}/invoke");
+            inner.api.call("POST", &path, Some(&request)).await
+        })
     }
 
     /// Connects an account: opens the popup now (inside the caller's click),

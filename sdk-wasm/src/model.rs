@@ -182,6 +182,8 @@ pub struct ErrorDetail {
     pub message: String,
     pub provider_code: Option<String>,
     pub fields: Option<TextMap>,
+    /// An API call's answer (`upstream_error`): its status and redacted body, as sent.
+    pub upstream: (JsValue, JsValue),
 }
 
 impl FromJs for ErrorDetail {
@@ -196,6 +198,7 @@ impl FromJs for ErrorDetail {
                 None => r.optional("providerCode")?,
             },
             fields: r.optional("fields")?,
+            upstream: (r.read("upstream_status")?, r.read("upstream_body")?),
         })
     }
 }

@@ -184,3 +184,64 @@ test('closing the form is user_cancelled at once: the popup never left Plugboard
   assert.deepEqual(await serverSide('cred-closed'), []);
   await page.close();
 });
+
+test('invokeFunction runs a declared function on the end user\'s own account', async () => {
+  await prepare();
+  for (const body of [
+    { name: 'whoami', integration: 'keys', request: { path: '/me' }, output: { email: '/email' },
+      input_schema: { type: 'object', properties: { limit: { type: 'integer' } } } },
+    { name: 'pair', integration: 'keypair', request: { path: '/pair' } },
+    { name: 'missing', integration: 'basic', request: { path: '/missing' } },
+  ]) {
+    const created = await env.plugboard.api('POST', '/v1/functions', { key: env.key, body });
+    assert.equal(created.status, 201, JSON.stringify(created.body));
+  }
+  const page = await openPage(await mint('fn-user'));
+  const call = async (...args) => {
+    await page.evaluate((a) => window.record(window.pb.invokeFunction(...a)), args);
+    return outcome(page);
+  };
+  // No account yet.
+  assert.equal((await call('whoami', {})).error, 'not_found');
+  const popup = await clickConnect(page, 'keys');
+  await popup.waitForSelector('#pb-submit');
+  await fill(popup, { api_key: 'key-ok' });
+  const account = (await outcome(page)).value;
+  assert.deepEqual(await call('whoami', { limit: 5 }), {
+    value: { output: { email: 'kim@example.test' }, nextPage: null },
+  });
+  assert.deepEqual(
+    (await call('whoami', {}, { connectedAccountId: account.id })).value.output,
+    { email: 'kim@example.test' },
+  );
+  // A bad input names the field.
+  await page.evaluate(() => window.pb.invokeFunction('whoami', { limit: 'many' }).catch((e) => { window.failure = e; }));
+  await page.waitForFunction(() => window.failure);
+  const failure = await page.evaluate(() => ({
+    code: window.failure.code, fields: window.failure.fields, instance: window.failure instanceof Error,
+  }));
+  assert.equal(failure.code, 'validation_failed');
+  assert.ok(failure.fields['input.limit'], JSON.stringify(failure));
+  // The built-in request is for backends only.
+  assert.equal((await call('http.request', { path: '/me' })).error, 'not_found');
+  // Two accounts on an app and no id: ambiguous.
+  for (let i = 0; i < 2; i += 1) {
+    const popup2 = await clickConnect(page, 'keypair');
+    await popup2.waitForSelector('#pb-submit');
+    await fill(popup2, { api_key: 'k-ok', api_secret: 's-ok' });
+    assert.ok((await outcome(page)).value);
+  }
+  assert.equal((await call('pair', {})).error, 'account_ambiguous');
+  // A failed call: upstream_error with the provider's status.
+  const popup3 = await clickConnect(page, 'basic');
+  await popup3.waitForSelector('#pb-submit');
+  await fill(popup3, { username: 'ana', password: 'pässword:1 x' });
+  assert.ok((await outcome(page)).value);
+  await page.evaluate(() => window.pb.invokeFunction('missing').catch((e) => { window.upstream = e; }));
+  await page.waitForFunction(() => window.upstream);
+  const upstream = await page.evaluate(() => ({
+    code: window.upstream.code, status: window.upstream.upstreamStatus, body: typeof window.upstream.upstreamBody,
+  }));
+  assert.deepEqual(upstream, { code: 'upstream_error', status: 404, body: 'string' });
+  await page.close();
+});
