@@ -143,6 +143,8 @@ try {
     jwks_url: `${issuer}/jwks`,
     userinfo_url: `${issuer}/me`,
     revocation_url: `${issuer}/token/revocation`,
+    // Where the proxy and functions send the connection's calls.
+    api_base_url: issuer,
     authorization_params: { prompt: 'login consent' },
     multiple_accounts: true,
   });
@@ -160,6 +162,16 @@ try {
     client_secret: registration.client_secret,
   });
 
+  // What a connection is for: a function the page runs on an account
+  // (here the provider's userinfo), without ever holding its token.
+  await api(plugboardUrl, 'POST', '/v1/functions', project.secret_key, {
+    name: 'whoami',
+    integration: 'local-idp',
+    description: 'Who the connected account is, as the provider says',
+    request: { method: 'GET', path: '/me' },
+    output: { email: '/email', subject: '/sub' },
+  });
+
   const appUrl = `http://localhost:${appPort}`;
   start('the customer app', 'node', ['server.mjs'], {
     cwd: join(here, 'customer-app'),
@@ -175,7 +187,8 @@ Plugboard demo is running.
 
   Sign in to the customer app with any name, then connect the Local OpenID
   provider: its login page accepts any user name; allow access, and the account
-  shows up as connected. Connect a second one, or disconnect.
+  shows up as connected. "Who is this?" runs a function on it through
+  Plugboard (the provider's userinfo). Connect a second one, or disconnect.
 
   Plugboard      ${plugboardUrl}  (log: ${join(dataDir, 'plugboard.log')})
   Provider       ${issuer}

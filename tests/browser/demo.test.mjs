@@ -75,6 +75,9 @@ async function connectThroughTheApp(url, person, account) {
   await popup.click('button:has-text("Allow")');
   await page.locator('.account .label', { hasText: `${account}@example.test` }).waitFor({ timeout: 30_000 });
   const labels = await page.locator('.account .label').allTextContents();
+  // What the connection is for: a function run on it, answered by the provider.
+  await page.click('.account button[data-function="whoami"]');
+  await page.locator('.account .output', { hasText: `${account}@example.test` }).waitFor({ timeout: 30_000 });
   await page.close();
   return labels;
 }

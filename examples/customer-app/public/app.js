@@ -1,5 +1,6 @@
 // The customer app's page: the apps Plugboard offers, a Connect button each,
-// the user's connected accounts with their labels, and Disconnect.
+// the user's connected accounts with their labels, "Who is this?" (a function
+// run on the account through Plugboard), and Disconnect.
 
 import { Plugboard } from '/sdk/index.js';
 
@@ -54,7 +55,18 @@ async function render() {
         say(`Disconnected ${account.label ?? account.id}.`);
         await render();
       });
-      rows.append(element('li', { class: 'account' }, element('span', { class: 'label' }, account.label ?? account.id), ' ', disconnect));
+      const output = element('pre', { class: 'output' });
+      const ask = element('button', { type: 'button', 'data-function': 'whoami' }, 'Who is this?');
+      ask.addEventListener('click', async () => {
+        try {
+          // The provider's answer, fetched by Plugboard with the account's token.
+          const { output: answer } = await pb.invokeFunction('whoami', {}, { connectedAccountId: account.id });
+          output.textContent = JSON.stringify(answer, null, 2);
+        } catch (error) {
+          output.textContent = `Failed: ${error.code}`;
+        }
+      });
+      rows.append(element('li', { class: 'account' }, element('span', { class: 'label' }, account.label ?? account.id), ' ', ask, ' ', disconnect, output));
     }
     const about = app.description ? element('p', { class: 'description' }, app.description) : '';
     list.append(element('li', { class: 'app' }, element('strong', {}, app.label), ' ', connect, about, rows));
