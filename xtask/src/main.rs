@@ -7,6 +7,7 @@
 
 mod imports;
 mod postgres;
+mod proxy_bench;
 mod sdk;
 
 use std::io::{BufRead, BufReader};
@@ -323,7 +324,8 @@ fn bench() -> Result<(), String> {
             "refresh_storm",
         ])
         .env("PLUGBOARD_BENCH_POSTGRES_URL", cluster.admin_url()))?;
-    Ok(())
+    drop(cluster);
+    proxy_bench::run(cargo, &sdk::target_dir())
 }
 
 fn hold_postgres() -> Result<(), String> {
