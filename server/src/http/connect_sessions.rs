@@ -25,6 +25,7 @@ pub const MAX_TTL_SECONDS: i64 = 86_400;
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
+#[derive(utoipa::ToSchema)]
 struct CreateSession {
     end_user_id: Option<String>,
     integrations: Option<Vec<String>>,
@@ -32,7 +33,7 @@ struct CreateSession {
     ttl_seconds: Option<i64>,
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
 struct CreatedSession {
     token: String,
     expires_at: String,
@@ -62,6 +63,7 @@ fn normalize_origin(text: &str) -> Option<String> {
     Some(url.origin().ascii_serialization())
 }
 
+#[utoipa::path(post, path = "/v1/connect/sessions", tag = "connect sessions", summary = "Mint a connect session for an end user", request_body = CreateSession, responses((status = 201, description = "The session token", body = CreatedSession), (status = "4XX", description = "The product's error shape", body = crate::http::openapi::ErrorResponse), (status = "5XX", description = "The product's error shape", body = crate::http::openapi::ErrorResponse)))]
 async fn create(
     State(app): State<AppState>,
     auth: ProjectAuth,

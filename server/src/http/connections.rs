@@ -24,7 +24,7 @@ pub fn router() -> Router<AppState> {
 }
 
 /// A connection as read.
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
 pub(crate) struct ConnectionView {
     pub id: String,
     pub integration: String,
@@ -73,6 +73,7 @@ fn bad_cursor() -> ApiError {
     ApiError::field("cursor", "is not a cursor this list returned")
 }
 
+#[utoipa::path(get, path = "/v1/connections", tag = "connections", summary = "List connections", params(("end_user_id" = Option<String>, Query, description = "Only this end user's"), ("integration" = Option<String>, Query, description = "Only this integration's (its key)"), ("cursor" = Option<String>, Query, description = "From an earlier page"), ("limit" = Option<i64>, Query, description = "1 to 200 (default 50)")), responses((status = 200, description = "A page of connections", body = crate::http::openapi::ConnectionList), (status = "4XX", description = "The product's error shape", body = crate::http::openapi::ErrorResponse), (status = "5XX", description = "The product's error shape", body = crate::http::openapi::ErrorResponse)))]
 async fn list(
     State(app): State<AppState>,
     auth: ProjectAuth,
@@ -114,6 +115,7 @@ async fn list(
     }))
 }
 
+#[utoipa::path(get, path = "/v1/connections/{id}", tag = "connections", summary = "Read a connection", params(("id" = String, Path, description = "The connection's id")), responses((status = 200, description = "The connection", body = ConnectionView), (status = "4XX", description = "The product's error shape", body = crate::http::openapi::ErrorResponse), (status = "5XX", description = "The product's error shape", body = crate::http::openapi::ErrorResponse)))]
 async fn read(
     State(app): State<AppState>,
     auth: ProjectAuth,
@@ -127,6 +129,7 @@ async fn read(
     Ok(Json(row.into()))
 }
 
+#[utoipa::path(delete, path = "/v1/connections/{id}", tag = "connections", summary = "Disconnect (revoke, then delete)", params(("id" = String, Path, description = "The connection's id")), responses((status = 204, description = "Deleted"), (status = "4XX", description = "The product's error shape", body = crate::http::openapi::ErrorResponse), (status = "5XX", description = "The product's error shape", body = crate::http::openapi::ErrorResponse)))]
 async fn remove(
     State(app): State<AppState>,
     auth: ProjectAuth,
@@ -148,6 +151,7 @@ async fn remove(
 /// OAuth `{ auth_type, access_token, token_type, expires_at }`, for the other
 /// types `{ auth_type, <each credential field> }`; never a refresh token or a
 /// client secret.
+#[utoipa::path(post, path = "/v1/connections/{id}/token", tag = "connections", summary = "Fresh credentials to call the provider yourself", params(("id" = String, Path, description = "The connection's id")), responses((status = 200, description = "For OAuth: auth_type, access_token, token_type, expires_at; for the other types their fields", body = serde_json::Value), (status = "4XX", description = "The product's error shape", body = crate::http::openapi::ErrorResponse), (status = "5XX", description = "The product's error shape", body = crate::http::openapi::ErrorResponse)))]
 async fn token(
     State(app): State<AppState>,
     auth: ProjectAuth,
@@ -193,7 +197,7 @@ struct EventParams {
     limit: Option<i64>,
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
 struct EventView {
     id: String,
     #[serde(rename = "type")]
@@ -221,6 +225,7 @@ impl From<EventRow> for EventView {
 
 /// The event log, oldest first; `next_cursor` continues after the last event
 /// returned, so a client can poll it for new events.
+#[utoipa::path(get, path = "/v1/events", tag = "events", summary = "The event log", params(("connection_id" = Option<String>, Query, description = "Only this connection's"), ("cursor" = Option<String>, Query, description = "From an earlier page"), ("limit" = Option<i64>, Query, description = "1 to 200 (default 50)")), responses((status = 200, description = "A page of events", body = crate::http::openapi::EventList), (status = "4XX", description = "The product's error shape", body = crate::http::openapi::ErrorResponse), (status = "5XX", description = "The product's error shape", body = crate::http::openapi::ErrorResponse)))]
 async fn events(
     State(app): State<AppState>,
     auth: ProjectAuth,

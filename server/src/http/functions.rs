@@ -57,6 +57,7 @@ async fn integration_id(app: &AppState, project_id: &str, key: &str) -> ApiResul
         })
 }
 
+#[utoipa::path(post, path = "/v1/functions", tag = "functions", summary = "Declare a function", request_body = serde_json::Value, responses((status = 201, description = "The function as read", body = serde_json::Value), (status = "4XX", description = "The product's error shape", body = crate::http::openapi::ErrorResponse), (status = "5XX", description = "The product's error shape", body = crate::http::openapi::ErrorResponse)))]
 async fn create(
     State(app): State<AppState>,
     auth: ProjectAuth,
@@ -96,6 +97,7 @@ async fn find(app: &AppState, project_id: &str, name: &str) -> ApiResult<Functio
         .ok_or_else(|| ApiError::not_found("function"))
 }
 
+#[utoipa::path(get, path = "/v1/functions", tag = "functions", summary = "List the project's functions", responses((status = 200, description = "The functions", body = crate::http::openapi::ObjectList), (status = "4XX", description = "The product's error shape", body = crate::http::openapi::ErrorResponse), (status = "5XX", description = "The product's error shape", body = crate::http::openapi::ErrorResponse)))]
 async fn list(State(app): State<AppState>, auth: ProjectAuth) -> ApiResult<Json<Page<Value>>> {
     let data = app
         .store
@@ -110,6 +112,7 @@ async fn list(State(app): State<AppState>, auth: ProjectAuth) -> ApiResult<Json<
     }))
 }
 
+#[utoipa::path(get, path = "/v1/functions/{name}", tag = "functions", summary = "Read a function", params(("name" = String, Path, description = "The function's name")), responses((status = 200, description = "The function as read", body = serde_json::Value), (status = "4XX", description = "The product's error shape", body = crate::http::openapi::ErrorResponse), (status = "5XX", description = "The product's error shape", body = crate::http::openapi::ErrorResponse)))]
 async fn read(
     State(app): State<AppState>,
     auth: ProjectAuth,
@@ -119,6 +122,7 @@ async fn read(
 }
 
 /// A JSON merge patch over the definition, validated whole; the name stays.
+#[utoipa::path(patch, path = "/v1/functions/{name}", tag = "functions", summary = "Change a function (JSON merge patch)", request_body = serde_json::Value, params(("name" = String, Path, description = "The function's name")), responses((status = 200, description = "The function as read", body = serde_json::Value), (status = "4XX", description = "The product's error shape", body = crate::http::openapi::ErrorResponse), (status = "5XX", description = "The product's error shape", body = crate::http::openapi::ErrorResponse)))]
 async fn update(
     State(app): State<AppState>,
     auth: ProjectAuth,
@@ -157,6 +161,7 @@ async fn update(
     Ok(Json(view(&find(&app, &auth.project_id, &name).await?)?))
 }
 
+#[utoipa::path(delete, path = "/v1/functions/{name}", tag = "functions", summary = "Delete a function", params(("name" = String, Path, description = "The function's name")), responses((status = 204, description = "Deleted"), (status = "4XX", description = "The product's error shape", body = crate::http::openapi::ErrorResponse), (status = "5XX", description = "The product's error shape", body = crate::http::openapi::ErrorResponse)))]
 async fn remove(
     State(app): State<AppState>,
     auth: ProjectAuth,
@@ -171,6 +176,7 @@ async fn remove(
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
+#[derive(utoipa::ToSchema)]
 struct InvokeBody {
     connection_id: String,
     #[serde(default)]
@@ -178,12 +184,13 @@ struct InvokeBody {
     page: Option<String>,
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
 struct InvokedView {
     output: Value,
     next_page: Option<String>,
 }
 
+#[utoipa::path(post, path = "/v1/functions/{name}/invoke", tag = "functions", summary = "Run a function (or http.request) on a connection", request_body = InvokeBody, params(("name" = String, Path, description = "The function's name, or http.request")), responses((status = 200, description = "Its output and the next page", body = InvokedView), (status = "4XX", description = "The product's error shape", body = crate::http::openapi::ErrorResponse), (status = "5XX", description = "The product's error shape", body = crate::http::openapi::ErrorResponse)))]
 async fn invoke(
     State(app): State<AppState>,
     auth: ProjectAuth,

@@ -30,6 +30,7 @@ pub fn router() -> Router<AppState> {
 }
 
 /// "Test": the checks that need no browser (`checks::test_integration`).
+#[utoipa::path(post, path = "/v1/integrations/{key}/test", tag = "integrations", summary = "Test an integration's settings", params(("key" = String, Path, description = "The integration's key")), responses((status = 200, description = "Each step run", body = serde_json::Value), (status = "4XX", description = "The product's error shape", body = crate::http::openapi::ErrorResponse), (status = "5XX", description = "The product's error shape", body = crate::http::openapi::ErrorResponse)))]
 async fn test(
     State(app): State<AppState>,
     auth: ProjectAuth,
@@ -78,6 +79,7 @@ fn secret_changes(valid: &ValidIntegration) -> Vec<(&str, Option<&str>)> {
         .collect()
 }
 
+#[utoipa::path(post, path = "/v1/integrations", tag = "integrations", summary = "Create an integration", request_body = serde_json::Value, responses((status = 201, description = "The integration as read", body = serde_json::Value), (status = "4XX", description = "The product's error shape", body = crate::http::openapi::ErrorResponse), (status = "5XX", description = "The product's error shape", body = crate::http::openapi::ErrorResponse)))]
 async fn create(
     State(app): State<AppState>,
     auth: ProjectAuth,
@@ -144,6 +146,7 @@ async fn create(
     }
 }
 
+#[utoipa::path(get, path = "/v1/integrations", tag = "integrations", summary = "List integrations", responses((status = 200, description = "The integrations", body = crate::http::openapi::ObjectList), (status = "4XX", description = "The product's error shape", body = crate::http::openapi::ErrorResponse), (status = "5XX", description = "The product's error shape", body = crate::http::openapi::ErrorResponse)))]
 async fn list(State(app): State<AppState>, auth: ProjectAuth) -> ApiResult<Json<Page<Value>>> {
     let rows = app.store.list_integrations(&auth.project_id).await?;
     let data = rows
@@ -163,6 +166,7 @@ async fn find(app: &AppState, project_id: &str, key: &str) -> ApiResult<Integrat
         .ok_or_else(|| ApiError::not_found("integration"))
 }
 
+#[utoipa::path(get, path = "/v1/integrations/{key}", tag = "integrations", summary = "Read an integration", params(("key" = String, Path, description = "The integration's key")), responses((status = 200, description = "The integration as read", body = serde_json::Value), (status = "4XX", description = "The product's error shape", body = crate::http::openapi::ErrorResponse), (status = "5XX", description = "The product's error shape", body = crate::http::openapi::ErrorResponse)))]
 async fn read(
     State(app): State<AppState>,
     auth: ProjectAuth,
@@ -172,6 +176,7 @@ async fn read(
     Ok(Json(view(&app, &row)?))
 }
 
+#[utoipa::path(patch, path = "/v1/integrations/{key}", tag = "integrations", summary = "Change an integration (JSON merge patch)", request_body = serde_json::Value, params(("key" = String, Path, description = "The integration's key")), responses((status = 200, description = "The integration as read", body = serde_json::Value), (status = "4XX", description = "The product's error shape", body = crate::http::openapi::ErrorResponse), (status = "5XX", description = "The product's error shape", body = crate::http::openapi::ErrorResponse)))]
 async fn update(
     State(app): State<AppState>,
     auth: ProjectAuth,
@@ -301,6 +306,7 @@ struct DeleteParams {
     cascade: bool,
 }
 
+#[utoipa::path(delete, path = "/v1/integrations/{key}", tag = "integrations", summary = "Delete an integration", params(("key" = String, Path, description = "The integration's key"), ("cascade" = Option<bool>, Query, description = "Disconnect its connections first")), responses((status = 204, description = "Deleted"), (status = "4XX", description = "The product's error shape", body = crate::http::openapi::ErrorResponse), (status = "5XX", description = "The product's error shape", body = crate::http::openapi::ErrorResponse)))]
 async fn remove(
     State(app): State<AppState>,
     auth: ProjectAuth,

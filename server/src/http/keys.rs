@@ -19,7 +19,7 @@ pub fn router() -> Router<AppState> {
         .route("/v1/keys/{id}", delete(revoke))
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
 struct KeyView {
     id: String,
     /// The public start of the key, to tell keys apart.
@@ -43,8 +43,10 @@ impl KeyView {
 /// `POST /v1/keys` takes no fields; a body, when sent, must be an empty JSON object.
 #[derive(serde::Deserialize)]
 #[serde(deny_unknown_fields)]
+#[derive(utoipa::ToSchema)]
 struct CreateKey {}
 
+#[utoipa::path(post, path = "/v1/keys", tag = "keys", summary = "Create another secret key", request_body = CreateKey, responses((status = 201, description = "The key, with the secret shown once", body = KeyView), (status = "4XX", description = "The product's error shape", body = crate::http::openapi::ErrorResponse), (status = "5XX", description = "The product's error shape", body = crate::http::openapi::ErrorResponse)))]
 async fn create(
     State(app): State<AppState>,
     auth: ProjectAuth,
@@ -68,6 +70,7 @@ async fn create(
     ))
 }
 
+#[utoipa::path(get, path = "/v1/keys", tag = "keys", summary = "List the project's secret keys", responses((status = 200, description = "The keys", body = crate::http::openapi::KeyList), (status = "4XX", description = "The product's error shape", body = crate::http::openapi::ErrorResponse), (status = "5XX", description = "The product's error shape", body = crate::http::openapi::ErrorResponse)))]
 async fn list(State(app): State<AppState>, auth: ProjectAuth) -> ApiResult<Json<Page<KeyView>>> {
     let rows = app.store.list_secret_keys(&auth.project_id).await?;
     Ok(Json(Page {
@@ -79,6 +82,7 @@ async fn list(State(app): State<AppState>, auth: ProjectAuth) -> ApiResult<Json<
     }))
 }
 
+#[utoipa::path(delete, path = "/v1/keys/{id}", tag = "keys", summary = "Revoke a secret key (never the last)", params(("id" = String, Path, description = "The key's id")), responses((status = 204, description = "Revoked"), (status = "4XX", description = "The product's error shape", body = crate::http::openapi::ErrorResponse), (status = "5XX", description = "The product's error shape", body = crate::http::openapi::ErrorResponse)))]
 async fn revoke(
     State(app): State<AppState>,
     auth: ProjectAuth,

@@ -8,6 +8,7 @@ pub mod error;
 mod functions;
 mod integrations;
 mod keys;
+mod openapi;
 mod pages;
 mod projects;
 mod proxy;
@@ -50,6 +51,7 @@ pub fn router(state: AppState) -> Router {
         .merge(pages::router())
         .merge(proxy::router())
         .merge(functions::router())
+        .merge(openapi::router())
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
@@ -61,6 +63,7 @@ pub fn router(state: AppState) -> Router {
         .with_state(state)
 }
 
+#[utoipa::path(get, path = "/healthz", tag = "operations", summary = "Whether the server and its database answer", responses((status = 200, description = "The status, ok", body = serde_json::Value), (status = "4XX", description = "The product's error shape", body = crate::http::openapi::ErrorResponse), (status = "5XX", description = "The product's error shape", body = crate::http::openapi::ErrorResponse)))]
 async fn healthz(State(app): State<AppState>) -> ApiResult<Json<serde_json::Value>> {
     app.store.ping().await?;
     Ok(Json(serde_json::json!({ "status": "ok" })))

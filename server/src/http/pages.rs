@@ -30,18 +30,21 @@ pub fn router() -> Router<AppState> {
         .route("/oauth/callback/{integration_id}", get(callback))
 }
 
+#[utoipa::path(get, path = "/connect/{attempt_id}", tag = "popup", summary = "The popup's first page: asks its opener for the attempt's proof", params(("attempt_id" = String, Path, description = "The attempt's id")), responses((status = 200, description = "A page for people", content_type = "text/html", body = String), (status = 400, description = "A page for people saying why not", content_type = "text/html", body = String)))]
 async fn popup(State(app): State<AppState>, Path(attempt_id): Path<String>) -> ApiResult<Response> {
     Ok(render(&app, connect::open_popup(&app, &attempt_id).await?))
 }
 
 #[derive(serde::Deserialize)]
 #[serde(deny_unknown_fields)]
+#[derive(utoipa::ToSchema)]
 struct BindBody {
     proof: String,
 }
 
 /// The popup presents the proof its opener gave it; the answer binds the
 /// attempt to this browser (a cookie) and names the provider's page to go to.
+#[utoipa::path(post, path = "/connect/{attempt_id}", tag = "popup", summary = "The popup presents its proof; answers where to go next", request_body = BindBody, params(("attempt_id" = String, Path, description = "The attempt's id")), responses((status = 200, description = "The next page's URL", body = serde_json::Value), (status = "4XX", description = "The product's error shape", body = crate::http::openapi::ErrorResponse), (status = "5XX", description = "The product's error shape", body = crate::http::openapi::ErrorResponse)))]
 async fn bind(
     State(app): State<AppState>,
     Path(attempt_id): Path<String>,
@@ -59,6 +62,7 @@ async fn bind(
         .into_response())
 }
 
+#[utoipa::path(get, path = "/oauth/callback/{integration_id}", tag = "popup", summary = "The provider's redirect back (the integration's redirect URI)", params(("integration_id" = String, Path, description = "The integration's id"), ("code" = Option<String>, Query, description = "The authorization code"), ("state" = Option<String>, Query, description = "The attempt's state"), ("error" = Option<String>, Query, description = "The provider's error"), ("error_description" = Option<String>, Query, description = "Its description"), ("iss" = Option<String>, Query, description = "The issuer")), responses((status = 200, description = "A page for people", content_type = "text/html", body = String), (status = 400, description = "A page for people saying why not", content_type = "text/html", body = String)))]
 async fn callback(
     State(app): State<AppState>,
     Path(integration_id): Path<String>,
@@ -74,6 +78,7 @@ async fn callback(
 }
 
 /// The credential form, for the browser its attempt is bound to.
+#[utoipa::path(get, path = "/connect/{attempt_id}/form", tag = "popup", summary = "The credential form (the auth types without OAuth)", params(("attempt_id" = String, Path, description = "The attempt's id")), responses((status = 200, description = "A page for people", content_type = "text/html", body = String), (status = 400, description = "A page for people saying why not", content_type = "text/html", body = String)))]
 async fn credential_form(
     State(app): State<AppState>,
     Path(attempt_id): Path<String>,
@@ -88,6 +93,7 @@ async fn credential_form(
 /// page counts: the browser's `Origin` must be Plugboard's, the binding
 /// cookie (`SameSite=Lax`, so never sent with another site's POST) must be
 /// this attempt's, and the form must carry the token derived from it.
+#[utoipa::path(post, path = "/connect/{attempt_id}/form", tag = "popup", summary = "The credential form, submitted (form-encoded, from its own page)", request_body(content = String, content_type = "application/x-www-form-urlencoded", description = "The form's fields and its form_token"), params(("attempt_id" = String, Path, description = "The attempt's id")), responses((status = 200, description = "A page for people", content_type = "text/html", body = String), (status = 400, description = "A page for people saying why not", content_type = "text/html", body = String), (status = 422, description = "The form again, saying what to correct", content_type = "text/html", body = String)))]
 async fn submit_credential_form(
     State(app): State<AppState>,
     Path(attempt_id): Path<String>,

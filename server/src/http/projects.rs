@@ -17,11 +17,12 @@ pub fn router() -> Router<AppState> {
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
+#[derive(utoipa::ToSchema)]
 struct CreateProject {
     name: String,
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
 struct CreatedProject {
     id: String,
     name: String,
@@ -29,6 +30,7 @@ struct CreatedProject {
     created_at: String,
 }
 
+#[utoipa::path(post, path = "/v1/admin/projects", tag = "admin", summary = "Create a project (operator token)", request_body = CreateProject, responses((status = 201, description = "The project and its first secret key", body = CreatedProject), (status = "4XX", description = "The product's error shape", body = crate::http::openapi::ErrorResponse), (status = "5XX", description = "The product's error shape", body = crate::http::openapi::ErrorResponse)))]
 async fn create(
     State(app): State<AppState>,
     _operator: OperatorAuth,

@@ -33,6 +33,7 @@ fn own_error(error: ApiError) -> Response {
     response
 }
 
+#[utoipa::path(method(get, post, put, patch, delete), path = "/v1/proxy/{connection_id}/{path}", tag = "proxy", summary = "The provider's API with the connection's credentials; the upstream's answer passed back as it came", params(("connection_id" = String, Path, description = "The connection's id"), ("path" = String, Path, description = "Appended to the connection's base URL"), ("Plugboard-Retries" = Option<u8>, Header, description = "0 to 3 retries on 429 and 5xx")), responses((status = "default", description = "The upstream's answer as it came, or (with Plugboard-Error) the proxy's own error")))]
 async fn forward(
     State(app): State<AppState>,
     auth: Result<ProjectAuth, ApiError>,

@@ -133,6 +133,7 @@ impl FromRequestParts<AppState> for SessionAuth {
 /// An app as the SDK shows it.
 #[derive(Serialize)]
 #[serde(rename_all = "camelCase")]
+#[derive(utoipa::ToSchema)]
 struct AppView {
     key: String,
     label: String,
@@ -145,6 +146,7 @@ struct AppView {
 /// A connected account as the SDK shows it.
 #[derive(Serialize)]
 #[serde(rename_all = "camelCase")]
+#[derive(utoipa::ToSchema)]
 struct ConnectedAccountView {
     id: String,
     app: String,
@@ -167,6 +169,7 @@ impl From<ConnectionRow> for ConnectedAccountView {
     }
 }
 
+#[utoipa::path(get, path = "/v1/sdk/apps", tag = "sdk", summary = "The apps the session may connect (session token)", responses((status = 200, description = "The apps", body = Vec<AppView>), (status = "4XX", description = "The product's error shape", body = crate::http::openapi::ErrorResponse), (status = "5XX", description = "The product's error shape", body = crate::http::openapi::ErrorResponse)))]
 async fn apps(State(app): State<AppState>, auth: SessionAuth) -> ApiResult<Json<Vec<AppView>>> {
     let rows = app
         .store
@@ -198,6 +201,7 @@ struct ConnectionsParams {
 }
 
 /// The end user's own connected accounts (`connections::end_users_connections`).
+#[utoipa::path(get, path = "/v1/sdk/connections", tag = "sdk", summary = "The end user's connected accounts (session token)", params(("app" = Option<String>, Query, description = "Only this app's")), responses((status = 200, description = "The accounts", body = Vec<ConnectedAccountView>), (status = "4XX", description = "The product's error shape", body = crate::http::openapi::ErrorResponse), (status = "5XX", description = "The product's error shape", body = crate::http::openapi::ErrorResponse)))]
 async fn connections(
     State(app): State<AppState>,
     auth: SessionAuth,
@@ -210,6 +214,7 @@ async fn connections(
     ))
 }
 
+#[utoipa::path(delete, path = "/v1/sdk/connections/{id}", tag = "sdk", summary = "Disconnect one of the end user's accounts (session token)", params(("id" = String, Path, description = "The connection's id")), responses((status = 204, description = "Disconnected"), (status = "4XX", description = "The product's error shape", body = crate::http::openapi::ErrorResponse), (status = "5XX", description = "The product's error shape", body = crate::http::openapi::ErrorResponse)))]
 async fn disconnect(
     State(app): State<AppState>,
     auth: SessionAuth,
@@ -225,6 +230,7 @@ async fn disconnect(
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
+#[derive(utoipa::ToSchema)]
 struct StartBody {
     app: String,
     connected_account_id: Option<String>,
@@ -232,6 +238,7 @@ struct StartBody {
     params: BTreeMap<String, String>,
 }
 
+#[utoipa::path(post, path = "/v1/sdk/connect", tag = "sdk", summary = "Start a connect attempt (session token)", request_body = StartBody, responses((status = 201, description = "The attempt", body = serde_json::Value), (status = "4XX", description = "The product's error shape", body = crate::http::openapi::ErrorResponse), (status = "5XX", description = "The product's error shape", body = crate::http::openapi::ErrorResponse)))]
 async fn start(
     State(app): State<AppState>,
     auth: SessionAuth,
@@ -272,6 +279,7 @@ async fn start(
 
 #[derive(Serialize)]
 #[serde(rename_all = "camelCase")]
+#[derive(utoipa::ToSchema)]
 struct AttemptStatusView {
     id: String,
     status: String,
@@ -299,6 +307,7 @@ impl AttemptStatusView {
 
 #[derive(Serialize)]
 #[serde(rename_all = "camelCase")]
+#[derive(utoipa::ToSchema)]
 struct AttemptError {
     code: String,
     message: String,
@@ -307,6 +316,7 @@ struct AttemptError {
 
 /// How an attempt ended, or that it has not yet: the SDK's source of truth
 /// when the popup's message cannot reach it.
+#[utoipa::path(get, path = "/v1/sdk/connect/{attempt_id}", tag = "sdk", summary = "A connect attempt's status (session token)", params(("attempt_id" = String, Path, description = "The attempt's id")), responses((status = 200, description = "The status", body = AttemptStatusView), (status = "4XX", description = "The product's error shape", body = crate::http::openapi::ErrorResponse), (status = "5XX", description = "The product's error shape", body = crate::http::openapi::ErrorResponse)))]
 async fn attempt_status(
     State(app): State<AppState>,
     auth: SessionAuth,
@@ -317,6 +327,7 @@ async fn attempt_status(
 }
 
 /// The page gave up waiting (`connectApp`'s `signal`): see `connect::cancel`.
+#[utoipa::path(post, path = "/v1/sdk/connect/{attempt_id}/cancel", tag = "sdk", summary = "Give up a connect attempt (session token)", params(("attempt_id" = String, Path, description = "The attempt's id")), responses((status = 200, description = "The status", body = AttemptStatusView), (status = "4XX", description = "The product's error shape", body = crate::http::openapi::ErrorResponse), (status = "5XX", description = "The product's error shape", body = crate::http::openapi::ErrorResponse)))]
 async fn cancel_attempt(
     State(app): State<AppState>,
     auth: SessionAuth,
@@ -328,6 +339,7 @@ async fn cancel_attempt(
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
+#[derive(utoipa::ToSchema)]
 struct InvokeBody {
     connected_account_id: Option<String>,
     #[serde(default)]
@@ -337,12 +349,14 @@ struct InvokeBody {
 
 #[derive(Serialize)]
 #[serde(rename_all = "camelCase")]
+#[derive(utoipa::ToSchema)]
 struct InvokedView {
     output: serde_json::Value,
     next_page: Option<String>,
 }
 
 /// `invokeFunction`: a declared function on one of the end user's own accounts.
+#[utoipa::path(post, path = "/v1/sdk/functions/{name}/invoke", tag = "sdk", summary = "invokeFunction: a declared function on the end user's account (session token)", request_body = InvokeBody, params(("name" = String, Path, description = "The function's name")), responses((status = 200, description = "Its output and the next page", body = InvokedView), (status = "4XX", description = "The product's error shape", body = crate::http::openapi::ErrorResponse), (status = "5XX", description = "The product's error shape", body = crate::http::openapi::ErrorResponse)))]
 async fn invoke_function(
     State(app): State<AppState>,
     auth: SessionAuth,
