@@ -68,6 +68,11 @@ pub struct ServeArgs {
     #[arg(long, env = "PLUGBOARD_ALLOW_HOSTS", default_value = "")]
     pub allow_hosts: String,
 
+    /// Call no host but those in PLUGBOARD_ALLOW_HOSTS, public ones included
+    /// (names not listed are refused before DNS): for closed networks and fuzzing.
+    #[arg(long, env = "PLUGBOARD_OUTBOUND_ONLY_ALLOWED", default_value_t = false, action = clap::ArgAction::Set, num_args = 0..=1, default_missing_value = "true")]
+    pub outbound_only_allowed: bool,
+
     /// Trust X-Forwarded-* headers from a reverse proxy.
     #[arg(long, env = "PLUGBOARD_TRUST_PROXY", default_value_t = false, action = clap::ArgAction::Set, num_args = 0..=1, default_missing_value = "true")]
     pub trust_proxy: bool,
@@ -214,8 +219,11 @@ impl Settings {
                 "PLUGBOARD_OPERATOR_TOKEN must be at least 16 characters".into(),
             ));
         }
-        let allow_hosts = AllowList::parse(&args.allow_hosts)
+        let mut allow_hosts = AllowList::parse(&args.allow_hosts)
             .map_err(|e| ConfigError::Invalid(format!("PLUGBOARD_ALLOW_HOSTS: {e}")))?;
+        if args.outbound_only_allowed {
+            allow_hosts = allow_hosts.only_listed();
+        }
         Ok(Settings {
             public_url,
             operator_token,

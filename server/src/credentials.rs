@@ -429,9 +429,9 @@ async fn run_test_request(
         .credential(credential);
     let response = match app.outbound.send(request).await {
         Ok(r) => r,
-        Err(OutboundError::Refused { host, class }) => {
+        Err(e @ (OutboundError::Refused { .. } | OutboundError::Unlisted(_))) => {
             // The detail is for the operator; the end user learns only that it cannot be used.
-            tracing::warn!(%host, ?class, "a credential form's URL points at an internal address");
+            tracing::warn!(error = %e, "a credential form's URL is not one Plugboard calls");
             return Err("This URL cannot be used: Plugboard does not call that address.".into());
         }
         Err(OutboundError::Timeout) => {

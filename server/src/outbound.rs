@@ -153,6 +153,9 @@ fn classify_v6(ip: Ipv6Addr) -> AddressClass {
 pub struct AllowList {
     names: Vec<String>,
     nets: Vec<IpNet>,
+    /// `PLUGBOARD_OUTBOUND_ONLY_ALLOWED`: only these hosts may be called at
+    /// all, public ones included; a name not listed is refused before DNS.
+    only_listed: bool,
 }
 
 impl AllowList {
@@ -180,6 +183,12 @@ impl AllowList {
         Ok(list)
     }
 
+    /// Only the listed hosts may be called (a closed test network, a fuzzing run).
+    pub fn only_listed(mut self) -> AllowList {
+        self.only_listed = true;
+        self
+    }
+
     pub fn allows_ip(&self, ip: IpAddr) -> bool {
         let ip = canonical(ip);
         self.nets.iter().any(|n| n.contains(&ip))
@@ -192,7 +201,7 @@ impl AllowList {
 
     /// Whether a connection to `ip` is permitted.
     pub fn permits(&self, ip: IpAddr) -> bool {
-        !classify(ip).is_internal() || self.allows_ip(ip)
+        (!self.only_listed && !classify(ip).is_internal()) || self.allows_ip(ip)
     }
 }
 
@@ -211,6 +220,8 @@ pub enum OutboundError {
     InvalidUrl,
     #[error("{host} is an internal address ({class:?}); outbound calls may reach it only if PLUGBOARD_ALLOW_HOSTS lists it")]
     Refused { host: String, class: AddressClass },
+    #[error("{0} is not in PLUGBOARD_ALLOW_HOSTS, and only the hosts listed there may be called (PLUGBOARD_OUTBOUND_ONLY_ALLOWED)")]
+    Unlisted(String),
     #[error("could not resolve {0}")]
     Resolve(String),
     #[error("the request timed out")]
@@ -249,6 +260,9 @@ pub fn check_url_target(url: &Url, allow: &AllowList) -> Result<(), OutboundErro
         Some(Host::Ipv6(v6)) => check_ip(IpAddr::V6(v6), allow),
         Some(Host::Domain(name)) => {
             let lower = name.trim_end_matches('.').to_ascii_lowercase();
+            if allow.only_listed && !allow.allows_name(&lower) {
+                return Err(OutboundError::Unlisted(name.to_string()));
+            }
             let is_localhost = lower == "localhost" || lower.ends_with(".localhost");
             if is_localhost
                 && !allow.allows_name(&lower)
@@ -674,6 +688,29 @@ fn map_reqwest(err: reqwest::Error) -> OutboundError {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn only_listed_hosts_may_be_called_when_the_operator_says_so() {
+        let strict = AllowList::parse("127.0.0.1,api.example.com")
+            .unwrap()
+            .only_listed();
+        let check = |url: &str| check_url_target(&Url::parse(url).unwrap(), &strict);
+        assert!(matches!(
+            check("https://example.com/x"),
+            Err(OutboundError::Unlisted(_))
+        ));
+        assert!(matches!(
+            check("http://93.184.216.34/"),
+            Err(OutboundError::Refused { .. })
+        ));
+        assert!(check("http://127.0.0.1:9/").is_ok());
+        assert!(check("https://api.example.com/").is_ok());
+        assert!(!strict.permits("93.184.216.34".parse().unwrap()));
+        // Without the setting, public hosts are called as ever.
+        let open = AllowList::parse("127.0.0.1").unwrap();
+        assert!(check_url_target(&Url::parse("https://example.com/x").unwrap(), &open).is_ok());
+        assert!(open.permits("93.184.216.34".parse().unwrap()));
+    }
 
     fn class(s: &str) -> AddressClass {
         classify(s.parse().unwrap())

@@ -107,14 +107,22 @@ pub(crate) fn npm_install(dir: &str) -> Result<(), String> {
 
 /// The version of botocore, the independent SigV4 signer the tests compare against.
 const BOTOCORE: &str = "1.44.8";
+/// The version of schemathesis, the fuzzer driven by `/v1/openapi.json`.
+const SCHEMATHESIS: &str = "4.32.5";
 
 /// botocore from PyPI, pinned, in the tools directory (kept between clones).
 fn botocore() -> Result<std::path::PathBuf, String> {
-    let dir = sdk::tools_dir().join(format!("python/botocore-{BOTOCORE}"));
-    if dir.join("botocore").exists() {
+    pip_tool("botocore", BOTOCORE, "the SigV4 tests")
+}
+
+/// A Python package from PyPI, pinned, installed once into the tools
+/// directory (kept between clones); answers the directory for `PYTHONPATH`.
+fn pip_tool(name: &str, version: &str, what_for: &str) -> Result<std::path::PathBuf, String> {
+    let dir = sdk::tools_dir().join(format!("python/{name}-{version}"));
+    if dir.join(name).exists() {
         return Ok(dir);
     }
-    eprintln!("xtask: installing botocore {BOTOCORE} from PyPI for the SigV4 tests");
+    eprintln!("xtask: installing {name} {version} from PyPI for {what_for}");
     run(Command::new("python3")
         .args([
             "-m",
@@ -126,7 +134,7 @@ fn botocore() -> Result<std::path::PathBuf, String> {
             "--target",
         ])
         .arg(&dir)
-        .arg(format!("botocore=={BOTOCORE}")))?;
+        .arg(format!("{name}=={version}")))?;
     Ok(dir)
 }
 
@@ -184,13 +192,15 @@ fn test(extra: &[String]) -> Result<(), String> {
     eprintln!("xtask: PostgreSQL test cluster at {}", cluster.admin_url());
     let binary = sdk::target_dir().join("debug").join("plugboard");
     let botocore = botocore()?;
+    let schemathesis = pip_tool("schemathesis", SCHEMATHESIS, "the fuzzing test")?;
     let mut tally = Tally::default();
     let mut ok = run_counted(
         cargo()
             .args(["test", "--workspace"])
             .args(extra)
             .env("PLUGBOARD_TEST_POSTGRES_URL", cluster.admin_url())
-            .env("PLUGBOARD_BOTOCORE_PATH", &botocore),
+            .env("PLUGBOARD_BOTOCORE_PATH", &botocore)
+            .env("PLUGBOARD_SCHEMATHESIS_PATH", &schemathesis),
         &mut tally,
     )?;
     // What a crash leaves behind (SECURITY 27): the server built with its

@@ -15,6 +15,7 @@ pub fn plugboard(data_dir: &Path) -> Command {
         "PLUGBOARD_LISTEN",
         "PLUGBOARD_PUBLIC_URL",
         "PLUGBOARD_ALLOW_HOSTS",
+        "PLUGBOARD_OUTBOUND_ONLY_ALLOWED",
         "PLUGBOARD_TRUST_PROXY",
         "PLUGBOARD_HEADER_TIMEOUT_SECONDS",
         "PLUGBOARD_BODY_TIMEOUT_SECONDS",
