@@ -152,6 +152,8 @@ struct Target {
     base: String,
     oauth: bool,
     spec: IntegrationSpec,
+    /// The fields of a connection without OAuth, read once.
+    fields: std::collections::BTreeMap<String, crate::secret::Secret>,
 }
 
 async fn target(app: &App, connection: &ConnectionRow) -> ApiResult<Target> {
@@ -162,22 +164,22 @@ async fn target(app: &App, connection: &ConnectionRow) -> ApiResult<Target> {
         .ok_or_else(|| ApiError::not_found("connection"))?;
     // The settings the connection was made with: a base URL set later never
     // receives its credentials (SECURITY 34).
-    let client = app
+    let config = app
         .store
-        .oauth_client(&app.vault, &integration, connection.client_generation)
+        .client_config(&integration, connection.client_generation)
         .await?
         .ok_or_else(|| ApiError::internal("the connection's integration settings are gone"))?;
-    let spec = IntegrationSpec::parse(&integration.auth_type, &client.config)
-        .map_err(ApiError::internal)?;
+    let spec =
+        IntegrationSpec::parse(&integration.auth_type, &config).map_err(ApiError::internal)?;
     let oauth = spec.auth_type.is_oauth();
-    let base = if oauth {
-        spec.api_base_url.clone()
+    let (base, fields) = if oauth {
+        (spec.api_base_url.clone(), Default::default())
     } else {
         let fields = app
             .store
             .connection_secrets(&app.vault, &connection.id)
             .await?;
-        spec.connection_base_url(&fields)
+        (spec.connection_base_url(&fields), fields)
     };
     let base = base.ok_or_else(|| {
         ApiError::new(
@@ -191,7 +193,12 @@ async fn target(app: &App, connection: &ConnectionRow) -> ApiResult<Target> {
             "the integration's api_base_url has variables this connection does not fill",
         ));
     }
-    Ok(Target { base, oauth, spec })
+    Ok(Target {
+        base,
+        oauth,
+        spec,
+        fields,
+    })
 }
 
 /// The connection's credential, and the OAuth token version it holds.
@@ -213,12 +220,9 @@ async fn credential(
             Some(token.version),
         ));
     }
-    let fields = app
-        .store
-        .connection_secrets(&app.vault, &connection.id)
-        .await?;
-    let credential = ConnectionCredential::from_fields(&target.spec.auth, &fields, app.clock.now())
-        .map_err(ApiError::internal)?;
+    let credential =
+        ConnectionCredential::from_fields(&target.spec.auth, &target.fields, app.clock.now())
+            .map_err(ApiError::internal)?;
     Ok((credential, None))
 }
 

@@ -167,7 +167,9 @@ enum Source {
 /// What refreshing needs to know about the connection's integration.
 struct Grant {
     endpoint: TokenEndpoint,
-    client_secret: Secret,
+    /// Its integration: the client secret is read from it only when the
+    /// provider is called.
+    integration: crate::store::IntegrationRow,
     buffer: i64,
     source: Source,
 }
@@ -181,13 +183,13 @@ async fn grant(app: &App, state: &TokenState) -> ApiResult<Grant> {
     let spec = IntegrationSpec::parse(&integration.auth_type, &integration.config)
         .map_err(ApiError::internal)?;
     // The refresh goes to the client the connection was made with.
-    let client = app
+    let config = app
         .store
-        .oauth_client(&app.vault, &integration, state.client_generation)
+        .client_config(&integration, state.client_generation)
         .await?
         .ok_or_else(|| ApiError::internal("the connection's OAuth client is gone"))?;
-    let client_spec = IntegrationSpec::parse(&integration.auth_type, &client.config)
-        .map_err(ApiError::internal)?;
+    let client_spec =
+        IntegrationSpec::parse(&integration.auth_type, &config).map_err(ApiError::internal)?;
     let source = match client_spec.auth {
         AuthSpec::OAuth2ClientCredentials(_) => Source::ClientCredentials,
         _ => Source::RefreshToken,
@@ -196,14 +198,26 @@ async fn grant(app: &App, state: &TokenState) -> ApiResult<Grant> {
         endpoint: client_spec.token_endpoint().ok_or_else(|| {
             ApiError::internal("the connection's integration has no token endpoint")
         })?,
-        client_secret: client
+        buffer: spec.refresh_buffer_seconds,
+        source,
+        integration,
+    })
+}
+
+impl Grant {
+    /// The client secret of the connection's client generation.
+    async fn client_secret(&self, app: &App, generation: i64) -> ApiResult<Secret> {
+        let client = app
+            .store
+            .oauth_client(&app.vault, &self.integration, generation)
+            .await?
+            .ok_or_else(|| ApiError::internal("the connection's OAuth client is gone"))?;
+        Ok(client
             .secrets
             .get("client_secret")
             .cloned()
-            .unwrap_or_default(),
-        buffer: spec.refresh_buffer_seconds,
-        source,
-    })
+            .unwrap_or_default())
+    }
 }
 
 /// The connection's access token, refreshed first when it is due.
@@ -273,6 +287,9 @@ async fn access_token(
             error.retry_after = u64::try_from(retry_at - now).ok();
             return Err(error);
         }
+        // Read before the lease is taken: a secret that cannot be opened
+        // fails the use without leaving a lease behind.
+        let client_secret = grant.client_secret(app, state.client_generation).await?;
         let holder = &app.refreshes.holder;
         if app
             .store
@@ -285,7 +302,7 @@ async fn access_token(
             )
             .await?
         {
-            return refresh(app, &state, &grant).await;
+            return refresh(app, &state, &grant, &client_secret).await;
         }
         // Another process holds the lease: wait for the version it stores
         // (or for its lease to lapse, if it died).
@@ -364,7 +381,12 @@ async fn refreshable(app: &App, state: &TokenState, grant: &Grant) -> ApiResult<
 }
 
 /// Calls the provider while holding the lease; stores the result or the failure.
-async fn refresh(app: &App, state: &TokenState, grant: &Grant) -> ApiResult<AccessToken> {
+async fn refresh(
+    app: &App,
+    state: &TokenState,
+    grant: &Grant,
+    client_secret: &Secret,
+) -> ApiResult<AccessToken> {
     let holder = &app.refreshes.holder;
     let secrets = app.store.connection_secrets(&app.vault, &state.id).await?;
     let refresh_token = secrets.get("refresh_token").cloned().unwrap_or_default();
@@ -376,18 +398,14 @@ async fn refresh(app: &App, state: &TokenState, grant: &Grant) -> ApiResult<Acce
                 oauth::refresh_tokens(
                     &app.outbound,
                     &grant.endpoint,
-                    &grant.client_secret,
+                    client_secret,
                     &refresh_token,
                 )
                 .await
             }
             Source::ClientCredentials => {
-                oauth::client_credentials_tokens(
-                    &app.outbound,
-                    &grant.endpoint,
-                    &grant.client_secret,
-                )
-                .await
+                oauth::client_credentials_tokens(&app.outbound, &grant.endpoint, client_secret)
+                    .await
             }
         };
         match result {

@@ -294,6 +294,28 @@ impl Store {
         }))
     }
 
+    /// The settings (no secrets) of `generation` of an integration: what a
+    /// connection made with that generation is called with.
+    pub async fn client_config(
+        &self,
+        integration: &IntegrationRow,
+        generation: i64,
+    ) -> StoreResult<Option<String>> {
+        if generation == integration.client_generation {
+            return Ok(Some(integration.config.clone()));
+        }
+        Ok(on_pool!(self, |pool| {
+            sqlx::query_as::<_, (String,)>(
+                "SELECT config FROM oauth_clients WHERE integration_id = $1 AND generation = $2",
+            )
+            .bind(&integration.id)
+            .bind(generation)
+            .fetch_optional(pool)
+            .await?
+        })
+        .map(|(config,)| config))
+    }
+
     /// The OAuth client of `generation` of an integration: the integration's
     /// own settings when that generation is current, else the retired client's.
     pub async fn oauth_client(
