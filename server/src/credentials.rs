@@ -499,8 +499,9 @@ async fn run_test_request(
     })
 }
 
-/// Everything submitted that is secret, in every spelling it was sent.
-fn redactor(fields: &BTreeMap<String, Secret>) -> Redactor {
+/// Every secret among a connection's fields (all but its URL and region),
+/// and the Basic pair they make, in every spelling they are sent.
+pub(crate) fn redactor(fields: &BTreeMap<String, Secret>) -> Redactor {
     let mut redactor = Redactor::new();
     for (name, value) in fields {
         if matches!(name.as_str(), "base_url" | "region") {

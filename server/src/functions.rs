@@ -157,6 +157,27 @@ fn check_body_template(value: &Value, field: &str, errors: &mut BTreeMap<String,
     }
 }
 
+/// The request method at `map["method"]` (GET when absent), upper-cased;
+/// a method that is not one of `METHODS` is named in `errors` as `field`.
+fn method_of(
+    map: &Map<String, Value>,
+    field: &str,
+    errors: &mut BTreeMap<String, String>,
+) -> String {
+    let method = map
+        .get("method")
+        .and_then(Value::as_str)
+        .unwrap_or("GET")
+        .to_ascii_uppercase();
+    if !METHODS.contains(&method.as_str()) {
+        errors.insert(
+            field.into(),
+            "must be GET, HEAD, POST, PUT, PATCH or DELETE".into(),
+        );
+    }
+    method
+}
+
 /// Compiles an input schema, refusing references to other documents.
 pub fn compile_schema(schema: &Value) -> Result<jsonschema::Validator, String> {
     fn remote_ref(value: &Value) -> bool {
@@ -275,17 +296,7 @@ pub fn validate(input: &Map<String, Value>) -> Result<ValidFunction, BTreeMap<St
             {
                 errors.insert(format!("request.{extra}"), "unknown field".into());
             }
-            let method = request
-                .get("method")
-                .and_then(Value::as_str)
-                .unwrap_or("GET")
-                .to_ascii_uppercase();
-            if !METHODS.contains(&method.as_str()) {
-                errors.insert(
-                    "request.method".into(),
-                    "must be GET, HEAD, POST, PUT, PATCH or DELETE".into(),
-                );
-            }
+            let method = method_of(request, "request.method", &mut errors);
             match request.get("path").and_then(Value::as_str) {
                 Some(path) => {
                     check_template(path, "request.path", &mut errors);
@@ -296,7 +307,7 @@ pub fn validate(input: &Map<String, Value>) -> Result<ValidFunction, BTreeMap<St
                             "request.path".into(),
                             "must not hold a query or a fragment: use request.query".into(),
                         );
-                    } else if let Some(problem) = proxy::unsafe_path(&sample) {
+                    } else if let Some(problem) = proxy::path_problem(&sample) {
                         errors.insert("request.path".into(), problem.into());
                     }
                 }
@@ -640,18 +651,7 @@ async fn redactor(app: &App, connection: &ConnectionRow) -> ApiResult<Redactor> 
         .store
         .connection_secrets(&app.vault, &connection.id)
         .await?;
-    let mut redactor = Redactor::new();
-    for (name, value) in &secrets {
-        if name != "region" && name != "base_url" {
-            redactor = redactor.secret(value.expose());
-        }
-    }
-    if let (Some(user), Some(password)) = (secrets.get("username"), secrets.get("password")) {
-        let pair = format!("{}:{}", user.expose(), password.expose());
-        redactor =
-            redactor.secret(&base64::engine::general_purpose::STANDARD.encode(pair.as_bytes()));
-    }
-    Ok(redactor)
+    Ok(crate::credentials::redactor(&secrets))
 }
 
 fn bad_page() -> ApiError {
@@ -801,24 +801,14 @@ pub async fn http_request(
     {
         fields.insert(format!("input.{extra}"), "unknown field".to_string());
     }
-    let method = map
-        .get("method")
-        .and_then(Value::as_str)
-        .unwrap_or("GET")
-        .to_ascii_uppercase();
-    if !METHODS.contains(&method.as_str()) {
-        fields.insert(
-            "input.method".into(),
-            "must be GET, HEAD, POST, PUT, PATCH or DELETE".into(),
-        );
-    }
+    let method = method_of(map, "input.method", &mut fields);
     let path = map.get("path").and_then(Value::as_str).unwrap_or_default();
     if path.contains('?') || path.contains('#') {
         fields.insert(
             "input.path".into(),
             "must not hold a query or a fragment: use input.query".into(),
         );
-    } else if let Some(problem) = proxy::unsafe_path(path) {
+    } else if let Some(problem) = proxy::path_problem(path) {
         fields.insert("input.path".into(), problem.into());
     }
     let mut query = Vec::new();
@@ -1031,7 +1021,7 @@ fn relative_to(base: &str, url: &str) -> Option<String> {
     }
     let base_path = base_url.path().trim_end_matches('/');
     let rest = next.path().strip_prefix(base_path)?;
-    if !rest.starts_with('/') || proxy::unsafe_path(rest).is_some() {
+    if !rest.starts_with('/') || proxy::path_problem(rest).is_some() {
         return None;
     }
     Some(match next.query() {

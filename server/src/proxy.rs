@@ -73,7 +73,7 @@ fn refused(message: impl Into<String>) -> ApiError {
 /// Why a proxied path may not be used, if it may not: it must stay under the
 /// connection's base URL, whatever a server makes of dots, slashes and
 /// backslashes, encoded or not.
-fn path_problem(path: &str) -> Option<&'static str> {
+pub(crate) fn path_problem(path: &str) -> Option<&'static str> {
     if !path.starts_with('/') {
         return Some("the path must start with '/'");
     }
@@ -365,11 +365,6 @@ pub(crate) async fn send(
 /// The connection's base URL, as its calls use it.
 pub(crate) async fn base_url(app: &App, connection: &ConnectionRow) -> ApiResult<String> {
     Ok(target(app, connection).await?.base)
-}
-
-/// Why a path may not be appended to a base URL, if it may not.
-pub(crate) fn unsafe_path(path: &str) -> Option<&'static str> {
-    path_problem(path)
 }
 
 #[cfg(test)]
