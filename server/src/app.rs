@@ -22,6 +22,8 @@ pub struct App {
     pub limiters: Limiters,
     /// This process's side of single-flight token refresh.
     pub refreshes: Refreshes,
+    /// Connections prepared for calls, kept until a write changes them.
+    pub calls: crate::proxy::Calls,
 }
 
 impl App {
@@ -34,6 +36,7 @@ impl App {
     ) -> App {
         App {
             limiters: Limiters::new(&settings.limits),
+            calls: crate::cache::Cache::new(store.changes()),
             store,
             vault: Arc::new(vault),
             clock,

@@ -12,16 +12,19 @@
 //! answers 401 to it), and, when asked with `Plugboard-Retries`, retries on
 //! 429 and 5xx honouring `Retry-After`.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use reqwest::header::{HeaderMap, HeaderName, HeaderValue};
 
 use crate::app::App;
 use crate::auth::ConnectionCredential;
+use crate::cache::{Cache, Topic};
 use crate::error::{ApiError, ApiResult, ErrorCode};
 use crate::integrations::IntegrationSpec;
 use crate::outbound::{OutboundError, OutboundRequest, StreamedResponse};
 use crate::store::ConnectionRow;
+use crate::tokens::AccessToken;
 
 /// The request header that asks for retries (0 to 3); never forwarded.
 pub const RETRIES_HEADER: &str = "plugboard-retries";
@@ -201,29 +204,98 @@ async fn target(app: &App, connection: &ConnectionRow) -> ApiResult<Target> {
     })
 }
 
-/// The connection's credential, and the OAuth token version it holds.
+/// Everything a call with a connection needs, read once and kept in
+/// [`App::calls`](crate::app::App) until a write to the connection or its
+/// integration drops it (`crate::cache`).
+pub struct Prepared {
+    connection: ConnectionRow,
+    target: Target,
+    /// An OAuth connection's access token, used until it falls due.
+    token: Option<AccessToken>,
+}
+
+/// Prepared connections by id.
+pub type Calls = Arc<Cache<Arc<Prepared>>>;
+
+/// The project's connection, ready to call with: from [`Calls`] when kept
+/// and its token (if any) not yet due, else read, checked and kept.
+pub(crate) async fn prepare(
+    app: &App,
+    project_id: &str,
+    connection_id: &str,
+) -> ApiResult<Arc<Prepared>> {
+    if let Some(prepared) = app.calls.get(connection_id) {
+        let now = app.now();
+        let fresh = match &prepared.token {
+            Some(token) => token.due_at.is_none_or(|at| now < at),
+            None => !prepared.target.oauth,
+        };
+        if prepared.connection.project_id == project_id && fresh {
+            return Ok(prepared);
+        }
+    }
+    let ticket = app.calls.ticket();
+    let connection = usable_connection(app, project_id, connection_id).await?;
+    let target = target(app, &connection).await?;
+    let token = if target.oauth {
+        Some(crate::tokens::fresh_access_token(app, &connection.id).await?)
+    } else {
+        None
+    };
+    let topics = vec![
+        Topic::Connection(connection.id.clone()),
+        Topic::Integration(connection.integration_id.clone()),
+    ];
+    let prepared = Arc::new(Prepared {
+        connection,
+        target,
+        token,
+    });
+    // A refresh just made announced itself, so this is kept from the next call on.
+    app.calls
+        .put(ticket, connection_id, prepared.clone(), topics);
+    Ok(prepared)
+}
+
+/// The credential to call with: the prepared one, or after the provider
+/// rejected an OAuth token (its version `rejected`) or a wait, a fresh one.
 async fn credential(
     app: &App,
-    connection: &ConnectionRow,
-    target: &Target,
-    rejected: Option<i64>,
+    prepared: &Prepared,
+    renew: Renew,
 ) -> ApiResult<(ConnectionCredential, Option<i64>)> {
-    if target.oauth {
-        let token = match rejected {
-            None => crate::tokens::fresh_access_token(app, &connection.id).await?,
-            Some(version) => {
-                crate::tokens::replace_rejected_token(app, &connection.id, version).await?
+    if prepared.target.oauth {
+        let id = &prepared.connection.id;
+        let token = match (renew, &prepared.token) {
+            (Renew::No, Some(token)) => token.clone(),
+            (Renew::Rejected(version), _) => {
+                crate::tokens::replace_rejected_token(app, id, version).await?
             }
+            _ => crate::tokens::fresh_access_token(app, id).await?,
         };
         return Ok((
             ConnectionCredential::AccessToken(token.access_token),
             Some(token.version),
         ));
     }
-    let credential =
-        ConnectionCredential::from_fields(&target.spec.auth, &target.fields, app.clock.now())
-            .map_err(ApiError::internal)?;
+    let credential = ConnectionCredential::from_fields(
+        &prepared.target.spec.auth,
+        &prepared.target.fields,
+        app.clock.now(),
+    )
+    .map_err(ApiError::internal)?;
     Ok((credential, None))
+}
+
+/// Which credential [`credential`] gives.
+#[derive(Clone, Copy)]
+enum Renew {
+    /// The prepared one.
+    No,
+    /// A fresh one, read again (after a wait).
+    Again,
+    /// A replacement for this version of the OAuth token.
+    Rejected(i64),
 }
 
 fn upstream_error(error: &OutboundError) -> ApiError {
@@ -264,14 +336,14 @@ pub async fn forward(
     if let Some(problem) = path_problem(&request.path) {
         return Err(refused(problem));
     }
-    let connection = usable_connection(app, project_id, connection_id).await?;
+    let prepared = prepare(app, project_id, connection_id).await?;
     let path_and_query = match &request.query {
         Some(query) => format!("{}?{query}", request.path),
         None => request.path.clone(),
     };
-    send(
+    send_prepared(
         app,
-        &connection,
+        &prepared,
         Outgoing {
             method: request.method,
             path_and_query,
@@ -314,18 +386,27 @@ pub(crate) struct Outgoing {
     pub retries: u32,
 }
 
-/// Sends `outgoing` to the connection's base URL with its credential: one
-/// refresh and one retry after a 401 to an OAuth token; the retries asked
-/// for on 429 and 5xx.
+/// Sends `outgoing` to the connection's base URL with its credential (see
+/// [`send_prepared`]).
 pub(crate) async fn send(
     app: &App,
     connection: &ConnectionRow,
     outgoing: Outgoing,
 ) -> ApiResult<StreamedResponse> {
-    let target = target(app, connection).await?;
-    let url = crate::outbound::append_path(&target.base, &outgoing.path_and_query)
+    let prepared = prepare(app, &connection.project_id, &connection.id).await?;
+    send_prepared(app, &prepared, outgoing).await
+}
+
+/// Sends `outgoing` with the prepared connection: one refresh and one retry
+/// after a 401 to an OAuth token; the retries asked for on 429 and 5xx.
+async fn send_prepared(
+    app: &App,
+    prepared: &Prepared,
+    outgoing: Outgoing,
+) -> ApiResult<StreamedResponse> {
+    let url = crate::outbound::append_path(&prepared.target.base, &outgoing.path_and_query)
         .ok_or_else(|| refused("the path would leave the connection's base URL"))?;
-    let (mut credential_now, mut version) = credential(app, connection, &target, None).await?;
+    let (mut credential_now, mut version) = credential(app, prepared, Renew::No).await?;
     let mut retried_401 = false;
     let mut attempt = 0;
     loop {
@@ -342,10 +423,11 @@ pub(crate) async fn send(
             )
             .await
             .map_err(|e| upstream_error(&e))?;
-        if response.status == 401 && target.oauth && !retried_401 {
+        if response.status == 401 && prepared.target.oauth && !retried_401 {
             // The provider refused a token Plugboard thought good: one refresh, one retry.
             retried_401 = true;
-            (credential_now, version) = credential(app, connection, &target, version).await?;
+            let renew = version.map_or(Renew::Again, Renew::Rejected);
+            (credential_now, version) = credential(app, prepared, renew).await?;
             continue;
         }
         let retryable = response.status == 429 || response.status >= 500;
@@ -354,7 +436,7 @@ pub(crate) async fn send(
                 attempt += 1;
                 drop(response);
                 tokio::time::sleep(delay).await;
-                (credential_now, version) = credential(app, connection, &target, None).await?;
+                (credential_now, version) = credential(app, prepared, Renew::Again).await?;
                 continue;
             }
         }
@@ -364,7 +446,11 @@ pub(crate) async fn send(
 
 /// The connection's base URL, as its calls use it.
 pub(crate) async fn base_url(app: &App, connection: &ConnectionRow) -> ApiResult<String> {
-    Ok(target(app, connection).await?.base)
+    Ok(prepare(app, &connection.project_id, &connection.id)
+        .await?
+        .target
+        .base
+        .clone())
 }
 
 #[cfg(test)]

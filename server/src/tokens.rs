@@ -52,6 +52,7 @@ const RETRY_DELAYS: [Duration; 2] = [Duration::from_millis(250), Duration::from_
 const WAIT_POLL: Duration = Duration::from_millis(100);
 
 /// An access token ready to use.
+#[derive(Clone)]
 pub struct AccessToken {
     pub access_token: Secret,
     pub token_type: String,
@@ -60,6 +61,9 @@ pub struct AccessToken {
     /// The connection's token version it is: a caller whose token the
     /// provider rejects names it to [`replace_rejected_token`].
     pub version: i64,
+    /// Unix seconds from which a caller keeping it must ask for a fresh one
+    /// (its refresh is due); `None` when it never expires.
+    pub due_at: Option<i64>,
 }
 
 /// What a caller needs to call the provider itself with a connection.
@@ -144,14 +148,17 @@ fn not_found() -> ApiError {
 /// that is shorter (a token that lives less than the buffer would otherwise
 /// be refreshed at every use).
 fn due(expires_at: Option<i64>, obtained_at: Option<i64>, buffer: i64, now: i64) -> bool {
-    let Some(at) = expires_at else {
-        return false;
-    };
+    due_at(expires_at, obtained_at, buffer).is_some_and(|at| at <= now)
+}
+
+/// From when a token is due (see [`due`]); `None` when it never expires.
+fn due_at(expires_at: Option<i64>, obtained_at: Option<i64>, buffer: i64) -> Option<i64> {
+    let at = expires_at?;
     let buffer = match obtained_at {
         Some(from) if at > from => buffer.min((at - from) / 2),
         _ => buffer,
     };
-    at.saturating_sub(buffer) <= now
+    Some(at.saturating_sub(buffer))
 }
 
 /// Where a connection's next access token comes from.
@@ -334,19 +341,21 @@ async fn usable(
     let now = app.now();
     let secrets = app.store.connection_secrets(&app.vault, &state.id).await?;
     let access_token = secrets.get("access_token").cloned().unwrap_or_default();
-    let token = AccessToken {
+    let buffer = if just_refreshed { 0 } else { grant.buffer };
+    let mut token = AccessToken {
         access_token,
         token_type: state.token_type.clone().unwrap_or_else(|| "Bearer".into()),
         expires_at: state.token_expires_at,
         version: state.token_version,
+        due_at: due_at(state.token_expires_at, state.token_obtained_at, buffer),
     };
-    let buffer = if just_refreshed { 0 } else { grant.buffer };
     if !due(state.token_expires_at, state.token_obtained_at, buffer, now) {
         return Ok(Some(token));
     }
     if grant.source == Source::RefreshToken && !secrets.contains_key("refresh_token") {
         // Nothing to refresh with: usable until it expires.
         if state.token_expires_at.is_some_and(|at| at > now) {
+            token.due_at = state.token_expires_at;
             return Ok(Some(token));
         }
         return Err(needs_reauth(
@@ -456,6 +465,7 @@ async fn refresh(
                 token_type: tokens.token_type,
                 expires_at,
                 version: state.token_version + 1,
+                due_at: due_at(expires_at, Some(now), grant.buffer),
             })
         }
         Err(RefreshError::Revoked(failure)) => {

@@ -468,7 +468,141 @@ async fn sigv4_through_the_proxy_is_what_botocore_computes(engine: Engine) {
     }
 }
 
-on_both_engines!(the_proxy_calls_with_the_connections_fresh_token);
+/// Asks `replica` for `path` until `done` holds of the answer, for up to 5 s
+/// (a change reaches another replica through PostgreSQL's NOTIFY, in
+/// milliseconds; what the proxy keeps would otherwise live a minute).
+async fn until(replica: &TestApp, key: &str, path: &str, done: impl Fn(&Answer) -> bool) -> Answer {
+    let started = std::time::Instant::now();
+    loop {
+        let answer = call(replica, key, "GET", path, &[], None).await;
+        if done(&answer) || started.elapsed() > Duration::from_secs(5) {
+            return answer;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// The last key the upstream received in `X-Key`.
+fn last_key(upstream: &FakePeer) -> String {
+    let requests = upstream.requests();
+    let head = requests
+        .last()
+        .map(|r| r.head.to_ascii_lowercase())
+        .unwrap_or_default();
+    head.lines()
+        .find_map(|l| l.strip_prefix("x-key: "))
+        .unwrap_or_default()
+        .trim()
+        .to_string()
+}
+
+/// What the proxy keeps between calls (the secret key, the connection, its
+/// credential) never outlives a change made anywhere: on SQLite in the one
+/// process, on PostgreSQL in another replica too — a reconnect's new key, a
+/// revoked secret key, a disconnect, and a write it could not hear while
+/// its listening connection was down.
+async fn what_the_proxy_keeps_follows_every_change(engine: Engine) {
+    let app = TestApp::new(engine).await;
+    let upstream = FakePeer::start(Behaviour::Respond(json_response(200, r#"{"ok":true}"#))).await;
+    let (_, key) = app.project("Acme").await;
+    let id = key_connection(&app, &key, &upstream.url).await;
+    let replica = match engine {
+        Engine::Postgres => Some(app.replica().await),
+        Engine::Sqlite => None,
+    };
+    // The calls go to the replica; the changes are made on the first server.
+    let other = replica.as_ref().unwrap_or(&app);
+    let second = app.call("POST", "/v1/keys", Some(&key), None).await;
+    let (second, second_id) = (
+        second.body["secret_key"].as_str().unwrap().to_string(),
+        second.body["id"].as_str().unwrap().to_string(),
+    );
+    let path = format!("/v1/proxy/{id}/items");
+    let answer = until(other, &second, &path, |a| a.status == 200).await;
+    assert_eq!(answer.status, 200, "{}", answer.body);
+    assert_eq!(last_key(&upstream), "key-1");
+
+    // Reconnected with another key: the next calls carry it.
+    let session = Session::mint(&app, &key, "user-1", ORIGIN).await;
+    let mut form = session.open_form(&app, "api", Some(&id)).await;
+    let done = form.submit(&[("api_key", "key-2")]).await;
+    assert_eq!(posted(&done.body).1["connectedAccountId"], json!(id));
+    until(other, &second, &path, |_| last_key(&upstream) == "key-2").await;
+    assert_eq!(last_key(&upstream), "key-2");
+    let calls = upstream.requests().len();
+    assert_eq!(
+        call(other, &second, "GET", &path, &[], None).await.status,
+        200
+    );
+    assert_eq!(last_key(&upstream), "key-2", "never the old key again");
+    assert_eq!(upstream.requests().len(), calls + 1);
+
+    // The secret key the replica knows is revoked: refused there.
+    let revoked = app
+        .call("DELETE", &format!("/v1/keys/{second_id}"), Some(&key), None)
+        .await;
+    assert_eq!(revoked.status, 204, "{}", revoked.text);
+    let answer = until(other, &second, &path, |a| a.status == 401).await;
+    assert_eq!(
+        answer.status, 401,
+        "a revoked key still worked: {}",
+        answer.body
+    );
+
+    if engine == Engine::Postgres {
+        // The replicas' listening connections are cut, and a write is made
+        // that announces nothing (as one made while they were down): the
+        // replica's cache was emptied when it lost its connection, and the
+        // connection's new state is read.
+        assert_eq!(call(other, &key, "GET", &path, &[], None).await.status, 200);
+        let cut = common::execute(
+            engine,
+            &app.database_url,
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity \
+             WHERE datname = current_database() AND query LIKE 'LISTEN%'",
+            None,
+        )
+        .await;
+        assert_eq!(cut, 2, "each server listens on one connection");
+        common::execute(
+            engine,
+            &app.database_url,
+            &format!("UPDATE connections SET status = 'needs_reauth' WHERE id = '{id}'"),
+            None,
+        )
+        .await;
+        let answer = until(other, &key, &path, |a| a.status == 409).await;
+        assert_eq!(answer.own_error(), Some("needs_reauth"), "{}", answer.body);
+        common::execute(
+            engine,
+            &app.database_url,
+            &format!("UPDATE connections SET status = 'active' WHERE id = '{id}'"),
+            None,
+        )
+        .await;
+        // Listening again: changes are heard again.
+        let answer = until(other, &key, &path, |a| a.status == 200).await;
+        assert_eq!(answer.status, 200, "{}", answer.body);
+    }
+
+    // Disconnected: gone for the proxy.
+    let deleted = app
+        .call("DELETE", &format!("/v1/connections/{id}"), Some(&key), None)
+        .await;
+    assert_eq!(deleted.status, 204, "{}", deleted.text);
+    let answer = until(other, &key, &path, |a| a.status == 404).await;
+    assert_eq!(
+        answer.status, 404,
+        "a deleted connection was still used: {}",
+        answer.body
+    );
+    assert_eq!(answer.own_error(), Some("not_found"));
+}
+
+on_both_engines!(
+    the_proxy_calls_with_the_connections_fresh_token,
+    what_the_proxy_keeps_follows_every_change,
+);
 on_one_engine!(
     the_proxy_keeps_to_the_connections_host,
     sigv4_through_the_proxy_is_what_botocore_computes,

@@ -5,7 +5,8 @@ use std::collections::BTreeMap;
 use sqlx::FromRow;
 
 use super::events::insert_event;
-use super::{from_json, on_pool, to_json, EventKind, NewEvent, Store, StoreResult};
+use super::{announce, from_json, on_pool, to_json, EventKind, NewEvent, Store, StoreResult};
+use crate::cache::Topic;
 use crate::secret::Secret;
 use crate::vault::KeyRing;
 
@@ -232,7 +233,9 @@ impl Store {
                     now,
                 }
             );
+            announce!(tx, Topic::Connection(id.to_string()));
             tx.commit().await?;
+            self.changed(&Topic::Connection(id.to_string()));
             true
         }))
     }
@@ -529,7 +532,9 @@ impl Store {
                     }
                 );
             }
+            announce!(tx, Topic::Connection(id.clone()));
             tx.commit().await?;
+            self.changed(&Topic::Connection(id.clone()));
             if created {
                 SaveOutcome::Created(id)
             } else {

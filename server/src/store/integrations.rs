@@ -6,7 +6,8 @@ use std::collections::BTreeMap;
 use sqlx::FromRow;
 
 use super::events::{insert_event, EventKind, NewEvent};
-use super::{on_pool, Store, StoreResult};
+use super::{announce, on_pool, Store, StoreResult};
+use crate::cache::Topic;
 use crate::secret::Secret;
 use crate::vault::KeyRing;
 
@@ -289,7 +290,9 @@ impl Store {
                     );
                 }
             }
+            announce!(tx, Topic::Integration(u.id.to_string()));
             tx.commit().await?;
+            self.changed(&Topic::Integration(u.id.to_string()));
             UpdateOutcome::Updated
         }))
     }
@@ -440,7 +443,9 @@ impl Store {
                 .bind(&integration_id)
                 .execute(&mut *tx)
                 .await?;
+            announce!(tx, Topic::Integration(integration_id.clone()));
             tx.commit().await?;
+            self.changed(&Topic::Integration(integration_id.clone()));
             DeleteIntegration::Deleted
         }))
     }

@@ -37,6 +37,7 @@ mod connections;
 mod events;
 mod functions;
 mod integrations;
+mod listen;
 mod projects;
 mod sessions;
 mod tokens;
@@ -60,12 +61,14 @@ pub use vault_rows::Reencrypted;
 
 use std::path::Path;
 use std::str::FromStr;
+use std::sync::Arc;
 use std::time::Duration;
 
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions};
 use sqlx::{PgPool, SqlitePool};
 
+use crate::cache::{Cache, Changes, Topic};
 use crate::vault::VaultError;
 
 #[derive(Debug, thiserror::Error)]
@@ -129,9 +132,24 @@ macro_rules! on_pool {
 }
 pub(crate) use on_pool;
 
+/// Tells other replicas, inside the transaction `$tx`, that `$topic` changed
+/// (`listen`); the writer tells its own process with `Store::changed` after
+/// the commit.
+macro_rules! announce {
+    ($tx:expr, $topic:expr) => {
+        $crate::store::listen::Announce::announce(&mut $tx, &$topic).await?
+    };
+}
+pub(crate) use announce;
+
 #[derive(Clone)]
 pub struct Store {
     pub(crate) pool: DbPool,
+    changes: Arc<Changes>,
+    /// Secret keys that authenticated, by their lookup prefix.
+    keys: Arc<Cache<projects::KnownKey>>,
+    /// PostgreSQL: the task that hears other replicas' writes.
+    _listening: Option<Arc<listen::Listening>>,
 }
 
 impl std::fmt::Debug for Store {
@@ -175,7 +193,29 @@ impl Store {
                 )
             }
         };
-        Ok(Store { pool })
+        // SQLite has one process: every write is this one's. PostgreSQL
+        // may have replicas: caches wait until their writes can be heard.
+        let changes = Changes::new(matches!(pool, DbPool::Sqlite(_)));
+        let listening = match &pool {
+            DbPool::Postgres(pg) => Some(Arc::new(listen::start(pg.clone(), changes.clone()))),
+            DbPool::Sqlite(_) => None,
+        };
+        Ok(Store {
+            pool,
+            keys: Cache::new(&changes),
+            changes,
+            _listening: listening,
+        })
+    }
+
+    /// Where this store announces its writes, for caches of what it reads.
+    pub fn changes(&self) -> &Arc<Changes> {
+        &self.changes
+    }
+
+    /// Tells this process's caches that `topic` changed (after a commit).
+    pub(crate) fn changed(&self, topic: &Topic) {
+        self.changes.changed(topic);
     }
 
     /// The default SQLite URL for a data directory.

@@ -2,7 +2,8 @@
 
 use sqlx::FromRow;
 
-use super::{on_pool, Store, StoreResult};
+use super::{announce, on_pool, Store, StoreResult};
+use crate::cache::Topic;
 use crate::ids::{self, MintedSecret, SecretKind};
 
 #[derive(Debug, Clone, FromRow)]
@@ -22,6 +23,13 @@ pub struct SecretKeyRow {
 
 #[derive(FromRow)]
 struct KeyHashRow {
+    project_id: String,
+    hash: Vec<u8>,
+}
+
+/// A secret key that authenticated: its hash and its project.
+#[derive(Clone)]
+pub(crate) struct KnownKey {
     project_id: String,
     hash: Vec<u8>,
 }
@@ -92,6 +100,12 @@ impl Store {
     /// whatever its shape, takes one lookup by prefix and one constant-time compare.
     pub async fn authenticate_secret_key(&self, presented: &str) -> StoreResult<Option<String>> {
         let prefix = ids::lookup_prefix(SecretKind::SecretKey, presented);
+        if let Some(known) = self.keys.get(&prefix) {
+            if ids::verify_secret(presented, Some(&known.hash)) {
+                return Ok(Some(known.project_id));
+            }
+        }
+        let ticket = self.keys.ticket();
         let row = on_pool!(self, |pool| {
             sqlx::query_as::<_, KeyHashRow>(
                 "SELECT project_id, hash FROM secret_keys WHERE prefix = $1",
@@ -101,7 +115,17 @@ impl Store {
             .await?
         });
         let ok = ids::verify_secret(presented, row.as_ref().map(|r| r.hash.as_slice()));
-        Ok(row.filter(|_| ok).map(|r| r.project_id))
+        let Some(row) = row.filter(|_| ok) else {
+            return Ok(None);
+        };
+        // Only a key that verified is kept: unknown prefixes never fill the cache.
+        let known = KnownKey {
+            project_id: row.project_id.clone(),
+            hash: row.hash,
+        };
+        let topic = Topic::SecretKeys(row.project_id.clone());
+        self.keys.put(ticket, &prefix, known, vec![topic]);
+        Ok(Some(row.project_id))
     }
 
     pub async fn create_secret_key(
@@ -179,7 +203,9 @@ impl Store {
                 .bind(project_id)
                 .execute(&mut *tx)
                 .await?;
+            announce!(tx, Topic::SecretKeys(project_id.to_string()));
             tx.commit().await?;
+            self.changed(&Topic::SecretKeys(project_id.to_string()));
             DeleteKey::Deleted
         }))
     }

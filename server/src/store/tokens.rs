@@ -9,7 +9,8 @@ use sqlx::FromRow;
 
 use super::connections::{put_connection_secret, SECRETS_TABLE};
 use super::events::{insert_event, EventKind, NewEvent};
-use super::{on_pool, Store, StoreResult};
+use super::{announce, on_pool, Store, StoreResult};
+use crate::cache::Topic;
 use crate::vault::KeyRing;
 
 /// What deciding about a connection's token needs.
@@ -147,7 +148,9 @@ impl Store {
             if let Some(refresh_token) = r.refresh_token {
                 put_connection_secret!(tx, vault, r.id, "refresh_token", refresh_token);
             }
+            announce!(tx, Topic::Connection(r.id.to_string()));
             tx.commit().await?;
+            self.changed(&Topic::Connection(r.id.to_string()));
             true
         }))
     }
@@ -190,7 +193,9 @@ impl Store {
                     }
                 );
             }
+            announce!(tx, Topic::Connection(f.state.id.clone()));
             tx.commit().await?;
+            self.changed(&Topic::Connection(f.state.id.clone()));
         });
         Ok(())
     }
@@ -255,7 +260,9 @@ impl Store {
                     now: r.now,
                 }
             );
+            announce!(tx, Topic::Connection(r.connection_id.to_string()));
             tx.commit().await?;
+            self.changed(&Topic::Connection(r.connection_id.to_string()));
         });
         Ok(())
     }

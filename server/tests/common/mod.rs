@@ -218,17 +218,61 @@ impl TestApp {
         limits: plugboard::config::Limits,
         trust_proxy: bool,
     ) -> TestApp {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let database_url = fresh_database_url(engine, dir.path()).await;
+        let key_spec = KeyRing::generate_spec();
+        let clock = ManualClock::new(start);
+        Self::serve_on(
+            engine,
+            database_url,
+            key_spec,
+            clock,
+            allow,
+            operator_token,
+            limits,
+            trust_proxy,
+            dir,
+        )
+        .await
+    }
+
+    /// A second server on this one's database, with its own store, caches
+    /// and connections to the database, as another replica would be; it
+    /// shares this one's clock and vault key.
+    pub async fn replica(&self) -> TestApp {
+        Self::serve_on(
+            self.engine,
+            self.database_url.clone(),
+            self.key_spec.clone(),
+            self.clock.clone(),
+            "127.0.0.1,::1",
+            Some(OPERATOR_TOKEN),
+            raised_limits(),
+            false,
+            tempfile::tempdir().expect("tempdir"),
+        )
+        .await
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    async fn serve_on(
+        engine: Engine,
+        database_url: String,
+        key_spec: String,
+        clock: ManualClock,
+        allow: &str,
+        operator_token: Option<&str>,
+        limits: plugboard::config::Limits,
+        trust_proxy: bool,
+        dir: tempfile::TempDir,
+    ) -> TestApp {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
             .await
             .expect("bind");
         let base_url = format!("http://{}", listener.local_addr().expect("addr"));
-        let dir = tempfile::tempdir().expect("tempdir");
-        let database_url = fresh_database_url(engine, dir.path()).await;
         let store = Store::connect(&database_url).await.expect("open store");
         store.migrate().await.expect("migrate");
-        let key_spec = KeyRing::generate_spec();
         let vault = KeyRing::parse(&key_spec).expect("key ring");
-        let clock = ManualClock::new(start);
         let allow_hosts = AllowList::parse(allow).expect("allow list");
         let settings = Settings {
             public_url: url::Url::parse(&format!("{base_url}/")).expect("url"),
