@@ -236,7 +236,11 @@ pub enum OutboundError {
 /// path is kept; `None` if the result would leave the base's scheme, host or
 /// port, or carry a user name.
 pub fn append_path(base: &str, path: &str) -> Option<Url> {
-    let base_url = Url::parse(base).ok()?;
+    append_path_under(base, &Url::parse(base).ok()?, path)
+}
+
+/// [`append_path`] with the base already parsed (`base_url` is `base`'s parse).
+pub fn append_path_under(base: &str, base_url: &Url, path: &str) -> Option<Url> {
     let joined = format!("{}{}", base.trim_end_matches('/'), path);
     let url = Url::parse(&joined).ok()?;
     let same = url.scheme() == base_url.scheme()
@@ -457,6 +461,10 @@ impl Outbound {
         &self.allow
     }
 
+    pub fn limits(&self) -> &Limits {
+        &self.limits
+    }
+
     /// Sends a request and reads its body up to the size limit.
     pub async fn send(&self, request: OutboundRequest) -> Result<OutboundResponse, OutboundError> {
         self.open(request).await?.read_all().await
@@ -560,7 +568,7 @@ pub trait Credential: Send + Sync {
 }
 
 enum RequestBody {
-    Bytes(Vec<u8>),
+    Bytes(Bytes),
     Stream(ByteStream),
 }
 
@@ -591,7 +599,7 @@ impl OutboundRequest {
             method,
             url,
             headers: reqwest::header::HeaderMap::new(),
-            body: RequestBody::Bytes(Vec::new()),
+            body: RequestBody::Bytes(Bytes::new()),
             credential: None,
         }
     }
@@ -628,7 +636,7 @@ impl OutboundRequest {
         self
     }
 
-    pub fn body(mut self, body: impl Into<Vec<u8>>) -> OutboundRequest {
+    pub fn body(mut self, body: impl Into<Bytes>) -> OutboundRequest {
         self.body = RequestBody::Bytes(body.into());
         self
     }
@@ -657,7 +665,7 @@ impl TryFrom<http::Request<Vec<u8>>> for OutboundRequest {
             method: parts.method,
             url,
             headers: parts.headers,
-            body: RequestBody::Bytes(body),
+            body: RequestBody::Bytes(body.into()),
             credential: None,
         })
     }

@@ -64,9 +64,21 @@ pub struct ProxyRequest {
     pub path: String,
     pub query: Option<String>,
     pub headers: HeaderMap,
-    /// Read whole, within the request size limit: a body is sent again after
-    /// a 401 or a retry, and an AWS signature covers its hash.
-    pub body: Vec<u8>,
+    pub body: CallerBody,
+}
+
+/// A request body to send on.
+pub enum CallerBody {
+    /// Read whole (within the request size limit): it can be sent again
+    /// after a 401 or for a retry, and an AWS signature covers its hash.
+    Whole(bytes::Bytes),
+    /// Larger: passed on as it arrives, once (no retry; an AWS signature
+    /// says `UNSIGNED-PAYLOAD`, which S3 accepts), cut at the outbound size
+    /// limit. `length` is the caller's `Content-Length`, sent on with it.
+    Streamed {
+        stream: crate::outbound::ByteStream,
+        length: Option<u64>,
+    },
 }
 
 fn refused(message: impl Into<String>) -> ApiError {
@@ -153,6 +165,8 @@ fn forwarded_headers(headers: &HeaderMap) -> Vec<(HeaderName, HeaderValue)> {
 /// What the proxy calls with: the base URL and how to get the credential.
 struct Target {
     base: String,
+    /// `base` parsed, once.
+    base_url: Option<url::Url>,
     oauth: bool,
     spec: IntegrationSpec,
     /// The fields of a connection without OAuth, read once.
@@ -197,6 +211,7 @@ async fn target(app: &App, connection: &ConnectionRow) -> ApiResult<Target> {
         ));
     }
     Ok(Target {
+        base_url: url::Url::parse(&base).ok(),
         base,
         oauth,
         spec,
@@ -381,7 +396,7 @@ pub(crate) struct Outgoing {
     /// Appended to the connection's base URL (checked to stay on its host).
     pub path_and_query: String,
     pub headers: Vec<(HeaderName, HeaderValue)>,
-    pub body: Vec<u8>,
+    pub body: CallerBody,
     /// Retries on 429 and 5xx (0 to 3).
     pub retries: u32,
 }
@@ -404,34 +419,58 @@ async fn send_prepared(
     prepared: &Prepared,
     outgoing: Outgoing,
 ) -> ApiResult<StreamedResponse> {
-    let url = crate::outbound::append_path(&prepared.target.base, &outgoing.path_and_query)
+    let target = &prepared.target;
+    let url = target
+        .base_url
+        .as_ref()
+        .and_then(|base_url| {
+            crate::outbound::append_path_under(&target.base, base_url, &outgoing.path_and_query)
+        })
         .ok_or_else(|| refused("the path would leave the connection's base URL"))?;
     let (mut credential_now, mut version) = credential(app, prepared, Renew::No).await?;
     let mut retried_401 = false;
     let mut attempt = 0;
+    let replayable = matches!(outgoing.body, CallerBody::Whole(_));
+    let mut body = Some(outgoing.body);
     loop {
         let mut request = OutboundRequest::new(outgoing.method.clone(), url.clone());
         for (name, value) in &outgoing.headers {
             request = request.header_value(name.clone(), value.clone());
         }
+        request = match body.take() {
+            Some(CallerBody::Whole(bytes)) => {
+                body = Some(CallerBody::Whole(bytes.clone()));
+                request.body(bytes)
+            }
+            Some(CallerBody::Streamed { stream, length }) => {
+                if let Some(length) = length {
+                    request = request
+                        .header_value(reqwest::header::CONTENT_LENGTH, HeaderValue::from(length));
+                }
+                request.body_stream(stream)
+            }
+            None => request,
+        };
         let response = app
             .outbound
-            .open(
-                request
-                    .body(outgoing.body.clone())
-                    .credential(credential_now),
-            )
+            .open(request.credential(credential_now))
             .await
             .map_err(|e| upstream_error(&e))?;
         if response.status == 401 && prepared.target.oauth && !retried_401 {
-            // The provider refused a token Plugboard thought good: one refresh, one retry.
+            // The provider refused a token Plugboard thought good: one
+            // refresh, and one retry when the body can be sent again (a
+            // streamed one is gone: the answer goes back, and the next call
+            // has the new token).
             retried_401 = true;
             let renew = version.map_or(Renew::Again, Renew::Rejected);
             (credential_now, version) = credential(app, prepared, renew).await?;
+            if !replayable {
+                return Ok(response);
+            }
             continue;
         }
         let retryable = response.status == 429 || response.status >= 500;
-        if retryable && attempt < outgoing.retries {
+        if retryable && replayable && attempt < outgoing.retries {
             if let Some(delay) = retry_delay(&response, attempt) {
                 attempt += 1;
                 drop(response);

@@ -51,7 +51,16 @@ impl RateLimiter {
     }
 
     /// Whether `key` may act now; if not, in how many whole seconds it may.
+    /// A key with no bucket (nothing counted against it lately) may: asking
+    /// creates none.
     pub fn allowed(&self, key: &str, now: f64) -> Result<(), u64> {
+        let counted = match self.buckets.lock() {
+            Ok(b) => b.contains_key(key),
+            Err(poisoned) => poisoned.into_inner().contains_key(key),
+        };
+        if !counted {
+            return Ok(());
+        }
         self.with_bucket(key, now, |bucket, rate| {
             if bucket.tokens >= 1.0 {
                 Ok(())

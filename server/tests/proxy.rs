@@ -12,6 +12,7 @@ use common::journey::{connect, posted, registered_integration, Session, ORIGIN};
 use common::provider::Provider;
 use common::upstream::Upstream;
 use common::{Engine, TestApp};
+use futures_util::StreamExt;
 use serde_json::{json, Value};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
@@ -599,11 +600,130 @@ async fn what_the_proxy_keeps_follows_every_change(engine: Engine) {
     assert_eq!(answer.own_error(), Some("not_found"));
 }
 
+/// An API on loopback that answers what it received: the body's length
+/// and SHA-256, and whether it came with a length or chunked.
+async fn measuring_upstream() -> String {
+    use axum::body::Bytes;
+    use axum::http::HeaderMap;
+    use sha2::{Digest, Sha256};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    let app = axum::Router::new()
+        .fallback(|headers: HeaderMap, body: Bytes| async move {
+            let header = |name: &str| {
+                headers
+                    .get(name)
+                    .and_then(|v| v.to_str().ok())
+                    .map(str::to_string)
+            };
+            axum::Json(json!({
+                "length": body.len(),
+                "sha256": hex::encode(Sha256::digest(&body)),
+                "content_length": header("content-length"),
+                "transfer_encoding": header("transfer-encoding"),
+            }))
+        })
+        .layer(axum::extract::DefaultBodyLimit::max(16 * 1024 * 1024));
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    url
+}
+
+fn sha256_hex(bytes: &[u8]) -> String {
+    use sha2::{Digest, Sha256};
+    hex::encode(Sha256::digest(bytes))
+}
+
+/// A body in 64 KiB pieces, with no length given (sent chunked).
+fn pieces(body: Vec<u8>) -> reqwest::Body {
+    let chunks: Vec<Result<Vec<u8>, std::io::Error>> =
+        body.chunks(64 * 1024).map(|c| Ok(c.to_vec())).collect();
+    reqwest::Body::wrap_stream(futures_util::stream::iter(chunks))
+}
+
+/// Request bodies larger than the request limit go on as they arrive
+/// (with the caller's length, or chunked), whole and unchanged; beyond the
+/// outbound size limit (413), or trickling past the body time limit (408),
+/// they are the caller's error, answered by the proxy itself.
+async fn large_request_bodies_stream_through_the_proxy(engine: Engine) {
+    let limits = plugboard::config::Limits {
+        body_timeout: Duration::from_secs(2),
+        ..common::raised_limits()
+    };
+    let app = TestApp::with_limits(engine, limits, false).await;
+    let upstream = measuring_upstream().await;
+    let (_, key) = app.project("Acme").await;
+    let id = key_connection(&app, &key, &upstream).await;
+    let url = format!("{}/v1/proxy/{id}/upload", app.base_url);
+    let client = reqwest::Client::new();
+    let send = |body: reqwest::Body| client.post(url.clone()).bearer_auth(&key).body(body).send();
+    let body: Vec<u8> = (0..1024 * 1024).map(|i: u32| (i * 7 % 251) as u8).collect();
+
+    // With its length: sent on with it.
+    let answer = send(body.clone().into()).await.unwrap();
+    assert_eq!(answer.status(), 200);
+    let received: Value = serde_json::from_str(&answer.text().await.unwrap()).unwrap();
+    assert_eq!(received["length"], json!(body.len()), "{received}");
+    assert_eq!(received["sha256"], json!(sha256_hex(&body)));
+    assert_eq!(received["content_length"], json!(body.len().to_string()));
+
+    // Chunked: passed on chunked.
+    let answer = send(pieces(body.clone())).await.unwrap();
+    assert_eq!(answer.status(), 200);
+    let received: Value = serde_json::from_str(&answer.text().await.unwrap()).unwrap();
+    assert_eq!(received["length"], json!(body.len()), "{received}");
+    assert_eq!(received["sha256"], json!(sha256_hex(&body)));
+    assert_eq!(received["transfer_encoding"], json!("chunked"));
+
+    // A small body is read whole as before (and could be sent again).
+    let answer = send(b"{\"small\":true}".to_vec().into()).await.unwrap();
+    let received: Value = serde_json::from_str(&answer.text().await.unwrap()).unwrap();
+    assert_eq!(received["length"], json!(14), "{received}");
+
+    // Over the outbound size limit (the harness's 1 MiB; 2 MiB by default),
+    // said or not: 413, the proxy's own.
+    let huge = vec![b'x'; 3 * 1024 * 1024];
+    for body in [reqwest::Body::from(huge.clone()), pieces(huge.clone())] {
+        let answer = send(body).await.unwrap();
+        let status = answer.status();
+        let own = answer.headers().get("plugboard-error").cloned();
+        let text = answer.text().await.unwrap();
+        assert_eq!(status, 413, "{text}");
+        assert_eq!(own.unwrap(), "validation_failed");
+        let error: Value = serde_json::from_str(&text).unwrap();
+        assert_eq!(error["error"]["code"], "validation_failed", "{error}");
+        assert!(
+            error["error"]["message"]
+                .as_str()
+                .unwrap()
+                .contains("at most 1048576 bytes"),
+            "{error}"
+        );
+    }
+
+    // Past the request limit, then nothing more: cut at the body time
+    // limit (2 s here) with 408.
+    let started = std::time::Instant::now();
+    let first: Result<Vec<u8>, std::io::Error> = Ok(vec![b'y'; 300 * 1024]);
+    let trickle = futures_util::stream::iter([first]).chain(futures_util::stream::pending());
+    let answer = send(reqwest::Body::wrap_stream(trickle)).await.unwrap();
+    assert_eq!(answer.status(), 408);
+    assert_eq!(
+        answer.headers().get("plugboard-error").unwrap(),
+        "validation_failed"
+    );
+    assert!(
+        started.elapsed() < Duration::from_secs(10),
+        "{:?}",
+        started.elapsed()
+    );
+}
+
 on_both_engines!(
     the_proxy_calls_with_the_connections_fresh_token,
     what_the_proxy_keeps_follows_every_change,
 );
 on_one_engine!(
     the_proxy_keeps_to_the_connections_host,
+    large_request_bodies_stream_through_the_proxy,
     sigv4_through_the_proxy_is_what_botocore_computes,
 );

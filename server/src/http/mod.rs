@@ -103,7 +103,11 @@ async fn read_body_within(
     request: axum::extract::Request,
     next: axum::middleware::Next,
 ) -> Response {
-    if request.uri().to_string().len() > MAX_URI_BYTES {
+    let uri = request.uri();
+    let uri_bytes = uri.scheme_str().map_or(0, |s| s.len() + 3)
+        + uri.authority().map_or(0, |a| a.as_str().len())
+        + uri.path_and_query().map_or(0, |p| p.as_str().len());
+    if uri_bytes > MAX_URI_BYTES {
         return ApiError::new(
             ErrorCode::UriTooLong,
             format!("the request target is longer than {MAX_URI_BYTES} bytes"),
@@ -123,7 +127,10 @@ async fn read_body_within(
         .into_response();
     }
     use axum::body::HttpBody;
-    if request.body().size_hint().exact() == Some(0) {
+    // The proxy reads its own: a large body is passed on as it arrives, within the same time limit.
+    if request.body().size_hint().exact() == Some(0)
+        || request.uri().path().starts_with("/v1/proxy/")
+    {
         return next.run(request).await;
     }
     let (parts, body) = request.into_parts();

@@ -3,17 +3,24 @@
 //! answer comes back as it came, its body streamed; the proxy's own errors
 //! carry `Plugboard-Error: <code>`.
 
-use axum::body::{Body, Bytes};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use axum::body::Body;
 use axum::extract::{Request, State};
 use axum::http::{HeaderName, HeaderValue};
 use axum::response::{IntoResponse, Response};
 use axum::routing::any;
 use axum::Router;
+use bytes::BytesMut;
+use futures_util::StreamExt;
 
 use super::{AppState, ProjectAuth};
-use crate::error::ApiError;
+use crate::app::App;
+use crate::error::{ApiError, ErrorCode};
 use crate::http::error::Path;
-use crate::proxy::{self, ProxyRequest};
+use crate::outbound::OutboundError;
+use crate::proxy::{self, CallerBody, ProxyRequest};
 
 pub fn router() -> Router<AppState> {
     Router::new()
@@ -58,28 +65,28 @@ async fn forward(
     let prefix = format!("/v1/proxy/{connection_id}");
     let rest = raw.strip_prefix(prefix.as_str()).unwrap_or("/");
     let path = if rest.is_empty() { "/" } else { rest }.to_string();
-    // The body was read whole, within the size and time limits, before routing.
-    let body: Bytes = match axum::body::to_bytes(body, super::MAX_BODY_BYTES).await {
-        Ok(bytes) => bytes,
-        Err(_) => {
-            return own_error(ApiError::new(
-                crate::error::ErrorCode::BadRequest,
-                "the body could not be read",
-            ))
-        }
+    let length = parts
+        .headers
+        .get(axum::http::header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    let fault = Fault::default();
+    let body = match caller_body(&app, body, length, &fault).await {
+        Ok(body) => body,
+        Err(e) => return own_error(e),
     };
     let proxied = ProxyRequest {
-        method: parts.method.clone(),
-        path,
         query: parts.uri.query().map(str::to_string),
-        headers: parts.headers.clone(),
-        body: body.to_vec(),
+        method: parts.method,
+        path,
+        headers: parts.headers,
+        body,
     };
     match proxy::forward(&app, &auth.project_id, &connection_id, proxied).await {
-        Ok(upstream) => {
+        Ok(mut upstream) => {
             let status = axum::http::StatusCode::from_u16(upstream.status)
                 .unwrap_or(axum::http::StatusCode::BAD_GATEWAY);
-            let mut headers = upstream.headers.clone();
+            let mut headers = std::mem::take(&mut upstream.headers);
             for name in proxy::HOP_BY_HOP {
                 headers.remove(name);
             }
@@ -88,6 +95,103 @@ async fn forward(
             *response.headers_mut() = headers;
             response
         }
-        Err(e) => own_error(e),
+        // The caller's own body failing is the caller's error, not the upstream's.
+        Err(e) => own_error(fault.take().unwrap_or(e)),
     }
+}
+
+/// What went wrong with a streamed caller body, for the answer.
+#[derive(Default, Clone)]
+struct Fault(Arc<Mutex<Option<ApiError>>>);
+
+impl Fault {
+    fn set(&self, error: ApiError) {
+        if let Ok(mut fault) = self.0.lock() {
+            fault.get_or_insert(error);
+        }
+    }
+    fn take(&self) -> Option<ApiError> {
+        self.0.lock().ok().and_then(|mut fault| fault.take())
+    }
+}
+
+fn body_too_large(max: usize) -> ApiError {
+    ApiError::new(
+        ErrorCode::PayloadTooLarge,
+        format!("a proxied body may be at most {max} bytes"),
+    )
+}
+
+fn body_too_slow(limit: Duration) -> ApiError {
+    ApiError::new(
+        ErrorCode::RequestTimeout,
+        format!("the body did not arrive within {} seconds", limit.as_secs()),
+    )
+}
+
+fn body_unreadable() -> ApiError {
+    ApiError::new(ErrorCode::BadRequest, "the body could not be read")
+}
+
+/// The caller's body (not read by the router's layer for this route): whole
+/// when it ends within the request size limit; beyond it, what was read
+/// followed by the rest as it arrives — each within the body time limit (SECURITY 37) and
+/// the outbound size limit, a failure recorded in `fault`.
+async fn caller_body(
+    app: &App,
+    body: Body,
+    length: Option<u64>,
+    fault: &Fault,
+) -> Result<CallerBody, ApiError> {
+    let limit = app.settings.limits.body_timeout;
+    let deadline = tokio::time::Instant::now() + limit;
+    let max = app.outbound.limits().max_body_bytes;
+    if length.is_some_and(|n| n > max as u64) {
+        return Err(body_too_large(max));
+    }
+    let mut stream = body.into_data_stream();
+    let mut read = BytesMut::new();
+    while read.len() <= super::MAX_BODY_BYTES {
+        match tokio::time::timeout_at(deadline, stream.next()).await {
+            Err(_) => return Err(body_too_slow(limit)),
+            Ok(None) => return Ok(CallerBody::Whole(read.freeze())),
+            Ok(Some(Err(_))) => return Err(body_unreadable()),
+            Ok(Some(Ok(chunk))) => read.extend_from_slice(&chunk),
+        }
+    }
+    if read.len() > max {
+        return Err(body_too_large(max));
+    }
+    let seen = read.len();
+    let first = futures_util::stream::iter([Ok(read.freeze())]);
+    let fault = fault.clone();
+    let rest = futures_util::stream::unfold(Some((stream, seen)), move |state| {
+        let fault = fault.clone();
+        async move {
+            let (mut stream, seen) = state?;
+            let failed = |error: ApiError, why: OutboundError| {
+                fault.set(error);
+                Some((Err(why), None))
+            };
+            match tokio::time::timeout_at(deadline, stream.next()).await {
+                Err(_) => failed(body_too_slow(limit), OutboundError::Timeout),
+                Ok(None) => None,
+                Ok(Some(Err(_))) => failed(
+                    body_unreadable(),
+                    OutboundError::Transport("the caller's body could not be read".into()),
+                ),
+                Ok(Some(Ok(chunk))) => {
+                    let seen = seen + chunk.len();
+                    if seen > max {
+                        return failed(body_too_large(max), OutboundError::TooLarge(max));
+                    }
+                    Some((Ok(chunk), Some((stream, seen))))
+                }
+            }
+        }
+    });
+    Ok(CallerBody::Streamed {
+        stream: Box::pin(first.chain(rest)),
+        length,
+    })
 }
