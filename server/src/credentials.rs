@@ -420,8 +420,7 @@ async fn run_test_request(
         tracing::error!(base, path = %test.path, "a test_request's URL cannot be built");
         unreachable.to_string()
     })?;
-    let method =
-        reqwest::Method::from_bytes(test.method.as_bytes()).unwrap_or(reqwest::Method::GET);
+    let method = http::Method::from_bytes(test.method.as_bytes()).unwrap_or(http::Method::GET);
     let host = url.host_str().unwrap_or_default().to_string();
     let request = OutboundRequest::new(method, url)
         .header("accept", "application/json")

@@ -14,7 +14,7 @@
 use std::collections::BTreeMap;
 
 use base64::Engine;
-use reqwest::header::{HeaderName, HeaderValue};
+use http::header::{HeaderName, HeaderValue};
 use serde_json::{Map, Value};
 
 use crate::app::App;
@@ -754,17 +754,17 @@ pub async fn invoke(
         None => Vec::new(),
         Some(body) => {
             headers.push((
-                reqwest::header::CONTENT_TYPE,
+                http::header::CONTENT_TYPE,
                 HeaderValue::from_static("application/json"),
             ));
             fill_body(body, &values).to_string().into_bytes()
         }
     };
     headers.push((
-        reqwest::header::ACCEPT,
+        http::header::ACCEPT,
         HeaderValue::from_static("application/json"),
     ));
-    let method = reqwest::Method::from_bytes(template.method.as_bytes())
+    let method = http::Method::from_bytes(template.method.as_bytes())
         .map_err(|_| ApiError::internal("a stored function has an invalid method"))?;
     call(
         app,
@@ -867,10 +867,10 @@ pub async fn http_request(
         Some(body) => {
             if !headers
                 .iter()
-                .any(|(n, _)| *n == reqwest::header::CONTENT_TYPE)
+                .any(|(n, _)| *n == http::header::CONTENT_TYPE)
             {
                 headers.push((
-                    reqwest::header::CONTENT_TYPE,
+                    http::header::CONTENT_TYPE,
                     HeaderValue::from_static("application/json"),
                 ));
             }
@@ -897,7 +897,7 @@ pub async fn http_request(
         output: Output::Whole,
         pagination: None,
     };
-    let method = reqwest::Method::from_bytes(method.as_bytes())
+    let method = http::Method::from_bytes(method.as_bytes())
         .map_err(|_| ApiError::field("input.method", "is not a method"))?;
     call(
         app,
@@ -927,7 +927,7 @@ async fn call(
     let status = response.status;
     let link = response
         .headers
-        .get(reqwest::header::LINK)
+        .get(http::header::LINK)
         .and_then(|v| v.to_str().ok())
         .map(str::to_string);
     let answer = response.read_all().await.map_err(|e| {

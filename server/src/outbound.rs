@@ -14,8 +14,12 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use futures_util::{Stream, StreamExt};
+use http_body_util::combinators::UnsyncBoxBody;
+use http_body_util::{BodyExt, Full, StreamBody};
+use hyper::body::{Frame, Incoming};
+use hyper_util::client::legacy::connect::dns::Name;
+use hyper_util::client::legacy::connect::HttpConnector;
 use ipnet::IpNet;
-use reqwest::dns::{Addrs, Name, Resolve, Resolving};
 use url::{Host, Url};
 
 /// Why an address is not public.
@@ -295,21 +299,33 @@ fn check_ip(ip: IpAddr, allow: &AllowList) -> Result<(), OutboundError> {
 }
 
 /// A resolver that hands the connector only permitted addresses.
+#[derive(Clone)]
 struct GuardedResolver {
     allow: Arc<AllowList>,
 }
 
-impl Resolve for GuardedResolver {
-    fn resolve(&self, name: Name) -> Resolving {
+type ResolveError = Box<dyn std::error::Error + Send + Sync>;
+
+impl tower::Service<Name> for GuardedResolver {
+    type Response = std::vec::IntoIter<SocketAddr>;
+    type Error = ResolveError;
+    type Future =
+        Pin<Box<dyn std::future::Future<Output = Result<Self::Response, ResolveError>> + Send>>;
+
+    fn poll_ready(
+        &mut self,
+        _: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Result<(), ResolveError>> {
+        std::task::Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, name: Name) -> Self::Future {
         let allow = self.allow.clone();
         Box::pin(async move {
             let host = name.as_str().to_string();
             let resolved: Vec<SocketAddr> = tokio::net::lookup_host((host.as_str(), 0))
                 .await
-                .map_err(|_| {
-                    Box::new(OutboundError::Resolve(host.clone()))
-                        as Box<dyn std::error::Error + Send + Sync>
-                })?
+                .map_err(|_| Box::new(OutboundError::Resolve(host.clone())) as ResolveError)?
                 .collect();
             let name_allowed = allow.allows_name(&host);
             let permitted: Vec<SocketAddr> = resolved
@@ -326,9 +342,9 @@ impl Resolve for GuardedResolver {
                     },
                     None => OutboundError::Resolve(host),
                 };
-                return Err(Box::new(err) as Box<dyn std::error::Error + Send + Sync>);
+                return Err(Box::new(err) as ResolveError);
             }
-            Ok(Box::new(permitted.into_iter()) as Addrs)
+            Ok(permitted.into_iter())
         })
     }
 }
@@ -355,7 +371,7 @@ impl Default for Limits {
 #[derive(Debug)]
 pub struct OutboundResponse {
     pub status: u16,
-    pub headers: reqwest::header::HeaderMap,
+    pub headers: http::HeaderMap,
     pub body: Vec<u8>,
 }
 
@@ -366,8 +382,8 @@ pub type ByteStream = Pin<Box<dyn Stream<Item = Result<Bytes, OutboundError>> + 
 /// as it comes, still within the size limit and the total time limit.
 pub struct StreamedResponse {
     pub status: u16,
-    pub headers: reqwest::header::HeaderMap,
-    response: reqwest::Response,
+    pub headers: http::HeaderMap,
+    body: Incoming,
     deadline: tokio::time::Instant,
     max_body_bytes: usize,
     received: usize,
@@ -385,10 +401,20 @@ impl std::fmt::Debug for StreamedResponse {
 impl StreamedResponse {
     /// The next piece of the body; `None` at its end.
     pub async fn chunk(&mut self) -> Result<Option<Bytes>, OutboundError> {
-        let chunk = tokio::time::timeout_at(self.deadline, self.response.chunk())
-            .await
-            .map_err(|_| OutboundError::Timeout)?
-            .map_err(map_reqwest)?;
+        let chunk = loop {
+            let frame = tokio::time::timeout_at(self.deadline, self.body.frame())
+                .await
+                .map_err(|_| OutboundError::Timeout)?;
+            match frame {
+                None => break None,
+                Some(Err(e)) => return Err(OutboundError::Transport(error_text(&e))),
+                // Trailers are not passed on.
+                Some(Ok(frame)) => match frame.into_data() {
+                    Ok(data) => break Some(data),
+                    Err(_) => continue,
+                },
+            }
+        };
         if let Some(chunk) = &chunk {
             self.received += chunk.len();
             if self.received > self.max_body_bytes {
@@ -419,10 +445,14 @@ impl StreamedResponse {
     }
 }
 
+/// What a request body is sent as.
+type SentBody = UnsyncBoxBody<Bytes, OutboundError>;
+type Connector = hyper_rustls::HttpsConnector<HttpConnector<GuardedResolver>>;
+
 /// The outbound HTTP client.
 #[derive(Clone)]
 pub struct Outbound {
-    client: reqwest::Client,
+    client: hyper_util::client::legacy::Client<Connector, SentBody>,
     allow: Arc<AllowList>,
     limits: Limits,
 }
@@ -436,20 +466,45 @@ impl std::fmt::Debug for Outbound {
     }
 }
 
+const USER_AGENT: &str = concat!("plugboard/", env!("CARGO_PKG_VERSION"));
+
 impl Outbound {
+    /// A client that trusts the Web PKI's roots (Mozilla's, as the
+    /// `webpki-roots` crate carries them).
     pub fn new(allow: AllowList, limits: Limits) -> Result<Outbound, OutboundError> {
+        let mut roots = rustls::RootCertStore::empty();
+        roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
+        Self::with_roots(allow, limits, roots)
+    }
+
+    /// A client that trusts only `roots` (a test's own authority).
+    pub fn with_roots(
+        allow: AllowList,
+        limits: Limits,
+        roots: rustls::RootCertStore,
+    ) -> Result<Outbound, OutboundError> {
         let allow = Arc::new(allow);
-        let client = reqwest::Client::builder()
-            .redirect(reqwest::redirect::Policy::none())
-            .no_proxy()
-            .connect_timeout(limits.connect_timeout)
-            .timeout(limits.total_timeout)
-            .dns_resolver(Arc::new(GuardedResolver {
-                allow: allow.clone(),
-            }))
-            .user_agent(concat!("plugboard/", env!("CARGO_PKG_VERSION")))
-            .build()
-            .map_err(|e| OutboundError::Transport(e.without_url().to_string()))?;
+        let tls = rustls::ClientConfig::builder_with_provider(Arc::new(
+            rustls::crypto::ring::default_provider(),
+        ))
+        .with_safe_default_protocol_versions()
+        .map_err(|e| OutboundError::Transport(e.to_string()))?
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+        let mut http = HttpConnector::new_with_resolver(GuardedResolver {
+            allow: allow.clone(),
+        });
+        http.enforce_http(false);
+        http.set_nodelay(true);
+        http.set_connect_timeout(Some(limits.connect_timeout));
+        let connector = hyper_rustls::HttpsConnectorBuilder::new()
+            .with_tls_config(tls)
+            .https_or_http()
+            .enable_http1()
+            .wrap_connector(http);
+        let client =
+            hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
+                .build(connector);
         Ok(Outbound {
             client,
             allow,
@@ -497,36 +552,54 @@ impl Outbound {
             })?;
             check_url_target(&url, &self.allow)?;
         }
-        let mut built = reqwest::Request::new(method, url);
-        *built.headers_mut() = headers;
         let overflowed = Arc::new(std::sync::atomic::AtomicBool::new(false));
-        match body {
-            RequestBody::Bytes(bytes) if bytes.is_empty() => {}
+        let body: SentBody = match body {
             RequestBody::Bytes(bytes) => {
                 if bytes.len() > self.limits.max_body_bytes {
                     return Err(OutboundError::TooLarge(self.limits.max_body_bytes));
                 }
-                *built.body_mut() = Some(reqwest::Body::from(bytes));
+                Full::new(bytes)
+                    .map_err(|never| match never {})
+                    .boxed_unsync()
             }
             RequestBody::Stream(stream) => {
                 let bounded = bounded(stream, self.limits.max_body_bytes, overflowed.clone());
-                *built.body_mut() = Some(reqwest::Body::wrap_stream(bounded));
+                StreamBody::new(bounded.map(|chunk| chunk.map(Frame::data))).boxed_unsync()
             }
+        };
+        if !headers.contains_key(http::header::USER_AGENT) {
+            headers.insert(
+                http::header::USER_AGENT,
+                http::HeaderValue::from_static(USER_AGENT),
+            );
         }
+        if !headers.contains_key(http::header::ACCEPT) {
+            headers.insert(http::header::ACCEPT, http::HeaderValue::from_static("*/*"));
+        }
+        let uri: http::Uri = url
+            .as_str()
+            .parse()
+            .map_err(|_| OutboundError::InvalidUrl)?;
+        let mut built = http::Request::new(body);
+        *built.method_mut() = method;
+        *built.uri_mut() = uri;
+        *built.headers_mut() = headers;
         let deadline = tokio::time::Instant::now() + self.limits.total_timeout;
-        let mut response = match self.client.execute(built).await {
-            Ok(response) => response,
-            Err(_) if overflowed.load(std::sync::atomic::Ordering::SeqCst) => {
+        let mut response = match tokio::time::timeout_at(deadline, self.client.request(built)).await
+        {
+            Err(_) => return Err(OutboundError::Timeout),
+            Ok(Ok(response)) => response,
+            Ok(Err(_)) if overflowed.load(std::sync::atomic::Ordering::SeqCst) => {
                 return Err(OutboundError::TooLarge(self.limits.max_body_bytes))
             }
-            Err(e) => return Err(map_reqwest(e)),
+            Ok(Err(e)) => return Err(map_client_error(&e)),
         };
         let status = response.status().as_u16();
         let headers = std::mem::take(response.headers_mut());
         Ok(StreamedResponse {
             status,
             headers,
-            response,
+            body: response.into_body(),
             deadline,
             max_body_bytes: self.limits.max_body_bytes,
             received: 0,
@@ -554,9 +627,9 @@ fn bounded(
 
 /// A request as it will be sent, for a credential to be placed on.
 pub struct Prepared<'a> {
-    pub method: &'a reqwest::Method,
+    pub method: &'a http::Method,
     pub url: &'a mut Url,
-    pub headers: &'a mut reqwest::header::HeaderMap,
+    pub headers: &'a mut http::header::HeaderMap,
     /// The whole body, or `None` for a streamed one.
     pub body: Option<&'a [u8]>,
 }
@@ -575,9 +648,9 @@ enum RequestBody {
 /// A request to send with [`Outbound::send`] or [`Outbound::open`]: plain
 /// data, so that nothing can reach the network without the client's checks.
 pub struct OutboundRequest {
-    method: reqwest::Method,
+    method: http::Method,
     url: Url,
-    headers: reqwest::header::HeaderMap,
+    headers: http::header::HeaderMap,
     body: RequestBody,
     credential: Option<Box<dyn Credential>>,
 }
@@ -594,31 +667,31 @@ impl std::fmt::Debug for OutboundRequest {
 }
 
 impl OutboundRequest {
-    pub fn new(method: reqwest::Method, url: Url) -> OutboundRequest {
+    pub fn new(method: http::Method, url: Url) -> OutboundRequest {
         OutboundRequest {
             method,
             url,
-            headers: reqwest::header::HeaderMap::new(),
+            headers: http::header::HeaderMap::new(),
             body: RequestBody::Bytes(Bytes::new()),
             credential: None,
         }
     }
 
     pub fn get(url: Url) -> OutboundRequest {
-        Self::new(reqwest::Method::GET, url)
+        Self::new(http::Method::GET, url)
     }
 
     pub fn post(url: Url) -> OutboundRequest {
-        Self::new(reqwest::Method::POST, url)
+        Self::new(http::Method::POST, url)
     }
 
     /// Adds a header; a name or value that is not valid in HTTP is refused.
     pub fn header(mut self, name: &str, value: &str) -> Result<OutboundRequest, OutboundError> {
-        let name = reqwest::header::HeaderName::from_bytes(name.as_bytes())
+        let name = http::header::HeaderName::from_bytes(name.as_bytes())
             .map_err(|_| OutboundError::Transport("an invalid header name".into()))?;
-        let mut value = reqwest::header::HeaderValue::from_str(value)
+        let mut value = http::header::HeaderValue::from_str(value)
             .map_err(|_| OutboundError::Transport(format!("an invalid value for header {name}")))?;
-        if name == reqwest::header::AUTHORIZATION {
+        if name == http::header::AUTHORIZATION {
             value.set_sensitive(true);
         }
         self.headers.append(name, value);
@@ -629,8 +702,8 @@ impl OutboundRequest {
     /// already valid HTTP).
     pub fn header_value(
         mut self,
-        name: reqwest::header::HeaderName,
-        value: reqwest::header::HeaderValue,
+        name: http::header::HeaderName,
+        value: http::header::HeaderValue,
     ) -> OutboundRequest {
         self.headers.append(name, value);
         self
@@ -671,12 +744,21 @@ impl TryFrom<http::Request<Vec<u8>>> for OutboundRequest {
     }
 }
 
-fn map_reqwest(err: reqwest::Error) -> OutboundError {
-    if err.is_timeout() {
-        return OutboundError::Timeout;
+/// An error and its causes, as one line.
+fn error_text(err: &(dyn std::error::Error + 'static)) -> String {
+    let mut text = err.to_string();
+    let mut source = err.source();
+    while let Some(e) = source {
+        text.push_str(": ");
+        text.push_str(&e.to_string());
+        source = e.source();
     }
+    text
+}
+
+fn map_client_error(err: &hyper_util::client::legacy::Error) -> OutboundError {
     // A refusal from the resolver travels inside the transport error.
-    let mut source: Option<&(dyn std::error::Error + 'static)> = Some(&err);
+    let mut source: Option<&(dyn std::error::Error + 'static)> = Some(err);
     while let Some(e) = source {
         if let Some(OutboundError::Refused { host, class }) = e.downcast_ref::<OutboundError>() {
             return OutboundError::Refused {
@@ -687,10 +769,13 @@ fn map_reqwest(err: reqwest::Error) -> OutboundError {
         if let Some(OutboundError::Resolve(host)) = e.downcast_ref::<OutboundError>() {
             return OutboundError::Resolve(host.clone());
         }
+        if let Some(OutboundError::TooLarge(max)) = e.downcast_ref::<OutboundError>() {
+            return OutboundError::TooLarge(*max);
+        }
         source = e.source();
     }
-    // Without the URL: it may carry an API key in its query.
-    OutboundError::Transport(err.without_url().to_string())
+    // The client's errors never carry the URL (its query may hold an API key).
+    OutboundError::Transport(error_text(err))
 }
 
 #[cfg(test)]

@@ -15,7 +15,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use reqwest::header::{HeaderMap, HeaderName, HeaderValue};
+use http::header::{HeaderMap, HeaderName, HeaderValue};
 
 use crate::app::App;
 use crate::auth::ConnectionCredential;
@@ -59,7 +59,7 @@ const CALLER_ONLY: [&str; 7] = [
 
 /// A request to forward.
 pub struct ProxyRequest {
-    pub method: reqwest::Method,
+    pub method: http::Method,
     /// What follows `/v1/proxy/{connection id}`, as sent (percent-encoded), from its `/`.
     pub path: String,
     pub query: Option<String>,
@@ -328,7 +328,7 @@ fn upstream_error(error: &OutboundError) -> ApiError {
 fn retry_delay(response: &StreamedResponse, attempt: u32) -> Option<Duration> {
     let after = response
         .headers
-        .get(reqwest::header::RETRY_AFTER)
+        .get(http::header::RETRY_AFTER)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.trim().parse::<u64>().ok())
         .map(Duration::from_secs);
@@ -392,7 +392,7 @@ pub(crate) async fn usable_connection(
 
 /// A request to a connection's API, as the proxy and functions make it.
 pub(crate) struct Outgoing {
-    pub method: reqwest::Method,
+    pub method: http::Method,
     /// Appended to the connection's base URL (checked to stay on its host).
     pub path_and_query: String,
     pub headers: Vec<(HeaderName, HeaderValue)>,
@@ -445,7 +445,7 @@ async fn send_prepared(
             Some(CallerBody::Streamed { stream, length }) => {
                 if let Some(length) = length {
                     request = request
-                        .header_value(reqwest::header::CONTENT_LENGTH, HeaderValue::from(length));
+                        .header_value(http::header::CONTENT_LENGTH, HeaderValue::from(length));
                 }
                 request.body_stream(stream)
             }

@@ -560,3 +560,28 @@ async fn basic_credentials_are_accepted_by_a_real_server_that_checks_them() {
     assert_eq!(reply.body, br#"{"ok":true}"#);
     assert_eq!(outbound.send(call("wrong")).await.unwrap().status, 401);
 }
+
+/// HTTPS is verified: a server whose certificate chains to a root the
+/// client trusts answers; the same server is refused by the client as it
+/// ships (the Web PKI's roots), before any request is sent.
+#[tokio::test]
+async fn https_certificates_are_checked_against_the_trusted_roots() {
+    let (server, authority) = common::nginx::Nginx::https().await;
+    let allow = || AllowList::parse("127.0.0.1").unwrap();
+    let mut roots = rustls::RootCertStore::empty();
+    roots
+        .add(rustls::pki_types::CertificateDer::from(authority))
+        .unwrap();
+    let trusting = Outbound::with_roots(allow(), Limits::default(), roots).unwrap();
+    let answer = get(&trusting, &format!("{}/me", server.url)).await.unwrap();
+    assert_eq!(answer.status, 200);
+    assert_eq!(answer.body, br#"{"ok":true}"#);
+
+    let shipped = Outbound::new(allow(), Limits::default()).unwrap();
+    match get(&shipped, &format!("{}/me", server.url)).await {
+        Err(OutboundError::Transport(message)) => {
+            assert!(message.contains("certificate"), "{message}")
+        }
+        other => panic!("an untrusted certificate was accepted: {other:?}"),
+    }
+}

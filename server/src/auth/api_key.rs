@@ -7,7 +7,7 @@
 //! kept beside the credential.
 
 use base64::Engine;
-use reqwest::header::{HeaderName, HeaderValue, AUTHORIZATION};
+use http::header::{HeaderName, HeaderValue, AUTHORIZATION};
 use url::Url;
 
 use serde_json::Value;

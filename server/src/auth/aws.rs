@@ -15,7 +15,7 @@
 //! other byte `%XX`), so that what is sent is what was signed.
 
 use hmac::{Hmac, Mac};
-use reqwest::header::{HeaderMap, HeaderName, HeaderValue};
+use http::header::{HeaderMap, HeaderName, HeaderValue};
 use sha2::{Digest, Sha256};
 use time::OffsetDateTime;
 use url::Url;

@@ -6,7 +6,7 @@
 
 use std::collections::BTreeMap;
 
-use reqwest::header::{HeaderValue, AUTHORIZATION};
+use http::header::{HeaderValue, AUTHORIZATION};
 use serde_json::{Map, Value};
 use url::Url;
 

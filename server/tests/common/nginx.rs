@@ -2,7 +2,8 @@
 //! credentials (`auth_basic`): what the Basic family is tested against.
 //! It answers `GET /me` with `{"ok":true}` when it accepts the credentials
 //! (a static file, served after the access check — nginx's `return` would
-//! answer before it), 401 otherwise.
+//! answer before it), 401 otherwise. Also nginx over HTTPS, for the
+//! outbound client's certificate checks.
 
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
@@ -98,6 +99,129 @@ http {{
 }}
 "#
         );
+        Self::start(dir, &config, port, format!("http://127.0.0.1:{port}")).await
+    }
+
+    /// nginx over HTTPS on 127.0.0.1, its certificate (for `127.0.0.1` and
+    /// `localhost`) signed by a throwaway authority made with `openssl`;
+    /// answers `GET /me` with `{"ok":true}`. Also answers that authority's
+    /// certificate (DER), for a client to trust.
+    pub async fn https() -> (Nginx, Vec<u8>) {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let d = dir.path();
+        let openssl = |args: &[&str]| {
+            let status = Command::new("openssl")
+                .args(args)
+                .current_dir(d)
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .status()
+                .expect("openssl (install openssl)");
+            assert!(status.success(), "openssl {args:?}");
+        };
+        let ec = [
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:prime256v1",
+            "-nodes",
+        ];
+        openssl(
+            &[
+                &["req", "-x509"][..],
+                &ec,
+                &[
+                    "-keyout",
+                    "ca.key",
+                    "-out",
+                    "ca.pem",
+                    "-days",
+                    "2",
+                    "-subj",
+                    "/CN=Plugboard test authority",
+                ],
+            ]
+            .concat(),
+        );
+        openssl(
+            &[
+                &["req"][..],
+                &ec,
+                &[
+                    "-keyout",
+                    "server.key",
+                    "-out",
+                    "server.csr",
+                    "-subj",
+                    "/CN=localhost",
+                ],
+            ]
+            .concat(),
+        );
+        std::fs::write(
+            d.join("server.ext"),
+            "subjectAltName=IP:127.0.0.1,DNS:localhost\nbasicConstraints=CA:FALSE\nextendedKeyUsage=serverAuth\n",
+        )
+        .unwrap();
+        openssl(&[
+            "x509",
+            "-req",
+            "-in",
+            "server.csr",
+            "-CA",
+            "ca.pem",
+            "-CAkey",
+            "ca.key",
+            "-CAcreateserial",
+            "-out",
+            "server.pem",
+            "-days",
+            "2",
+            "-extfile",
+            "server.ext",
+        ]);
+        openssl(&["x509", "-in", "ca.pem", "-outform", "DER", "-out", "ca.der"]);
+        std::fs::create_dir(d.join("www")).unwrap();
+        std::fs::write(d.join("www/me"), r#"{"ok":true}"#).unwrap();
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let prefix = d.display().to_string();
+        let config = format!(
+            r#"
+worker_processes 1;
+pid {prefix}/nginx.pid;
+error_log {prefix}/error.log warn;
+user root;
+events {{ worker_connections 64; }}
+http {{
+    access_log off;
+    client_body_temp_path {prefix}/body;
+    proxy_temp_path {prefix}/proxy;
+    fastcgi_temp_path {prefix}/fastcgi;
+    uwsgi_temp_path {prefix}/uwsgi;
+    scgi_temp_path {prefix}/scgi;
+    server {{
+        listen 127.0.0.1:{port} ssl;
+        ssl_certificate {prefix}/server.pem;
+        ssl_certificate_key {prefix}/server.key;
+        location / {{
+            default_type application/json;
+            root {prefix}/www;
+        }}
+    }}
+}}
+"#
+        );
+        let authority = std::fs::read(d.join("ca.der")).unwrap();
+        let url = format!("https://127.0.0.1:{port}");
+        (Self::start(dir, &config, port, url).await, authority)
+    }
+
+    async fn start(dir: tempfile::TempDir, config: &str, port: u16, url: String) -> Nginx {
+        let prefix = dir.path().display().to_string();
         std::fs::write(dir.path().join("nginx.conf"), config).unwrap();
         let mut child = Command::new(nginx_binary())
             .args(["-p", &prefix, "-c"])
@@ -107,7 +231,6 @@ http {{
             .stderr(Stdio::piped())
             .spawn()
             .expect("start nginx (Debian's nginx package; .ci/run installs it)");
-        let url = format!("http://127.0.0.1:{port}");
         for _ in 0..100 {
             if tokio::net::TcpStream::connect(("127.0.0.1", port))
                 .await
