@@ -3,7 +3,10 @@
 //! upstream — Debian's nginx serving a small JSON file — for (a) the upstream
 //! directly, (b) nginx as a reverse proxy adding a header, (c) Plugboard's
 //! proxy with an API-key connection, (d) Plugboard's proxy with an OAuth
-//! connection; and Plugboard's resident memory under that load.
+//! connection; and Plugboard's resident memory under that load. A bare
+//! forwarder on the stack Plugboard runs on (`server/examples/bare_proxy.rs`:
+//! hyper's server and hyper-util's client, nothing else) shows how much of
+//! the gap to nginx is that stack's and how much Plugboard's own work.
 //!
 //! On two cores the load generator competes with the servers, so `wrk` runs
 //! pinned to core 1 and every server (nginx's master and worker, Plugboard)
@@ -138,6 +141,37 @@ fn kib(pid: u32, field: &str) -> Option<u64> {
         .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
 }
 
+/// Starts the release example `name` on core 0 against `upstream`; answers
+/// the `name=value` pairs of the line it prints first, and its pid.
+fn example(
+    target: &Path,
+    name: &str,
+    upstream: &str,
+    guard: &mut Guard,
+) -> Result<(std::collections::BTreeMap<String, String>, u32), String> {
+    let binary: PathBuf = target.join("release/examples").join(name);
+    let mut child = Command::new("taskset")
+        .args(["-c", "0"])
+        .arg(&binary)
+        .env("PLUGBOARD_BENCH_UPSTREAM", upstream)
+        .env("RUST_LOG", "error")
+        .stdout(Stdio::piped())
+        .spawn()
+        .map_err(|e| format!("cannot start {}: {e}", binary.display()))?;
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().ok_or("no stdout")?)
+        .read_line(&mut line)
+        .map_err(|e| e.to_string())?;
+    guard.0.push(child);
+    let pairs: std::collections::BTreeMap<String, String> = line
+        .split_whitespace()
+        .filter_map(|pair| pair.split_once('='))
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+    let pid = pairs.get("pid").and_then(|p| p.parse().ok()).unwrap_or(0);
+    Ok((pairs, pid))
+}
+
 pub fn run(cargo: impl Fn() -> Command, target: &Path) -> Result<(), String> {
     crate::run(cargo().args([
         "build",
@@ -147,6 +181,8 @@ pub fn run(cargo: impl Fn() -> Command, target: &Path) -> Result<(), String> {
         "plugboard",
         "--example",
         "proxy_server",
+        "--example",
+        "bare_proxy",
     ]))?;
     let dir = std::env::temp_dir().join(format!("plugboard-bench-{}", std::process::id()));
     std::fs::create_dir_all(&dir).map_err(|e| e.to_string())?;
@@ -172,33 +208,18 @@ pub fn run(cargo: impl Fn() -> Command, target: &Path) -> Result<(), String> {
     )?);
     wait_for_port(upstream_port)?;
     wait_for_port(proxy_port)?;
-    let binary: PathBuf = target.join("release/examples/proxy_server");
-    let mut plugboard = Command::new("taskset")
-        .args(["-c", "0"])
-        .arg(&binary)
-        .env(
-            "PLUGBOARD_BENCH_UPSTREAM",
-            format!("http://127.0.0.1:{upstream_port}"),
-        )
-        .env("RUST_LOG", "error")
-        .stdout(Stdio::piped())
-        .spawn()
-        .map_err(|e| format!("cannot start {}: {e}", binary.display()))?;
-    let mut line = String::new();
-    BufReader::new(plugboard.stdout.take().ok_or("no stdout")?)
-        .read_line(&mut line)
-        .map_err(|e| e.to_string())?;
-    guard.0.push(plugboard);
-    let started: std::collections::BTreeMap<&str, &str> = line
-        .split_whitespace()
-        .filter_map(|pair| pair.split_once('='))
-        .collect();
-    let text = |name: &str| started.get(name).copied().unwrap_or_default().to_string();
+    let upstream = format!("http://127.0.0.1:{upstream_port}");
+    let (bare, _) = example(target, "bare_proxy", &upstream, &mut guard)?;
+    let bare_url = bare
+        .get("url")
+        .cloned()
+        .ok_or("the bare proxy said nothing")?;
+    let (started, pid) = example(target, "proxy_server", &upstream, &mut guard)?;
+    let text = |name: &str| started.get(name).cloned().unwrap_or_default();
     let (url, key) = (text("url"), text("key"));
     if url.is_empty() {
-        return Err(format!("the proxy server said {line:?}"));
+        return Err(format!("the proxy server said {started:?}"));
     }
-    let pid: u32 = text("pid").parse().unwrap_or(0);
     let bearer = format!("Authorization: Bearer {key}");
     let cases = [
         (
@@ -209,6 +230,11 @@ pub fn run(cargo: impl Fn() -> Command, target: &Path) -> Result<(), String> {
         (
             "nginx proxy (+header)",
             format!("http://127.0.0.1:{proxy_port}/item.json"),
+            None,
+        ),
+        (
+            "hyper alone (the floor)",
+            format!("{bare_url}/item.json"),
             None,
         ),
         (
@@ -244,13 +270,20 @@ pub fn run(cargo: impl Fn() -> Command, target: &Path) -> Result<(), String> {
         results.push((rps, p99));
     }
     let (nginx_rps, nginx_p99) = results[1];
-    for (i, name) in [(2, "API key"), (3, "OAuth")] {
+    let (bare_rps, _) = results[2];
+    println!(
+        "hyper alone (hyper's server and hyper-util's client forwarding, nothing else) against nginx: \
+         {:.2}x the throughput",
+        bare_rps / nginx_rps
+    );
+    for (i, name) in [(3, "API key"), (4, "OAuth")] {
         let (rps, p99) = results[i];
         println!(
             "Plugboard ({name}) against nginx: {:.2}x the throughput (aim >= 0.8), {:.2}x the p99 (aim <= 1.25); \
-             against the upstream directly: {:.2}x the throughput",
+             against hyper alone: {:.2}x; against the upstream directly: {:.2}x the throughput",
             rps / nginx_rps,
             p99.as_secs_f64() / nginx_p99.as_secs_f64(),
+            rps / bare_rps,
             rps / results[0].0
         );
     }

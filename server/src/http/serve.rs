@@ -127,6 +127,9 @@ pub async fn serve(
             },
             () = &mut shutdown => break,
         };
+        // Answers go out as written: a streamed body's pieces are not held
+        // back waiting for the client's acknowledgement (Nagle).
+        let _ = stream.set_nodelay(true);
         let router = router.clone();
         let service = hyper::service::service_fn(move |mut request: hyper::Request<Incoming>| {
             request.extensions_mut().insert(ConnectInfo(peer));
