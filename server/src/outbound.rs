@@ -424,11 +424,17 @@ impl StreamedResponse {
         Ok(chunk)
     }
 
-    /// The body as a stream, for passing on without holding it whole.
-    pub fn into_stream(self) -> ByteStream {
-        Box::pin(futures_util::stream::try_unfold(self, |mut r| async move {
-            Ok(r.chunk().await?.map(|chunk| (chunk, r)))
-        }))
+    /// The body as it comes, for passing on without holding it whole: cut
+    /// at the size limit and the total time limit.
+    pub fn into_body(self) -> LimitedBody {
+        LimitedBody {
+            body: self.body,
+            deadline: self.deadline,
+            sleep: None,
+            max_body_bytes: self.max_body_bytes,
+            received: self.received,
+            done: false,
+        }
     }
 
     /// Reads the rest of the body.
@@ -448,6 +454,75 @@ impl StreamedResponse {
 /// What a request body is sent as.
 type SentBody = UnsyncBoxBody<Bytes, OutboundError>;
 type Connector = hyper_rustls::HttpsConnector<HttpConnector<GuardedResolver>>;
+
+/// An answer's body passed on as it arrives ([`StreamedResponse::into_body`]):
+/// its data only, an error once it passes the size limit or the deadline.
+pub struct LimitedBody {
+    body: Incoming,
+    deadline: tokio::time::Instant,
+    /// The deadline's timer, made the first time the body has to wait.
+    sleep: Option<Pin<Box<tokio::time::Sleep>>>,
+    max_body_bytes: usize,
+    received: usize,
+    done: bool,
+}
+
+impl hyper::body::Body for LimitedBody {
+    type Data = Bytes;
+    type Error = OutboundError;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<Frame<Bytes>, OutboundError>>> {
+        use std::task::Poll;
+        let this = &mut *self;
+        if this.done {
+            return Poll::Ready(None);
+        }
+        loop {
+            match Pin::new(&mut this.body).poll_frame(cx) {
+                Poll::Ready(Some(Ok(frame))) => {
+                    // Trailers are not passed on.
+                    let Ok(data) = frame.into_data() else {
+                        continue;
+                    };
+                    this.received += data.len();
+                    if this.received > this.max_body_bytes {
+                        this.done = true;
+                        return Poll::Ready(Some(Err(OutboundError::TooLarge(
+                            this.max_body_bytes,
+                        ))));
+                    }
+                    return Poll::Ready(Some(Ok(Frame::data(data))));
+                }
+                Poll::Ready(Some(Err(e))) => {
+                    this.done = true;
+                    return Poll::Ready(Some(Err(OutboundError::Transport(error_text(&e)))));
+                }
+                Poll::Ready(None) => {
+                    this.done = true;
+                    return Poll::Ready(None);
+                }
+                Poll::Pending => {
+                    let deadline = this.deadline;
+                    let sleep = this
+                        .sleep
+                        .get_or_insert_with(|| Box::pin(tokio::time::sleep_until(deadline)));
+                    if std::future::Future::poll(sleep.as_mut(), cx).is_ready() {
+                        this.done = true;
+                        return Poll::Ready(Some(Err(OutboundError::Timeout)));
+                    }
+                    return Poll::Pending;
+                }
+            }
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.done || self.body.is_end_stream()
+    }
+}
 
 /// The outbound HTTP client.
 #[derive(Clone)]

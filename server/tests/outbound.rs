@@ -337,20 +337,51 @@ async fn a_response_body_is_read_as_it_arrives_and_cut_at_the_limit() {
     let request = plugboard::outbound::OutboundRequest::get(
         Url::parse(&format!("http://127.0.0.1:{port}/")).unwrap(),
     );
-    let mut stream = client(limits).open(request).await.unwrap().into_stream();
-    let mut received = 0;
-    let outcome = loop {
-        match futures_util::StreamExt::next(&mut stream).await {
-            Some(Ok(chunk)) => received += chunk.len(),
-            Some(Err(e)) => break Err(e),
-            None => break Ok(()),
-        }
-    };
+    let mut body = client(limits).open(request).await.unwrap().into_body();
+    let (outcome, received) = drain(&mut body).await;
     assert!(
         matches!(outcome, Err(OutboundError::TooLarge(n)) if n == 100 * 1024),
         "{outcome:?}"
     );
     assert!(received <= 100 * 1024, "{received} bytes passed the limit");
+
+    // A body that starts, then stops coming: cut at the exchange's time limit.
+    let (port, _) = peer("127.0.0.1:0", |mut s| async move {
+        let _ = s
+            .write_all(b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n5\r\nfirst\r\n")
+            .await;
+        tokio::time::sleep(Duration::from_secs(30)).await;
+    })
+    .await;
+    let limits = Limits {
+        total_timeout: Duration::from_secs(1),
+        ..Limits::default()
+    };
+    let request = plugboard::outbound::OutboundRequest::get(
+        Url::parse(&format!("http://127.0.0.1:{port}/")).unwrap(),
+    );
+    let started = std::time::Instant::now();
+    let mut body = client(limits).open(request).await.unwrap().into_body();
+    let (outcome, received) = drain(&mut body).await;
+    assert!(
+        matches!(outcome, Err(OutboundError::Timeout)),
+        "{outcome:?}"
+    );
+    assert_eq!(received, 5);
+    assert!(started.elapsed() < Duration::from_secs(10));
+}
+
+/// Reads a body to its end or its first error: how it ended, and how many bytes came.
+async fn drain(body: &mut plugboard::outbound::LimitedBody) -> (Result<(), OutboundError>, usize) {
+    use http_body_util::BodyExt;
+    let mut received = 0;
+    loop {
+        match body.frame().await {
+            Some(Ok(frame)) => received += frame.into_data().map_or(0, |d| d.len()),
+            Some(Err(e)) => return (Err(e), received),
+            None => return (Ok(()), received),
+        }
+    }
 }
 
 #[tokio::test]

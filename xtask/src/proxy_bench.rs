@@ -27,6 +27,18 @@ struct Guard(Vec<Child>);
 impl Drop for Guard {
     fn drop(&mut self) {
         for child in &mut self.0 {
+            // `taskset` execs the server, so the pid is the server's. SIGTERM
+            // first: nginx's master then stops its worker, which SIGKILL
+            // would leave running.
+            let _ = Command::new("kill")
+                .args(["-TERM", &child.id().to_string()])
+                .status();
+            for _ in 0..50 {
+                if matches!(child.try_wait(), Ok(Some(_))) {
+                    break;
+                }
+                std::thread::sleep(Duration::from_millis(20));
+            }
             let _ = child.kill();
             let _ = child.wait();
         }

@@ -90,7 +90,7 @@ async fn forward(
             for name in proxy::HOP_BY_HOP {
                 headers.remove(name);
             }
-            let mut response = Response::new(Body::from_stream(upstream.into_stream()));
+            let mut response = Response::new(Body::new(upstream.into_body()));
             *response.status_mut() = status;
             *response.headers_mut() = headers;
             response
@@ -148,6 +148,10 @@ async fn caller_body(
     let max = app.outbound.limits().max_body_bytes;
     if length.is_some_and(|n| n > max as u64) {
         return Err(body_too_large(max));
+    }
+    use axum::body::HttpBody;
+    if body.size_hint().exact() == Some(0) {
+        return Ok(CallerBody::Whole(bytes::Bytes::new()));
     }
     let mut stream = body.into_data_stream();
     let mut read = BytesMut::new();

@@ -147,7 +147,7 @@ pub struct Store {
     pub(crate) pool: DbPool,
     changes: Arc<Changes>,
     /// Secret keys that authenticated, by their lookup prefix.
-    keys: Arc<Cache<projects::KnownKey>>,
+    keys: Arc<Cache<Arc<projects::KnownKey>>>,
     /// PostgreSQL: the task that hears other replicas' writes.
     _listening: Option<Arc<listen::Listening>>,
 }

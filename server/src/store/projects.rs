@@ -28,7 +28,6 @@ struct KeyHashRow {
 }
 
 /// A secret key that authenticated: its hash and its project.
-#[derive(Clone)]
 pub(crate) struct KnownKey {
     project_id: String,
     hash: Vec<u8>,
@@ -102,7 +101,7 @@ impl Store {
         let prefix = ids::lookup_prefix(SecretKind::SecretKey, presented);
         if let Some(known) = self.keys.get(&prefix) {
             if ids::verify_secret(presented, Some(&known.hash)) {
-                return Ok(Some(known.project_id));
+                return Ok(Some(known.project_id.clone()));
             }
         }
         let ticket = self.keys.ticket();
@@ -119,10 +118,10 @@ impl Store {
             return Ok(None);
         };
         // Only a key that verified is kept: unknown prefixes never fill the cache.
-        let known = KnownKey {
+        let known = std::sync::Arc::new(KnownKey {
             project_id: row.project_id.clone(),
             hash: row.hash,
-        };
+        });
         let topic = Topic::SecretKeys(row.project_id.clone());
         self.keys.put(ticket, &prefix, known, vec![topic]);
         Ok(Some(row.project_id))

@@ -17,7 +17,11 @@ pub struct Nginx {
 
 impl Drop for Nginx {
     fn drop(&mut self) {
-        let _ = self.child.kill();
+        // SIGTERM, not SIGKILL: the master then stops its worker, which a
+        // killed master would leave running.
+        let pid = self.child.id() as libc::pid_t;
+        // SAFETY: signalling our own child, whose pid is still ours until waited for.
+        unsafe { libc::kill(pid, libc::SIGTERM) };
         let _ = self.child.wait();
     }
 }
