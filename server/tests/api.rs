@@ -1276,6 +1276,15 @@ async fn secrets_are_not_cached_nothing_is_sniffed_and_oversize_requests_get_the
                 .body(format!(r#"{{"key":"{}"}}"#, "k".repeat(300 * 1024))),
             413,
         ),
+        // Far larger than the socket's buffers: the answer still arrives
+        // (the connection lingers), not a reset while the client writes.
+        (
+            client
+                .post(&url)
+                .header("content-type", "application/json")
+                .body(vec![b' '; 16 * 1024 * 1024]),
+            413,
+        ),
     ] {
         let reply = request.bearer_auth(&key).send().await.unwrap();
         assert_eq!(reply.status(), status);

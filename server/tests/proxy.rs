@@ -718,6 +718,99 @@ async fn large_request_bodies_stream_through_the_proxy(engine: Engine) {
     );
 }
 
+/// An API that turns away one token with 401 and otherwise answers what
+/// it received; it keeps each request's token and body length.
+async fn token_checking_upstream(
+    refused: &'static str,
+) -> (
+    String,
+    std::sync::Arc<std::sync::Mutex<Vec<(String, usize)>>>,
+) {
+    use axum::body::Bytes;
+    use axum::http::{HeaderMap, StatusCode};
+    use std::sync::{Arc, Mutex};
+    let seen: Arc<Mutex<Vec<(String, usize)>>> = Arc::default();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    let kept = seen.clone();
+    let app = axum::Router::new()
+        .fallback(move |headers: HeaderMap, body: Bytes| {
+            let kept = kept.clone();
+            async move {
+                let token = headers
+                    .get("authorization")
+                    .and_then(|v| v.to_str().ok())
+                    .unwrap_or("")
+                    .trim_start_matches("Bearer ")
+                    .to_string();
+                kept.lock().unwrap().push((token.clone(), body.len()));
+                if token == refused {
+                    (
+                        StatusCode::UNAUTHORIZED,
+                        r#"{"error":"invalid_token"}"#.to_string(),
+                    )
+                } else {
+                    (StatusCode::OK, json!({ "length": body.len() }).to_string())
+                }
+            }
+        })
+        .layer(axum::extract::DefaultBodyLimit::max(16 * 1024 * 1024));
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    (url, seen)
+}
+
+/// A streamed body cannot be sent twice: when the upstream answers 401 to
+/// it, the token is refreshed once and the 401 goes back to the caller as
+/// it came (the body reached the upstream once); the next call carries the
+/// new token and is accepted, with no further refresh.
+async fn a_streamed_body_meets_a_401_with_one_refresh_and_no_resend(engine: Engine) {
+    const REFUSED: &str = "a-token-the-api-turns-away";
+    let app = TestApp::starting_now(engine).await;
+    let provider = Provider::start("127.0.0.1");
+    let (upstream, seen) = token_checking_upstream(REFUSED).await;
+    let (project, key) = app.project("Acme").await;
+    let mut body = provider.integration("acme");
+    body["api_base_url"] = json!(upstream);
+    let (callback_url, _, _) =
+        registered_integration(&app, &provider, &key, body, "client_secret_basic").await;
+    let id = connect(&app, &key, &callback_url, None).await;
+    plant_token(&app, &project, &id, REFUSED).await;
+    let refreshes = provider.count("refresh_token:ok").await;
+
+    let large: Vec<u8> = vec![b'z'; 512 * 1024];
+    let answer = reqwest::Client::new()
+        .post(format!("{}/v1/proxy/{id}/upload", app.base_url))
+        .bearer_auth(&key)
+        .body(pieces(large.clone()))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(answer.status(), 401);
+    assert!(answer.headers().get("plugboard-error").is_none());
+    assert_eq!(answer.text().await.unwrap(), r#"{"error":"invalid_token"}"#);
+    assert_eq!(provider.count("refresh_token:ok").await, refreshes + 1);
+    assert_eq!(
+        seen.lock().unwrap().clone(),
+        vec![(REFUSED.to_string(), large.len())],
+        "the streamed body reaches the upstream once, with the refused token"
+    );
+
+    let answer = reqwest::Client::new()
+        .post(format!("{}/v1/proxy/{id}/upload", app.base_url))
+        .bearer_auth(&key)
+        .body(large.clone())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(answer.status(), 200);
+    assert_eq!(provider.count("refresh_token:ok").await, refreshes + 1);
+    let seen = seen.lock().unwrap().clone();
+    assert_eq!(seen.len(), 2, "{seen:?}");
+    assert_ne!(seen[1].0, REFUSED);
+    assert!(!seen[1].0.is_empty());
+    assert_eq!(seen[1].1, large.len());
+}
+
 on_both_engines!(
     the_proxy_calls_with_the_connections_fresh_token,
     what_the_proxy_keeps_follows_every_change,
@@ -725,5 +818,6 @@ on_both_engines!(
 on_one_engine!(
     the_proxy_keeps_to_the_connections_host,
     large_request_bodies_stream_through_the_proxy,
+    a_streamed_body_meets_a_401_with_one_refresh_and_no_resend,
     sigv4_through_the_proxy_is_what_botocore_computes,
 );

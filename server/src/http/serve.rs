@@ -4,17 +4,27 @@
 //! a cap on open connections (beyond it, new ones wait in the kernel's
 //! backlog); and the process's open-file limit raised to what the system allows.
 //! The body's time limit is the HTTP layer's (`http::read_body_within`).
+//!
+//! A connection the server closes while its client is still sending (a body
+//! refused as too large before it was read) lingers: it sends its end, then
+//! reads and discards what still comes for a bounded time and amount, so
+//! that the client reads the answer instead of a reset. When the server
+//! stops, an idle connection (nothing unread) closes at once.
 
 use std::convert::Infallible;
 use std::future::Future;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
+use std::task::{ready, Context, Poll};
 use std::time::Duration;
 
 use axum::extract::ConnectInfo;
 use axum::Router;
 use hyper::body::Incoming;
 use hyper_util::rt::{TokioIo, TokioTimer};
-use tokio::net::TcpListener;
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::Semaphore;
 use tower::ServiceExt;
 
@@ -35,6 +45,102 @@ const DRAIN_SECONDS: u64 = 10;
 /// connection itself, with a bare 431; smaller excesses get the product's
 /// error shape from the HTTP layer (`http::MAX_HEADER_BYTES`).
 const MAX_BUF_BYTES: usize = 256 * 1024;
+
+/// How long, and how much, a closing connection reads and discards.
+const LINGER_TIME: Duration = Duration::from_secs(2);
+const LINGER_BYTES: usize = 16 * 1024 * 1024;
+
+/// A client connection that lingers when the server closes it while the
+/// client is still sending (see the module's documentation).
+struct Lingering {
+    stream: TcpStream,
+    closing: Closing,
+    /// Set when the server stops: then only a client still sending is waited for.
+    stopping: Arc<AtomicBool>,
+}
+
+enum Closing {
+    Open,
+    /// The server's end is sent; nothing unread has been seen yet.
+    Sent,
+    /// The client was still sending: discarded until then, this much more.
+    Draining(Pin<Box<tokio::time::Sleep>>, usize),
+}
+
+impl AsyncRead for Lingering {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.stream).poll_read(cx, buf)
+    }
+}
+
+impl AsyncWrite for Lingering {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<std::io::Result<usize>> {
+        Pin::new(&mut self.stream).poll_write(cx, buf)
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.stream).poll_flush(cx)
+    }
+
+    fn poll_write_vectored(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[std::io::IoSlice<'_>],
+    ) -> Poll<std::io::Result<usize>> {
+        Pin::new(&mut self.stream).poll_write_vectored(cx, bufs)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.stream.is_write_vectored()
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        let this = &mut *self;
+        if let Closing::Open = this.closing {
+            ready!(Pin::new(&mut this.stream).poll_shutdown(cx))?;
+            this.closing = Closing::Sent;
+        }
+        let mut scratch = [0u8; 8192];
+        loop {
+            let mut buf = ReadBuf::new(&mut scratch);
+            let read = Pin::new(&mut this.stream).poll_read(cx, &mut buf);
+            let got = buf.filled().len();
+            match (read, &mut this.closing) {
+                // The client has read the answer and gone, or broke off.
+                (Poll::Ready(Ok(())), _) if got == 0 => return Poll::Ready(Ok(())),
+                (Poll::Ready(Err(_)), _) => return Poll::Ready(Ok(())),
+                // Nothing unread while the server stops: an idle connection, closed at once.
+                (Poll::Pending, Closing::Sent) if this.stopping.load(Ordering::Relaxed) => {
+                    return Poll::Ready(Ok(()))
+                }
+                (_, Closing::Sent) => {
+                    let deadline = Box::pin(tokio::time::sleep(LINGER_TIME));
+                    this.closing = Closing::Draining(deadline, LINGER_BYTES.saturating_sub(got));
+                }
+                (Poll::Ready(Ok(())), Closing::Draining(_, left)) => {
+                    *left = left.saturating_sub(got);
+                    if *left == 0 {
+                        return Poll::Ready(Ok(()));
+                    }
+                }
+                (Poll::Pending, Closing::Draining(deadline, _)) => {
+                    return deadline.as_mut().poll(cx).map(Ok);
+                }
+                (Poll::Ready(Ok(())), Closing::Open) | (Poll::Pending, Closing::Open) => {
+                    return Poll::Ready(Ok(()))
+                }
+            }
+        }
+    }
+}
 
 /// Raises this process's soft limit on open files to its hard limit, and
 /// answers the limit now in force (`None` where it cannot be read).
@@ -100,6 +206,7 @@ pub async fn serve(
 ) {
     let permits = Arc::new(Semaphore::new(limits.max_connections.max(1)));
     let graceful = hyper_util::server::graceful::GracefulShutdown::new();
+    let stopping = Arc::new(AtomicBool::new(false));
     let mut builder = hyper::server::conn::http1::Builder::new();
     builder
         .timer(TokioTimer::new())
@@ -138,6 +245,11 @@ pub async fn serve(
                 Ok::<_, Infallible>(router.oneshot(request).await.unwrap_or_else(|e| match e {}))
             }
         });
+        let stream = Lingering {
+            stream,
+            closing: Closing::Open,
+            stopping: stopping.clone(),
+        };
         let connection = graceful.watch(builder.serve_connection(TokioIo::new(stream), service));
         tokio::spawn(async move {
             // A client that went away or broke the protocol ends its connection; nothing else.
@@ -146,6 +258,7 @@ pub async fn serve(
         });
     }
     drop(listener);
+    stopping.store(true, Ordering::Relaxed);
     tokio::select! {
         () = graceful.shutdown() => {}
         () = tokio::time::sleep(Duration::from_secs(DRAIN_SECONDS)) => {
