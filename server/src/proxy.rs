@@ -33,16 +33,16 @@ const MAX_RETRIES: u32 = 3;
 const MAX_RETRY_AFTER: Duration = Duration::from_secs(10);
 
 /// Headers that describe one hop, never forwarded either way (RFC 9110 7.6.1).
-pub const HOP_BY_HOP: [&str; 9] = [
-    "connection",
-    "keep-alive",
-    "proxy-authenticate",
-    "proxy-authorization",
-    "proxy-connection",
-    "te",
-    "trailer",
-    "transfer-encoding",
-    "upgrade",
+pub static HOP_BY_HOP: [HeaderName; 9] = [
+    http::header::CONNECTION,
+    HeaderName::from_static("keep-alive"),
+    http::header::PROXY_AUTHENTICATE,
+    http::header::PROXY_AUTHORIZATION,
+    HeaderName::from_static("proxy-connection"),
+    http::header::TE,
+    http::header::TRAILER,
+    http::header::TRANSFER_ENCODING,
+    http::header::UPGRADE,
 ];
 
 /// Request headers a caller may not send on: where the request goes, who
@@ -152,7 +152,7 @@ fn forwarded_headers(headers: &HeaderMap) -> Vec<(HeaderName, HeaderValue)> {
         .iter()
         .filter(|(name, _)| {
             let name = name.as_str();
-            !HOP_BY_HOP.contains(&name)
+            !HOP_BY_HOP.iter().any(|hop| hop.as_str() == name)
                 && !CALLER_ONLY.contains(&name)
                 && !name.starts_with("x-forwarded-")
                 && !name.starts_with("plugboard-")

@@ -146,7 +146,9 @@ pub fn place_key(
     value: &Secret,
     request: &mut Prepared<'_>,
 ) -> Result<(), OutboundError> {
-    let full = format!("{}{}", placement.prefix, value.expose());
+    let mut full = String::with_capacity(placement.prefix.len() + value.expose().len());
+    full.push_str(&placement.prefix);
+    full.push_str(value.expose());
     match placement.location {
         KeyLocation::Header => {
             let name = HeaderName::from_bytes(placement.name.as_bytes())

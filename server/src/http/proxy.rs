@@ -62,8 +62,10 @@ async fn forward(
     let (parts, body) = request.into_parts();
     // The path as sent, still encoded: what follows the connection id.
     let raw = parts.uri.path();
-    let prefix = format!("/v1/proxy/{connection_id}");
-    let rest = raw.strip_prefix(prefix.as_str()).unwrap_or("/");
+    let rest = raw
+        .strip_prefix("/v1/proxy/")
+        .and_then(|rest| rest.strip_prefix(connection_id.as_str()))
+        .unwrap_or("/");
     let path = if rest.is_empty() { "/" } else { rest }.to_string();
     let length = parts
         .headers
@@ -87,7 +89,7 @@ async fn forward(
             let status = axum::http::StatusCode::from_u16(upstream.status)
                 .unwrap_or(axum::http::StatusCode::BAD_GATEWAY);
             let mut headers = std::mem::take(&mut upstream.headers);
-            for name in proxy::HOP_BY_HOP {
+            for name in &proxy::HOP_BY_HOP {
                 headers.remove(name);
             }
             let mut response = Response::new(Body::new(upstream.into_body()));
