@@ -6,6 +6,7 @@
 //!   (for running single tests by hand).
 
 mod imports;
+mod instructions;
 mod postgres;
 mod proxy_bench;
 mod sdk;

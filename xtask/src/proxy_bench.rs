@@ -10,7 +10,8 @@
 //!
 //! On two cores the load generator competes with the servers, so `wrk` runs
 //! pinned to core 1 and every server (nginx's master and worker, Plugboard)
-//! to core 0 with `taskset`.
+//! to core 0 with `taskset`. Then the instructions each call costs, counted
+//! by callgrind (`crate::instructions`), for hyper alone and Plugboard.
 
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
@@ -306,7 +307,36 @@ pub fn run(cargo: impl Fn() -> Command, target: &Path) -> Result<(), String> {
             peak as f64 / 1024.0
         );
     }
+    count_instructions(target, &upstream, &dir)?;
     drop(guard);
     let _ = std::fs::remove_dir_all(&dir);
+    Ok(())
+}
+
+/// Instructions per call for hyper alone and Plugboard's proxy (`crate::instructions`).
+fn count_instructions(target: &Path, upstream: &str, dir: &Path) -> Result<(), String> {
+    use crate::instructions::{Counted, CALLS};
+    println!(
+        "\ninstructions per call (valgrind --tool=callgrind; {CALLS} calls on one keep-alive connection \
+         after 200 to warm up; the same upstream): a count, the same however busy the machine is"
+    );
+    let examples = target.join("release/examples");
+    let floor = Counted::start(&examples.join("bare_proxy"), upstream, dir)?
+        .per_call("/item.json", None)?;
+    println!("{:<28} {floor:>10}", "hyper alone (the floor)");
+    let mut plugboard = Counted::start(&examples.join("proxy_server"), upstream, dir)?;
+    let said = |name: &str| plugboard.said.get(name).cloned().unwrap_or_default();
+    let key = said("key");
+    let cases = [
+        ("Plugboard proxy, API key", said("api_key_connection")),
+        ("Plugboard proxy, OAuth", said("oauth_connection")),
+    ];
+    for (name, connection) in cases {
+        let count = plugboard.per_call(&format!("/v1/proxy/{connection}/item.json"), Some(&key))?;
+        println!(
+            "{name:<28} {count:>10}   {:.2}x hyper alone",
+            count as f64 / floor.max(1) as f64
+        );
+    }
     Ok(())
 }
