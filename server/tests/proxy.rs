@@ -328,6 +328,24 @@ async fn the_proxy_keeps_to_the_connections_host(engine: Engine) {
     let nothing = tokio::time::timeout(Duration::from_millis(200), trap.accept()).await;
     assert!(nothing.is_err(), "127.0.0.2 was reached");
 
+    // The upstream's own headers come back; those of its hop do not.
+    peer.set(Behaviour::Respond(
+        "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\nx-upstream: kept\r\n\
+         keep-alive: timeout=5\r\nproxy-authenticate: Basic realm=\"up\"\r\n\
+         trailer: x-sum\r\nupgrade: h2c\r\ncontent-length: 2\r\nconnection: close\r\n\r\n{}"
+            .to_string(),
+    ));
+    let answer = call(&app, &key, "GET", &format!("/v1/proxy/{id}/h"), &[], None).await;
+    assert_eq!((answer.status, answer.body.as_str()), (200, "{}"));
+    assert_eq!(answer.headers["x-upstream"], "kept");
+    for gone in ["keep-alive", "proxy-authenticate", "trailer", "upgrade"] {
+        assert!(
+            !answer.headers.contains_key(gone),
+            "{gone} came back: {:?}",
+            answer.headers
+        );
+    }
+
     // Retries only when asked, on 5xx; the upstream's answer comes back as it came.
     peer.set(Behaviour::Respond(json_response(503, r#"{"busy":true}"#)));
     let before = peer.requests().len();
