@@ -251,7 +251,6 @@ pub fn append_path_under(base: &str, base_url: &Url, path: &str) -> Option<Url> 
     // is what parsing the joined text gives (unit-tested against it).
     if base_url.query().is_none()
         && base_url.fragment().is_none()
-        && !base.contains(['?', '#'])
         && path.starts_with('/')
         && !path.contains('#')
     {

@@ -50,11 +50,7 @@ impl Counted {
         BufReader::new(child.stdout.take().ok_or("no stdout")?)
             .read_line(&mut line)
             .map_err(|e| e.to_string())?;
-        let said: BTreeMap<String, String> = line
-            .split_whitespace()
-            .filter_map(|pair| pair.split_once('='))
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect();
+        let said = crate::proxy_bench::said(&line);
         let pid = child.id();
         Ok(Counted {
             child,
@@ -112,18 +108,13 @@ impl Counted {
     }
 
     fn control(&self, command: &str) -> Result<(), String> {
-        let status = Command::new("callgrind_control")
-            .arg(command)
-            .arg(self.pid.to_string())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .status()
-            .map_err(|e| format!("cannot run callgrind_control: {e}"))?;
-        if status.success() {
-            Ok(())
-        } else {
-            Err(format!("callgrind_control {command} failed"))
-        }
+        crate::run(
+            Command::new("callgrind_control")
+                .arg(command)
+                .arg(self.pid.to_string())
+                .stdout(Stdio::null())
+                .stderr(Stdio::null()),
+        )
     }
 }
 

@@ -154,6 +154,14 @@ fn kib(pid: u32, field: &str) -> Option<u64> {
         .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
 }
 
+/// The `name=value` pairs of a bench server's first line.
+pub fn said(line: &str) -> std::collections::BTreeMap<String, String> {
+    line.split_whitespace()
+        .filter_map(|pair| pair.split_once('='))
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect()
+}
+
 /// Starts the release example `name` on core 0 against `upstream`; answers
 /// the `name=value` pairs of the line it prints first, and its pid.
 fn example(
@@ -176,11 +184,7 @@ fn example(
         .read_line(&mut line)
         .map_err(|e| e.to_string())?;
     guard.0.push(child);
-    let pairs: std::collections::BTreeMap<String, String> = line
-        .split_whitespace()
-        .filter_map(|pair| pair.split_once('='))
-        .map(|(k, v)| (k.to_string(), v.to_string()))
-        .collect();
+    let pairs = said(&line);
     let pid = pairs.get("pid").and_then(|p| p.parse().ok()).unwrap_or(0);
     Ok((pairs, pid))
 }

@@ -134,9 +134,8 @@ impl AsyncWrite for Lingering {
                 (Poll::Pending, Closing::Draining(deadline, _)) => {
                     return deadline.as_mut().poll(cx).map(Ok);
                 }
-                (Poll::Ready(Ok(())), Closing::Open) | (Poll::Pending, Closing::Open) => {
-                    return Poll::Ready(Ok(()))
-                }
+                // Not reached: the end is sent before the loop.
+                (_, Closing::Open) => return Poll::Ready(Ok(())),
             }
         }
     }

@@ -70,26 +70,10 @@ impl Nginx {
         std::fs::write(dir.path().join("htpasswd"), format!("{user}:{hash}\n")).unwrap();
         std::fs::create_dir(dir.path().join("www")).unwrap();
         std::fs::write(dir.path().join("www/me"), r#"{"ok":true}"#).unwrap();
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
+        let port = super::binary::free_port();
         let prefix = dir.path().display().to_string();
-        let config = format!(
+        let server = format!(
             r#"
-worker_processes 1;
-pid {prefix}/nginx.pid;
-error_log {prefix}/error.log warn;
-user root;
-events {{ worker_connections 64; }}
-http {{
-    access_log off;
-    client_body_temp_path {prefix}/body;
-    proxy_temp_path {prefix}/proxy;
-    fastcgi_temp_path {prefix}/fastcgi;
-    uwsgi_temp_path {prefix}/uwsgi;
-    scgi_temp_path {prefix}/scgi;
     server {{
         listen 127.0.0.1:{port};
         location / {{
@@ -100,10 +84,9 @@ http {{
             root {prefix}/www;
         }}
     }}
-}}
 "#
         );
-        Self::start(dir, &config, port, format!("http://127.0.0.1:{port}")).await
+        Self::start(dir, &server, port, format!("http://127.0.0.1:{port}")).await
     }
 
     /// nginx over HTTPS on 127.0.0.1, its certificate (for `127.0.0.1` and
@@ -187,12 +170,29 @@ http {{
         openssl(&["x509", "-in", "ca.pem", "-outform", "DER", "-out", "ca.der"]);
         std::fs::create_dir(d.join("www")).unwrap();
         std::fs::write(d.join("www/me"), r#"{"ok":true}"#).unwrap();
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
+        let port = super::binary::free_port();
         let prefix = d.display().to_string();
+        let server = format!(
+            r#"
+    server {{
+        listen 127.0.0.1:{port} ssl;
+        ssl_certificate {prefix}/server.pem;
+        ssl_certificate_key {prefix}/server.key;
+        location / {{
+            default_type application/json;
+            root {prefix}/www;
+        }}
+    }}
+"#
+        );
+        let authority = std::fs::read(d.join("ca.der")).unwrap();
+        let url = format!("https://127.0.0.1:{port}");
+        (Self::start(dir, &server, port, url).await, authority)
+    }
+
+    /// Runs nginx in `dir` with one `server` block, and waits for `port`.
+    async fn start(dir: tempfile::TempDir, server: &str, port: u16, url: String) -> Nginx {
+        let prefix = dir.path().display().to_string();
         let config = format!(
             r#"
 worker_processes 1;
@@ -207,25 +207,9 @@ http {{
     fastcgi_temp_path {prefix}/fastcgi;
     uwsgi_temp_path {prefix}/uwsgi;
     scgi_temp_path {prefix}/scgi;
-    server {{
-        listen 127.0.0.1:{port} ssl;
-        ssl_certificate {prefix}/server.pem;
-        ssl_certificate_key {prefix}/server.key;
-        location / {{
-            default_type application/json;
-            root {prefix}/www;
-        }}
-    }}
-}}
+{server}}}
 "#
         );
-        let authority = std::fs::read(d.join("ca.der")).unwrap();
-        let url = format!("https://127.0.0.1:{port}");
-        (Self::start(dir, &config, port, url).await, authority)
-    }
-
-    async fn start(dir: tempfile::TempDir, config: &str, port: u16, url: String) -> Nginx {
-        let prefix = dir.path().display().to_string();
         std::fs::write(dir.path().join("nginx.conf"), config).unwrap();
         let mut child = Command::new(nginx_binary())
             .args(["-p", &prefix, "-c"])
