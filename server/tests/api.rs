@@ -1291,6 +1291,30 @@ async fn secrets_are_not_cached_nothing_is_sniffed_and_oversize_requests_get_the
         let body: Value = serde_json::from_str(&reply.text().await.unwrap()).unwrap();
         assert_eq!(body["error"]["code"], "validation_failed", "{status}");
     }
+    // The proxy makes the same checks itself; its refusals name themselves.
+    let url = format!("{}/v1/proxy/conn_nothing/items", app.base_url);
+    for (request, status, code) in [
+        (
+            client.get(format!("{url}?q={}", "a".repeat(10_000))),
+            414,
+            "validation_failed",
+        ),
+        (
+            client.get(&url).header("x-padding", "b".repeat(40_000)),
+            431,
+            "validation_failed",
+        ),
+        (client.get(&url), 404, "not_found"),
+    ] {
+        let reply = request.bearer_auth(&key).send().await.unwrap();
+        assert_eq!(reply.status(), status);
+        let headers = reply.headers().clone();
+        assert_eq!(headers["plugboard-error"], code, "{status}");
+        assert_eq!(headers["cache-control"], "no-store", "{status}");
+        assert_eq!(headers["x-content-type-options"], "nosniff", "{status}");
+        let body: Value = serde_json::from_str(&reply.text().await.unwrap()).unwrap();
+        assert_eq!(body["error"]["code"], code, "{status}");
+    }
 }
 
 /// SECURITY 15 on the SDK's endpoints, over HTTP as a page sends them:

@@ -7,7 +7,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use axum::body::Body;
-use axum::extract::{Request, State};
+use axum::extract::{FromRequestParts, Request, State};
 use axum::http::{HeaderName, HeaderValue};
 use axum::response::{IntoResponse, Response};
 use axum::routing::any;
@@ -15,10 +15,9 @@ use axum::Router;
 use bytes::BytesMut;
 use futures_util::StreamExt;
 
-use super::{AppState, ProjectAuth};
+use super::{with_common_headers, AppState, ProjectAuth};
 use crate::app::App;
 use crate::error::{ApiError, ErrorCode};
-use crate::http::error::Path;
 use crate::outbound::OutboundError;
 use crate::proxy::{self, CallerBody, ProxyRequest};
 
@@ -41,31 +40,25 @@ fn own_error(error: ApiError) -> Response {
 }
 
 #[utoipa::path(method(get, post, put, patch, delete), path = "/v1/proxy/{connection_id}/{path}", tag = "proxy", summary = "The provider's API with the connection's credentials; the upstream's answer passed back as it came", params(("connection_id" = String, Path, description = "The connection's id"), ("path" = String, Path, description = "Appended to the connection's base URL"), ("Plugboard-Retries" = Option<u8>, Header, description = "0 to 3 retries on 429 and 5xx")), responses((status = "default", description = "The upstream's answer as it came, or (with Plugboard-Error) the proxy's own error")))]
-async fn forward(
-    State(app): State<AppState>,
-    auth: Result<ProjectAuth, ApiError>,
-    path: Result<Path<Vec<(String, String)>>, ApiError>,
-    request: Request,
-) -> Response {
-    let auth = match auth {
+async fn forward(State(app): State<AppState>, request: Request) -> Response {
+    with_common_headers(answer(&app, request).await)
+}
+
+async fn answer(app: &AppState, request: Request) -> Response {
+    if let Some(error) = super::too_large(request.uri(), request.headers()) {
+        return own_error(error);
+    }
+    let (mut parts, body) = request.into_parts();
+    let auth = match ProjectAuth::from_request_parts(&mut parts, app).await {
         Ok(auth) => auth,
         Err(e) => return own_error(e),
     };
-    let connection_id = match path {
-        Ok(Path(params)) => params
-            .into_iter()
-            .find(|(name, _)| name == "connection_id")
-            .map(|(_, value)| value)
-            .unwrap_or_default(),
-        Err(e) => return own_error(e),
+    // The path as sent, still encoded: the connection id, then what follows it.
+    let raw = parts.uri.path().strip_prefix("/v1/proxy/").unwrap_or("");
+    let (segment, rest) = raw.split_at(raw.find('/').unwrap_or(raw.len()));
+    let Ok(connection_id) = percent_encoding::percent_decode_str(segment).decode_utf8() else {
+        return own_error(ApiError::not_found("connection"));
     };
-    let (parts, body) = request.into_parts();
-    // The path as sent, still encoded: what follows the connection id.
-    let raw = parts.uri.path();
-    let rest = raw
-        .strip_prefix("/v1/proxy/")
-        .and_then(|rest| rest.strip_prefix(connection_id.as_str()))
-        .unwrap_or("/");
     let path = if rest.is_empty() { "/" } else { rest }.to_string();
     let length = parts
         .headers
@@ -73,7 +66,7 @@ async fn forward(
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse::<u64>().ok());
     let fault = Fault::default();
-    let body = match caller_body(&app, body, length, &fault).await {
+    let body = match caller_body(app, body, length, &fault).await {
         Ok(body) => body,
         Err(e) => return own_error(e),
     };
@@ -84,7 +77,7 @@ async fn forward(
         headers: parts.headers,
         body,
     };
-    match proxy::forward(&app, &auth.project_id, &connection_id, proxied).await {
+    match proxy::forward(app, &auth.project_id, &connection_id, proxied).await {
         Ok(mut upstream) => {
             let status = axum::http::StatusCode::from_u16(upstream.status)
                 .unwrap_or(axum::http::StatusCode::BAD_GATEWAY);
