@@ -119,7 +119,7 @@ async fn main() {
     let state = AppState(Arc::new(app));
     plugboard::http::serve::serve(
         listener,
-        plugboard::http::router(state),
+        plugboard::http::application(state),
         plugboard::http::serve::ServeLimits {
             header_timeout: settings.limits.header_timeout,
             max_connections: 10_000,

@@ -215,7 +215,7 @@ async fn serve(args: ServeArgs) -> Result<(), Fatal> {
     );
     crate::http::serve::serve(
         listener,
-        http::router(state),
+        http::application(state),
         serve_limits,
         shutdown_signal(),
     )

@@ -67,6 +67,37 @@ pub fn router(state: AppState) -> Router {
         .with_state(state)
 }
 
+/// What the listener serves: the router, except that a proxied call goes
+/// straight to the proxy's handler — the one the router has for it —
+/// without the router's work per call (matching, path parameters, boxed
+/// services), which is a tenth of a proxied call's cost.
+#[derive(Clone)]
+pub struct Application {
+    router: Router,
+    state: AppState,
+}
+
+/// The application of [`router`] as [`serve::serve`] serves it.
+pub fn application(state: AppState) -> Application {
+    Application {
+        router: router(state.clone()),
+        state,
+    }
+}
+
+impl Application {
+    pub async fn handle(self, request: axum::extract::Request) -> Response {
+        if proxy::routed_here(request.uri().path()) {
+            return proxy::forward(State(self.state), request).await;
+        }
+        use tower::ServiceExt;
+        self.router
+            .oneshot(request)
+            .await
+            .unwrap_or_else(|e| match e {})
+    }
+}
+
 #[utoipa::path(get, path = "/healthz", tag = "operations", summary = "Whether the server and its database answer", responses((status = 200, description = "The status, ok", body = serde_json::Value), (status = "4XX", description = "The product's error shape", body = crate::http::openapi::ErrorResponse), (status = "5XX", description = "The product's error shape", body = crate::http::openapi::ErrorResponse)))]
 async fn healthz(State(app): State<AppState>) -> ApiResult<Json<serde_json::Value>> {
     app.store.ping().await?;

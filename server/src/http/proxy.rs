@@ -28,6 +28,13 @@ pub fn router() -> Router<AppState> {
         .route("/v1/proxy/{connection_id}/{*path}", any(forward))
 }
 
+/// Whether the router sends a request for `path` to [`forward`]: a
+/// connection id follows `/v1/proxy/`.
+pub(super) fn routed_here(path: &str) -> bool {
+    path.strip_prefix("/v1/proxy/")
+        .is_some_and(|rest| !rest.is_empty() && !rest.starts_with('/'))
+}
+
 /// The proxy's own errors name themselves, apart from the upstream's answers.
 fn own_error(error: ApiError) -> Response {
     let code = error.code.as_str();
@@ -40,7 +47,7 @@ fn own_error(error: ApiError) -> Response {
 }
 
 #[utoipa::path(method(get, post, put, patch, delete), path = "/v1/proxy/{connection_id}/{path}", tag = "proxy", summary = "The provider's API with the connection's credentials; the upstream's answer passed back as it came", params(("connection_id" = String, Path, description = "The connection's id"), ("path" = String, Path, description = "Appended to the connection's base URL"), ("Plugboard-Retries" = Option<u8>, Header, description = "0 to 3 retries on 429 and 5xx")), responses((status = "default", description = "The upstream's answer as it came, or (with Plugboard-Error) the proxy's own error")))]
-async fn forward(State(app): State<AppState>, request: Request) -> Response {
+pub(super) async fn forward(State(app): State<AppState>, request: Request) -> Response {
     with_common_headers(answer(&app, request).await)
 }
 

@@ -20,13 +20,11 @@ use std::task::{ready, Context, Poll};
 use std::time::Duration;
 
 use axum::extract::ConnectInfo;
-use axum::Router;
 use hyper::body::Incoming;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::Semaphore;
-use tower::ServiceExt;
 
 /// The limits of the listener.
 #[derive(Debug, Clone, Copy)]
@@ -195,11 +193,11 @@ pub fn effective_max_connections(asked: usize, open_file_limit: Option<u64>) -> 
     }
 }
 
-/// Serves `router` on `listener` until `shutdown` completes, then lets open
+/// Serves `app` on `listener` until `shutdown` completes, then lets open
 /// connections finish for a few seconds.
 pub async fn serve(
     listener: TcpListener,
-    router: Router,
+    app: crate::http::Application,
     limits: ServeLimits,
     shutdown: impl Future<Output = ()>,
 ) {
@@ -236,13 +234,11 @@ pub async fn serve(
         // Answers go out as written: a streamed body's pieces are not held
         // back waiting for the client's acknowledgement (Nagle).
         let _ = stream.set_nodelay(true);
-        let router = router.clone();
+        let app = app.clone();
         let service = hyper::service::service_fn(move |mut request: hyper::Request<Incoming>| {
             request.extensions_mut().insert(ConnectInfo(peer));
-            let router = router.clone();
-            async move {
-                Ok::<_, Infallible>(router.oneshot(request).await.unwrap_or_else(|e| match e {}))
-            }
+            let app = app.clone();
+            async move { Ok::<_, Infallible>(app.handle(request.map(axum::body::Body::new)).await) }
         });
         let stream = Lingering {
             stream,

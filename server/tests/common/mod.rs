@@ -298,10 +298,9 @@ impl TestApp {
             )
             .expect("outbound"),
         )));
-        let router = http::router(state.clone());
         tokio::spawn(plugboard::http::serve::serve(
             listener,
-            router,
+            http::application(state.clone()),
             plugboard::http::serve::ServeLimits {
                 header_timeout: limits.header_timeout,
                 max_connections: 1000,
