@@ -95,8 +95,12 @@ pub(crate) fn path_problem(path: &str) -> Option<&'static str> {
     if path.chars().any(|c| c.is_control() || c == '\\') {
         return Some("the path may not hold control characters or backslashes");
     }
-    for segment in path.split('/').skip(1) {
-        let decoded = percent_encoding::percent_decode_str(segment).decode_utf8_lossy();
+    for segment in path[1..].split('/') {
+        let decoded = if segment.contains('%') {
+            percent_encoding::percent_decode_str(segment).decode_utf8_lossy()
+        } else {
+            std::borrow::Cow::Borrowed(segment)
+        };
         if decoded == "." || decoded == ".." {
             return Some("the path may not hold '.' or '..' segments, encoded or not");
         }
@@ -104,11 +108,8 @@ pub(crate) fn path_problem(path: &str) -> Option<&'static str> {
             return Some("the path may not hold encoded slashes or backslashes");
         }
     }
-    let segments: Vec<&str> = path.split('/').skip(1).collect();
-    if segments[..segments.len().saturating_sub(1)]
-        .iter()
-        .any(|s| s.is_empty())
-    {
+    // Every segment but the last (a trailing slash is kept).
+    if path[1..].split('/').rev().skip(1).any(str::is_empty) {
         return Some("the path may not hold empty segments ('//')");
     }
     None
@@ -522,6 +523,10 @@ mod tests {
             "/a//b",
             "/a\\b",
             "/%5c..",
+            "/a/..",
+            "/a/%2E",
+            "//",
+            "/a//",
             "me",
         ] {
             assert!(path_problem(bad).is_some(), "{bad}");
