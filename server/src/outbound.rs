@@ -678,10 +678,8 @@ impl Outbound {
         if !headers.contains_key(http::header::ACCEPT) {
             headers.insert(http::header::ACCEPT, http::HeaderValue::from_static("*/*"));
         }
-        let uri: http::Uri = url
-            .as_str()
-            .parse()
-            .map_err(|_| OutboundError::InvalidUrl)?;
+        // The URL's own text becomes the URI's, without a copy.
+        let uri = http::Uri::try_from(String::from(url)).map_err(|_| OutboundError::InvalidUrl)?;
         let mut built = http::Request::new(body);
         *built.method_mut() = method;
         *built.uri_mut() = uri;
