@@ -740,6 +740,12 @@ pub trait Credential: Send + Sync {
     fn place(&self, request: &mut Prepared<'_>) -> Result<(), OutboundError>;
 }
 
+impl<C: Credential + ?Sized> Credential for Arc<C> {
+    fn place(&self, request: &mut Prepared<'_>) -> Result<(), OutboundError> {
+        (**self).place(request)
+    }
+}
+
 enum RequestBody {
     Bytes(Bytes),
     Stream(ByteStream),

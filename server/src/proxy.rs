@@ -21,7 +21,7 @@ use crate::app::App;
 use crate::auth::ConnectionCredential;
 use crate::cache::{Cache, Topic};
 use crate::error::{ApiError, ApiResult, ErrorCode};
-use crate::integrations::IntegrationSpec;
+use crate::integrations::{AuthSpec, IntegrationSpec};
 use crate::outbound::{OutboundError, OutboundRequest, StreamedResponse};
 use crate::store::ConnectionRow;
 use crate::tokens::AccessToken;
@@ -60,9 +60,9 @@ const CALLER_ONLY: [&str; 7] = [
 /// A request to forward.
 pub struct ProxyRequest {
     pub method: http::Method,
-    /// What follows `/v1/proxy/{connection id}`, as sent (percent-encoded), from its `/`.
-    pub path: String,
-    pub query: Option<String>,
+    /// What follows `/v1/proxy/{connection id}`, as sent (percent-encoded),
+    /// from its `/`, with the query if there is one.
+    pub path_and_query: String,
     pub headers: HeaderMap,
     pub body: CallerBody,
 }
@@ -228,6 +228,9 @@ pub struct Prepared {
     target: Target,
     /// An OAuth connection's access token, used until it falls due.
     token: Option<AccessToken>,
+    /// The credential to call with, made once: the access token, or keys
+    /// and passwords. An AWS signature is made per call, at its time.
+    credential: Option<Arc<ConnectionCredential>>,
 }
 
 /// Prepared connections by id.
@@ -262,10 +265,21 @@ pub(crate) async fn prepare(
         Topic::Connection(connection.id.clone()),
         Topic::Integration(connection.integration_id.clone()),
     ];
+    let credential = match &token {
+        Some(token) => Some(ConnectionCredential::AccessToken(
+            token.access_token.clone(),
+        )),
+        None if matches!(target.spec.auth, AuthSpec::AwsSigV4(_)) => None,
+        None => Some(
+            ConnectionCredential::from_fields(&target.spec.auth, &target.fields, app.clock.now())
+                .map_err(ApiError::internal)?,
+        ),
+    };
     let prepared = Arc::new(Prepared {
         connection,
         target,
         token,
+        credential: credential.map(Arc::new),
     });
     // A refresh just made announced itself, so this is kept from the next call on.
     app.calls
@@ -279,20 +293,25 @@ async fn credential(
     app: &App,
     prepared: &Prepared,
     renew: Renew,
-) -> ApiResult<(ConnectionCredential, Option<i64>)> {
+) -> ApiResult<(Arc<ConnectionCredential>, Option<i64>)> {
     if prepared.target.oauth {
         let id = &prepared.connection.id;
-        let token = match (renew, &prepared.token) {
-            (Renew::No, Some(token)) => token.clone(),
-            (Renew::Rejected(version), _) => {
+        let token = match (renew, &prepared.token, &prepared.credential) {
+            (Renew::No, Some(token), Some(credential)) => {
+                return Ok((credential.clone(), Some(token.version)))
+            }
+            (Renew::Rejected(version), _, _) => {
                 crate::tokens::replace_rejected_token(app, id, version).await?
             }
             _ => crate::tokens::fresh_access_token(app, id).await?,
         };
         return Ok((
-            ConnectionCredential::AccessToken(token.access_token),
+            Arc::new(ConnectionCredential::AccessToken(token.access_token)),
             Some(token.version),
         ));
+    }
+    if let Some(credential) = &prepared.credential {
+        return Ok((credential.clone(), None));
     }
     let credential = ConnectionCredential::from_fields(
         &prepared.target.spec.auth,
@@ -300,7 +319,7 @@ async fn credential(
         app.clock.now(),
     )
     .map_err(ApiError::internal)?;
-    Ok((credential, None))
+    Ok((Arc::new(credential), None))
 }
 
 /// Which credential [`credential`] gives.
@@ -349,20 +368,20 @@ pub async fn forward(
     request: ProxyRequest,
 ) -> ApiResult<StreamedResponse> {
     let retries = retries_asked(&request.headers)?;
-    if let Some(problem) = path_problem(&request.path) {
+    let path = match request.path_and_query.split_once('?') {
+        Some((path, _)) => path,
+        None => &request.path_and_query,
+    };
+    if let Some(problem) = path_problem(path) {
         return Err(refused(problem));
     }
     let prepared = prepare(app, project_id, connection_id).await?;
-    let path_and_query = match &request.query {
-        Some(query) => format!("{}?{query}", request.path),
-        None => request.path.clone(),
-    };
     send_prepared(
         app,
         &prepared,
         Outgoing {
             method: request.method,
-            path_and_query,
+            path_and_query: request.path_and_query,
             headers: forwarded_headers(&request.headers),
             body: request.body,
             retries,

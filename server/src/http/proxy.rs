@@ -66,7 +66,14 @@ async fn answer(app: &AppState, request: Request) -> Response {
     let Ok(connection_id) = percent_encoding::percent_decode_str(segment).decode_utf8() else {
         return own_error(ApiError::not_found("connection"));
     };
-    let path = if rest.is_empty() { "/" } else { rest }.to_string();
+    let path = if rest.is_empty() { "/" } else { rest };
+    let query = parts.uri.query();
+    let mut path_and_query = String::with_capacity(path.len() + query.map_or(0, |q| q.len() + 1));
+    path_and_query.push_str(path);
+    if let Some(query) = query {
+        path_and_query.push('?');
+        path_and_query.push_str(query);
+    }
     let length = parts
         .headers
         .get(axum::http::header::CONTENT_LENGTH)
@@ -78,9 +85,8 @@ async fn answer(app: &AppState, request: Request) -> Response {
         Err(e) => return own_error(e),
     };
     let proxied = ProxyRequest {
-        query: parts.uri.query().map(str::to_string),
         method: parts.method,
-        path,
+        path_and_query,
         headers: parts.headers,
         body,
     };
