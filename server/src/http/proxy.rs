@@ -63,8 +63,13 @@ async fn answer(app: &AppState, request: Request) -> Response {
     // The path as sent, still encoded: the connection id, then what follows it.
     let raw = parts.uri.path().strip_prefix("/v1/proxy/").unwrap_or("");
     let (segment, rest) = raw.split_at(raw.find('/').unwrap_or(raw.len()));
-    let Ok(connection_id) = percent_encoding::percent_decode_str(segment).decode_utf8() else {
-        return own_error(ApiError::not_found("connection"));
+    let connection_id = if segment.contains('%') {
+        match percent_encoding::percent_decode_str(segment).decode_utf8() {
+            Ok(decoded) => decoded,
+            Err(_) => return own_error(ApiError::not_found("connection")),
+        }
+    } else {
+        std::borrow::Cow::Borrowed(segment)
     };
     let path = if rest.is_empty() { "/" } else { rest };
     let query = parts.uri.query();
