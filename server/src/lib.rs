@@ -1,7 +1,8 @@
 //! Plugboard's server: holds integrations' client secrets and end users'
 //! credentials encrypted, runs the connect flows, and acts on connected accounts.
 //!
-//! `main.rs` only calls [`cli::run`]; the tests build the same [`http::router`].
+//! `main.rs` only calls [`cli::run`]; the tests build the same
+//! [`http::application`] and [`http::router`].
 
 #![deny(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 

@@ -38,7 +38,8 @@ pub const MAX_URI_BYTES: usize = 8 * 1024;
 /// Headers larger than this in all are refused (431).
 pub const MAX_HEADER_BYTES: usize = 32 * 1024;
 
-/// The whole HTTP application; `main` serves it and the tests call it directly.
+/// The whole HTTP application; `main` serves it (as [`Application`]) and the
+/// tests call it directly.
 pub fn router(state: AppState) -> Router {
     let api = Router::new()
         .route("/healthz", get(healthz))
@@ -118,7 +119,7 @@ async fn method_not_allowed() -> ApiError {
 /// Headers every answer carries: none is to be sniffed as another type, and
 /// none is to be kept by a cache (many carry a secret: a new secret key, a
 /// session token, a connection's details) unless its handler says otherwise.
-pub(crate) async fn common_headers(response: Response) -> Response {
+async fn common_headers(response: Response) -> Response {
     with_common_headers(response)
 }
 

@@ -1,9 +1,10 @@
-//! Serving the router on a TCP listener, with the limits that keep slow or
+//! Serving the application (`http::Application`) on a TCP listener, with the limits that keep slow or
 //! idle clients from exhausting the server (SECURITY 37): a time limit on
 //! reading a request's headers, which also ends idle keep-alive connections;
 //! a cap on open connections (beyond it, new ones wait in the kernel's
 //! backlog); and the process's open-file limit raised to what the system allows.
-//! The body's time limit is the HTTP layer's (`http::read_body_within`).
+//! The body's time limit is the HTTP layer's (`http::read_body_within`, and
+//! the proxy's own reading of its bodies).
 //!
 //! A connection the server closes while its client is still sending (a body
 //! refused as too large before it was read) lingers: it sends its end, then
