@@ -224,7 +224,7 @@ impl Page {
     }
 }
 
-fn failed_message(attempt: &AttemptRow, code: &str) -> PopupMessage {
+pub(crate) fn failed_message(attempt: &AttemptRow, code: &str) -> PopupMessage {
     PopupMessage {
         kind: "plugboard:connect",
         attempt_id: attempt.id.clone(),

@@ -83,14 +83,18 @@ fn form_token(binding: &str) -> String {
 }
 
 fn refused(title: &str, message: &str) -> Shown {
-    Shown::Done(Page {
+    Shown::Done(refused_page(title, message))
+}
+
+fn refused_page(title: &str, message: &str) -> Page {
+    Page {
         ok: false,
         title: title.into(),
         message: message.into(),
         post: None,
         binding: None,
         handshake: None,
-    })
+    }
 }
 
 /// The attempt behind a form request, when this browser holds its binding.
@@ -129,10 +133,16 @@ async fn bound_attempt(
         )));
     }
     if attempt.expires_at <= app.now() {
-        return Ok(Err(refused(
+        // The app learns it too, as from an OAuth popup that came back late.
+        let mut page = refused_page(
             "This sign-in link has expired",
             "Close this window and start again from the app.",
-        )));
+        );
+        page.post = Some((
+            attempt.origin.clone(),
+            connect::failed_message(&attempt, "session_expired"),
+        ));
+        return Ok(Err(Shown::Done(page)));
     }
     Ok(Ok(attempt))
 }

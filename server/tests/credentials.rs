@@ -518,6 +518,20 @@ async fn the_form_refuses_forged_submissions(engine: Engine) {
     // None of it spent the attempt: the real form still connects.
     connected(&mut form, &[("api_key", "right")]).await;
 
+    // A form sent after its attempt expired checks nothing, and the app
+    // learns why, as from an OAuth popup that came back late.
+    let mut late = session.open_form(&app, "acme", None).await;
+    app.clock.advance(601);
+    let page = late.submit(&[("api_key", "right")]).await;
+    assert_eq!(page.status, 400, "{}", page.body);
+    assert!(page.body.contains("expired"), "{}", page.body);
+    let (origin, message) = posted(&page.body);
+    assert_eq!(origin, ORIGIN);
+    assert_eq!(message["error"], "session_expired");
+    assert_eq!(message["attemptId"], late.attempt_id.as_str());
+    assert_eq!(upstream.seen("/me").await, 1);
+    let session = Session::mint(&app, &key, "user-1", ORIGIN).await;
+
     // One form checks at most ten keys a minute with the service.
     let mut form = session.open_form(&app, "acme", None).await;
     for n in 0..10 {
