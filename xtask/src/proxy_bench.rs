@@ -10,7 +10,10 @@
 //!
 //! On two cores the load generator competes with the servers, so `wrk` runs
 //! pinned to core 1 and every server (nginx's master and worker, Plugboard)
-//! to core 0 with `taskset`. Then the instructions each call costs, counted
+//! to core 0 with `taskset`. Each run also reads, from `/proc`, the CPU time
+//! the proxy and the upstream spent per call, user and kernel apart: core 0
+//! is saturated, so those times add up to the throughput, and they show what
+//! the aim leaves the proxy. Then the instructions each call costs, counted
 //! by callgrind (`crate::instructions`), for hyper alone and Plugboard.
 
 use std::io::{BufRead, BufReader};
@@ -99,8 +102,15 @@ fn nginx(dir: &Path, name: &str, server: &str) -> Result<Child, String> {
         .map_err(|e| format!("cannot start nginx (Debian's nginx package): {e}"))
 }
 
-/// One `wrk` run: (requests per second, p50, p99).
-fn wrk(url: &str, header: Option<&str>) -> Result<(f64, Duration, Duration), String> {
+/// One `wrk` run: what it measured.
+struct Run {
+    rps: f64,
+    requests: u64,
+    p50: Duration,
+    p99: Duration,
+}
+
+fn wrk(url: &str, header: Option<&str>) -> Result<Run, String> {
     let mut command = Command::new("taskset");
     command.args(["-c", "1", "wrk", "-t1"]).args([
         format!("-c{CONNECTIONS}"),
@@ -129,7 +139,66 @@ fn wrk(url: &str, header: Option<&str>) -> Result<(f64, Duration, Duration), Str
             .and_then(|v| parse_duration(v.trim()))
             .ok_or_else(|| format!("no {p} in wrk's output:\n{text}"))
     };
-    Ok((rps, percentile("50%")?, percentile("99%")?))
+    let requests = text
+        .lines()
+        .find_map(|l| l.trim().split_once(" requests in "))
+        .and_then(|(n, _)| n.trim().parse::<u64>().ok())
+        .ok_or_else(|| format!("no request count in wrk's output:\n{text}"))?;
+    Ok(Run {
+        rps,
+        requests,
+        p50: percentile("50%")?,
+        p99: percentile("99%")?,
+    })
+}
+
+/// The CPU time a process has used, in clock ticks: (user, kernel), from
+/// `/proc/<pid>/stat` (fields 14 and 15, after the command name).
+fn cpu_ticks(pid: u32) -> Option<(u64, u64)> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let after_name = &stat[stat.rfind(')')? + 1..];
+    let mut fields = after_name.split_whitespace().skip(11);
+    Some((fields.next()?.parse().ok()?, fields.next()?.parse().ok()?))
+}
+
+/// The pid of the (one) worker process of the nginx whose master is `master`.
+fn nginx_worker(master: u32) -> Option<u32> {
+    std::fs::read_dir("/proc")
+        .ok()?
+        .flatten()
+        .find_map(|entry| {
+            let pid: u32 = entry.file_name().to_str()?.parse().ok()?;
+            let stat = std::fs::read_to_string(entry.path().join("stat")).ok()?;
+            let parent: u32 = stat[stat.rfind(')')? + 1..]
+                .split_whitespace()
+                .nth(1)?
+                .parse()
+                .ok()?;
+            (parent == master).then_some(pid)
+        })
+}
+
+/// Microseconds of CPU per call, (user, kernel), between two readings.
+fn per_call(
+    before: (u64, u64),
+    after: (u64, u64),
+    calls: u64,
+    ticks_per_second: f64,
+) -> (f64, f64) {
+    let micros = |ticks: u64| ticks as f64 / ticks_per_second * 1e6 / calls.max(1) as f64;
+    (
+        micros(after.0.saturating_sub(before.0)),
+        micros(after.1.saturating_sub(before.1)),
+    )
+}
+
+fn clock_ticks_per_second() -> f64 {
+    Command::new("getconf")
+        .arg("CLK_TCK")
+        .output()
+        .ok()
+        .and_then(|o| String::from_utf8_lossy(&o.stdout).trim().parse().ok())
+        .unwrap_or(100.0)
 }
 
 fn parse_duration(text: &str) -> Option<Duration> {
@@ -226,7 +295,10 @@ pub fn run(cargo: impl Fn() -> Command, target: &Path) -> Result<(), String> {
     wait_for_port(upstream_port)?;
     wait_for_port(proxy_port)?;
     let upstream = format!("http://127.0.0.1:{upstream_port}");
-    let (bare, _) = example(target, "bare_proxy", &upstream, &mut guard)?;
+    let upstream_worker =
+        nginx_worker(guard.0[0].id()).ok_or("no nginx worker for the upstream")?;
+    let proxy_worker = nginx_worker(guard.0[1].id()).ok_or("no nginx worker for the proxy")?;
+    let (bare, bare_pid) = example(target, "bare_proxy", &upstream, &mut guard)?;
     let bare_url = bare
         .get("url")
         .cloned()
@@ -243,65 +315,117 @@ pub fn run(cargo: impl Fn() -> Command, target: &Path) -> Result<(), String> {
             "upstream directly",
             format!("http://127.0.0.1:{upstream_port}/item.json"),
             None,
+            upstream_worker,
         ),
         (
             "nginx proxy (+header)",
             format!("http://127.0.0.1:{proxy_port}/item.json"),
             None,
+            proxy_worker,
         ),
         (
             "hyper alone (the floor)",
             format!("{bare_url}/item.json"),
             None,
+            bare_pid,
         ),
         (
             "Plugboard proxy, API key",
             format!("{url}/v1/proxy/{}/item.json", text("api_key_connection")),
             Some(bearer.as_str()),
+            pid,
         ),
         (
             "Plugboard proxy, OAuth",
             format!("{url}/v1/proxy/{}/item.json", text("oauth_connection")),
             Some(bearer.as_str()),
+            pid,
         ),
     ];
+    let ticks = clock_ticks_per_second();
     println!(
         "\nthe proxy under load: wrk -t1 -c{CONNECTIONS} -d{SECONDS}s pinned to core 1 (taskset -c 1); \
-         nginx and Plugboard pinned to core 0"
+         nginx and Plugboard pinned to core 0. CPU per call from /proc/<pid>/stat over the run \
+         (user and kernel microseconds): the proxy's own, and the upstream's"
     );
-    println!("{:<28} {:>10} {:>10} {:>10}", "", "req/s", "p50", "p99");
+    println!(
+        "{:<28} {:>10} {:>10} {:>10} {:>17} {:>17}",
+        "", "req/s", "p50", "p99", "proxy user/kernel", "upstream usr/krn"
+    );
     let mut results = Vec::new();
-    for (name, target_url, header) in &cases {
+    for (name, target_url, header, server) in &cases {
         // A short warm-up: connections and caches as in steady use.
         let _ = Command::new("taskset")
             .args(["-c", "1", "wrk", "-t1", "-c8", "-d2s"])
             .args(header.iter().flat_map(|h| ["-H", h]))
             .arg(target_url)
             .output();
-        let (rps, p50, p99) = wrk(target_url, *header)?;
+        let (own_before, upstream_before) = (cpu_ticks(*server), cpu_ticks(upstream_worker));
+        let run = wrk(target_url, *header)?;
+        let (own_after, upstream_after) = (cpu_ticks(*server), cpu_ticks(upstream_worker));
+        let (own, up) = match (own_before, own_after, upstream_before, upstream_after) {
+            (Some(a), Some(b), Some(c), Some(d)) => (
+                per_call(a, b, run.requests, ticks),
+                per_call(c, d, run.requests, ticks),
+            ),
+            _ => return Err(format!("cannot read the CPU time of {name}")),
+        };
+        // Directly, the upstream is the server: nothing sits in front of it.
+        let (own_text, up_text) = if *server == upstream_worker {
+            ("-".to_string(), format!("{:.1}/{:.1}", up.0, up.1))
+        } else {
+            (
+                format!("{:.1}/{:.1}", own.0, own.1),
+                format!("{:.1}/{:.1}", up.0, up.1),
+            )
+        };
         println!(
-            "{name:<28} {rps:>10.0} {:>8.2}ms {:>8.2}ms",
-            p50.as_secs_f64() * 1e3,
-            p99.as_secs_f64() * 1e3
+            "{name:<28} {:>10.0} {:>8.2}ms {:>8.2}ms {own_text:>17} {up_text:>17}",
+            run.rps,
+            run.p50.as_secs_f64() * 1e3,
+            run.p99.as_secs_f64() * 1e3
         );
-        results.push((rps, p99));
+        results.push((run, own, up));
     }
-    let (nginx_rps, nginx_p99) = results[1];
-    let (bare_rps, _) = results[2];
+    let nginx = &results[1].0;
+    let bare = &results[2];
     println!(
         "hyper alone (hyper's server and hyper-util's client forwarding, nothing else) against nginx: \
          {:.2}x the throughput",
-        bare_rps / nginx_rps
+        bare.0.rps / nginx.rps
     );
     for (i, name) in [(3, "API key"), (4, "OAuth")] {
-        let (rps, p99) = results[i];
+        let (run, own, up) = &results[i];
         println!(
             "Plugboard ({name}) against nginx: {:.2}x the throughput (aim >= 0.8), {:.2}x the p99 (aim <= 1.25); \
              against hyper alone: {:.2}x; against the upstream directly: {:.2}x the throughput",
-            rps / nginx_rps,
-            p99.as_secs_f64() / nginx_p99.as_secs_f64(),
-            rps / bare_rps,
-            rps / results[0].0
+            run.rps / nginx.rps,
+            run.p99.as_secs_f64() / nginx.p99.as_secs_f64(),
+            run.rps / bare.0.rps,
+            run.rps / results[0].0.rps
+        );
+        // Core 0 runs the upstream and the proxy, and is saturated: at 0.8x
+        // nginx's throughput the two together get 1 / (0.8 x nginx's rate)
+        // per call. The upstream costs least per call in nginx's run (the
+        // more calls each wake-up finds, the less each costs): with that,
+        // the proxy's share is at its largest.
+        let upstream_then = results[1].2 .0 + results[1].2 .1;
+        let budget = 1e6 / (0.8 * nginx.rps) - upstream_then;
+        let floor = bare.1 .0 + bare.1 .1;
+        let own_total = own.0 + own.1;
+        println!(
+            "  CPU per call: Plugboard {own_total:.1} us ({:.1} user + {:.1} kernel), hyper alone {floor:.1} us \
+             ({:.1} + {:.1}), nginx {:.1} us; the upstream {:.1} us in this run, {upstream_then:.1} us in nginx's. \
+             At 0.8x nginx's throughput the proxy has at most {budget:.1} us per call: {:.1} us beyond hyper alone \
+             for Plugboard's own work, which takes {:.1} us",
+            own.0,
+            own.1,
+            bare.1 .0,
+            bare.1 .1,
+            results[1].1 .0 + results[1].1 .1,
+            up.0 + up.1,
+            budget - floor,
+            own_total - floor
         );
     }
     if let (Some(rss), Some(peak)) = (kib(pid, "VmRSS:"), kib(pid, "VmHWM:")) {
