@@ -736,7 +736,7 @@ pub async fn invoke(
             }
         }
     };
-    let mut headers = Vec::new();
+    let mut headers = http::HeaderMap::new();
     for (name, value) in &template.headers {
         let text = fill_text(value, &|n| values.text(n));
         let (Ok(name), Ok(value)) = (
@@ -748,22 +748,22 @@ pub async fn invoke(
                 "the filled value is not a valid header value",
             ));
         };
-        headers.push((name, value));
+        headers.append(name, value);
     }
     let body = match &template.body {
         None => Vec::new(),
         Some(body) => {
-            headers.push((
+            headers.append(
                 http::header::CONTENT_TYPE,
                 HeaderValue::from_static("application/json"),
-            ));
+            );
             fill_body(body, &values).to_string().into_bytes()
         }
     };
-    headers.push((
+    headers.append(
         http::header::ACCEPT,
         HeaderValue::from_static("application/json"),
-    ));
+    );
     let method = http::Method::from_bytes(template.method.as_bytes())
         .map_err(|_| ApiError::internal("a stored function has an invalid method"))?;
     call(
@@ -829,7 +829,7 @@ pub async fn http_request(
             fields.insert("input.query".into(), "must be an object".into());
         }
     }
-    let mut headers = Vec::new();
+    let mut headers = http::HeaderMap::new();
     match map.get("headers") {
         None | Some(Value::Null) => {}
         Some(Value::Object(h)) => {
@@ -844,7 +844,7 @@ pub async fn http_request(
                         if !RESERVED_HEADERS.contains(&lower.as_str())
                             && !lower.starts_with("x-forwarded-") =>
                     {
-                        headers.push((name, value))
+                        headers.append(name, value);
                     }
                     _ => {
                         fields.insert(
@@ -865,14 +865,11 @@ pub async fn http_request(
     let body = match map.get("body") {
         None | Some(Value::Null) => Vec::new(),
         Some(body) => {
-            if !headers
-                .iter()
-                .any(|(n, _)| *n == http::header::CONTENT_TYPE)
-            {
-                headers.push((
+            if !headers.contains_key(http::header::CONTENT_TYPE) {
+                headers.insert(
                     http::header::CONTENT_TYPE,
                     HeaderValue::from_static("application/json"),
-                ));
+                );
             }
             body.to_string().into_bytes()
         }

@@ -654,7 +654,8 @@ impl Outbound {
             })?;
             check_url_target(&url, &self.allow)?;
         }
-        let overflowed = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        // Set when a streamed body went over the limit (a whole one is checked here).
+        let mut overflowed = None;
         let body: SentBody = match body {
             RequestBody::Bytes(bytes) => {
                 if bytes.len() > self.limits.max_body_bytes {
@@ -665,7 +666,9 @@ impl Outbound {
                     .boxed_unsync()
             }
             RequestBody::Stream(stream) => {
-                let bounded = bounded(stream, self.limits.max_body_bytes, overflowed.clone());
+                let flag = Arc::new(std::sync::atomic::AtomicBool::new(false));
+                overflowed = Some(flag.clone());
+                let bounded = bounded(stream, self.limits.max_body_bytes, flag);
                 StreamBody::new(bounded.map(|chunk| chunk.map(Frame::data))).boxed_unsync()
             }
         };
@@ -689,7 +692,11 @@ impl Outbound {
         {
             Err(_) => return Err(OutboundError::Timeout),
             Ok(Ok(response)) => response,
-            Ok(Err(_)) if overflowed.load(std::sync::atomic::Ordering::SeqCst) => {
+            Ok(Err(_))
+                if overflowed
+                    .as_ref()
+                    .is_some_and(|flag| flag.load(std::sync::atomic::Ordering::SeqCst)) =>
+            {
                 return Err(OutboundError::TooLarge(self.limits.max_body_bytes))
             }
             Ok(Err(e)) => return Err(map_client_error(&e)),
@@ -758,7 +765,7 @@ pub struct OutboundRequest {
     url: Url,
     headers: http::header::HeaderMap,
     body: RequestBody,
-    credential: Option<Box<dyn Credential>>,
+    credential: Option<Arc<dyn Credential>>,
 }
 
 impl std::fmt::Debug for OutboundRequest {
@@ -804,6 +811,13 @@ impl OutboundRequest {
         Ok(self)
     }
 
+    /// Headers as they came, instead of those added so far (a proxied
+    /// caller's: names and values are already valid HTTP).
+    pub fn with_headers(mut self, headers: http::header::HeaderMap) -> OutboundRequest {
+        self.headers = headers;
+        self
+    }
+
     /// Adds a header as it came (a proxied caller's: names and values are
     /// already valid HTTP).
     pub fn header_value(
@@ -829,7 +843,13 @@ impl OutboundRequest {
     /// The connection's credential: the client places it on the request as
     /// the credential's auth family says, after every other change.
     pub fn credential(mut self, credential: impl Credential + 'static) -> OutboundRequest {
-        self.credential = Some(Box::new(credential));
+        self.credential = Some(Arc::new(credential));
+        self
+    }
+
+    /// A credential kept for many requests (the proxy's prepared connections').
+    pub fn shared_credential(mut self, credential: Arc<dyn Credential>) -> OutboundRequest {
+        self.credential = Some(credential);
         self
     }
 }

@@ -18,7 +18,7 @@ use std::time::Duration;
 use http::header::{HeaderMap, HeaderName, HeaderValue};
 
 use crate::app::App;
-use crate::auth::ConnectionCredential;
+use crate::auth::{ConnectionCredential, ReadyCredential};
 use crate::cache::{Cache, Topic};
 use crate::error::{ApiError, ApiResult, ErrorCode};
 use crate::integrations::{AuthSpec, IntegrationSpec};
@@ -33,7 +33,7 @@ const MAX_RETRIES: u32 = 3;
 const MAX_RETRY_AFTER: Duration = Duration::from_secs(10);
 
 /// Headers that describe one hop, never forwarded either way (RFC 9110 7.6.1).
-pub static HOP_BY_HOP: [HeaderName; 9] = [
+static HOP_BY_HOP: [HeaderName; 9] = [
     http::header::CONNECTION,
     HeaderName::from_static("keep-alive"),
     http::header::PROXY_AUTHENTICATE,
@@ -47,14 +47,14 @@ pub static HOP_BY_HOP: [HeaderName; 9] = [
 
 /// Request headers a caller may not send on: where the request goes, who
 /// the caller is to Plugboard, and what Plugboard sets itself.
-const CALLER_ONLY: [&str; 7] = [
-    "host",
-    "authorization",
-    "cookie",
-    "forwarded",
-    "x-real-ip",
-    "content-length",
-    "origin",
+static CALLER_ONLY: [HeaderName; 7] = [
+    http::header::HOST,
+    http::header::AUTHORIZATION,
+    http::header::COOKIE,
+    http::header::FORWARDED,
+    HeaderName::from_static("x-real-ip"),
+    http::header::CONTENT_LENGTH,
+    http::header::ORIGIN,
 ];
 
 /// A request to forward.
@@ -139,28 +139,50 @@ fn retries_asked(headers: &HeaderMap) -> ApiResult<u32> {
     }
 }
 
-/// The headers that go on to the upstream.
-fn forwarded_headers(headers: &HeaderMap) -> Vec<(HeaderName, HeaderValue)> {
-    // Headers the caller's `Connection` header names are hop-by-hop too.
-    let named: Vec<String> = headers
-        .get_all("connection")
+/// The header names a message's `Connection` header lists: hop-by-hop
+/// for that message alone.
+fn connection_named(headers: &HeaderMap) -> Vec<String> {
+    headers
+        .get_all(http::header::CONNECTION)
         .iter()
         .filter_map(|v| v.to_str().ok())
         .flat_map(|v| v.split(','))
         .map(|n| n.trim().to_ascii_lowercase())
-        .collect();
-    headers
-        .iter()
-        .filter(|(name, _)| {
-            let name = name.as_str();
-            !HOP_BY_HOP.iter().any(|hop| hop.as_str() == name)
-                && !CALLER_ONLY.contains(&name)
-                && !name.starts_with("x-forwarded-")
-                && !name.starts_with("plugboard-")
-                && !named.iter().any(|n| n == name)
-        })
-        .map(|(name, value)| (name.clone(), value.clone()))
         .collect()
+}
+
+/// Removes from `headers` every header `dropped` says to. A message has few
+/// headers: finding the next one afresh each time costs less than listing
+/// them first.
+fn drop_headers(headers: &mut HeaderMap, dropped: impl Fn(&HeaderName) -> bool) {
+    while let Some(name) = headers.keys().find(|name| dropped(name)).cloned() {
+        headers.remove(&name);
+    }
+}
+
+/// Names compare as names: a standard one without its text.
+fn is_hop_by_hop(name: &HeaderName, named: &[String]) -> bool {
+    HOP_BY_HOP.contains(name) || named.iter().any(|n| n == name.as_str())
+}
+
+/// Leaves in `headers` only what goes on to the upstream: the caller's
+/// headers without hop-by-hop ones (and those its `Connection` names), the
+/// caller's own (`CALLER_ONLY`), `X-Forwarded-*` and Plugboard's.
+fn keep_forwarded(headers: &mut HeaderMap) {
+    let named = connection_named(headers);
+    drop_headers(headers, |name| {
+        is_hop_by_hop(name, &named)
+            || CALLER_ONLY.contains(name)
+            || name.as_str().starts_with("x-forwarded-")
+            || name.as_str().starts_with("plugboard-")
+    });
+}
+
+/// Removes an upstream answer's hop-by-hop headers (and those its
+/// `Connection` names) before it goes back to the caller.
+pub fn drop_hop_by_hop(headers: &mut HeaderMap) {
+    let named = connection_named(headers);
+    drop_headers(headers, |name| is_hop_by_hop(name, &named));
 }
 
 /// What the proxy calls with: the base URL and how to get the credential.
@@ -229,8 +251,9 @@ pub struct Prepared {
     /// An OAuth connection's access token, used until it falls due.
     token: Option<AccessToken>,
     /// The credential to call with, made once: the access token, or keys
-    /// and passwords. An AWS signature is made per call, at its time.
-    credential: Option<Arc<ConnectionCredential>>,
+    /// and passwords, with the headers they become. An AWS signature is made
+    /// per call, at its time.
+    credential: Option<Arc<ReadyCredential>>,
 }
 
 /// Prepared connections by id.
@@ -244,9 +267,8 @@ pub(crate) async fn prepare(
     connection_id: &str,
 ) -> ApiResult<Arc<Prepared>> {
     if let Some(prepared) = app.calls.get(connection_id) {
-        let now = app.now();
         let fresh = match &prepared.token {
-            Some(token) => token.due_at.is_none_or(|at| now < at),
+            Some(token) => token.due_at.is_none_or(|at| app.now() < at),
             None => !prepared.target.oauth,
         };
         if prepared.connection.project_id == project_id && fresh {
@@ -279,7 +301,7 @@ pub(crate) async fn prepare(
         connection,
         target,
         token,
-        credential: credential.map(Arc::new),
+        credential: credential.map(|c| Arc::new(ReadyCredential::new(c))),
     });
     // A refresh just made announced itself, so this is kept from the next call on.
     app.calls
@@ -293,7 +315,7 @@ async fn credential(
     app: &App,
     prepared: &Prepared,
     renew: Renew,
-) -> ApiResult<(Arc<ConnectionCredential>, Option<i64>)> {
+) -> ApiResult<(Arc<ReadyCredential>, Option<i64>)> {
     if prepared.target.oauth {
         let id = &prepared.connection.id;
         let token = match (renew, &prepared.token, &prepared.credential) {
@@ -306,7 +328,9 @@ async fn credential(
             _ => crate::tokens::fresh_access_token(app, id).await?,
         };
         return Ok((
-            Arc::new(ConnectionCredential::AccessToken(token.access_token)),
+            Arc::new(ReadyCredential::new(ConnectionCredential::AccessToken(
+                token.access_token,
+            ))),
             Some(token.version),
         ));
     }
@@ -319,7 +343,7 @@ async fn credential(
         app.clock.now(),
     )
     .map_err(ApiError::internal)?;
-    Ok((Arc::new(credential), None))
+    Ok((Arc::new(ReadyCredential::new(credential)), None))
 }
 
 /// Which credential [`credential`] gives.
@@ -376,13 +400,15 @@ pub async fn forward(
         return Err(refused(problem));
     }
     let prepared = prepare(app, project_id, connection_id).await?;
+    let mut headers = request.headers;
+    keep_forwarded(&mut headers);
     send_prepared(
         app,
         &prepared,
         Outgoing {
             method: request.method,
             path_and_query: request.path_and_query,
-            headers: forwarded_headers(&request.headers),
+            headers,
             body: request.body,
             retries,
         },
@@ -415,7 +441,7 @@ pub(crate) struct Outgoing {
     pub method: http::Method,
     /// Appended to the connection's base URL (checked to stay on its host).
     pub path_and_query: String,
-    pub headers: Vec<(HeaderName, HeaderValue)>,
+    pub headers: HeaderMap,
     pub body: CallerBody,
     /// Retries on 429 and 5xx (0 to 3).
     pub retries: u32,
@@ -452,11 +478,19 @@ async fn send_prepared(
     let mut attempt = 0;
     let replayable = matches!(outgoing.body, CallerBody::Whole(_));
     let mut body = Some(outgoing.body);
+    let mut headers = outgoing.headers;
     loop {
-        let mut request = OutboundRequest::new(outgoing.method.clone(), url.clone());
-        for (name, value) in &outgoing.headers {
-            request = request.header_value(name.clone(), value.clone());
-        }
+        // The caller's headers are copied only for a request that may be
+        // sent again: after a rejected token, or when retries were asked.
+        let oauth_retry = prepared.target.oauth && !retried_401;
+        let may_repeat = replayable && (oauth_retry || attempt < outgoing.retries);
+        let headers_now = if may_repeat {
+            headers.clone()
+        } else {
+            std::mem::take(&mut headers)
+        };
+        let mut request =
+            OutboundRequest::new(outgoing.method.clone(), url.clone()).with_headers(headers_now);
         request = match body.take() {
             Some(CallerBody::Whole(bytes)) => {
                 body = Some(CallerBody::Whole(bytes.clone()));
@@ -473,7 +507,7 @@ async fn send_prepared(
         };
         let response = app
             .outbound
-            .open(request.credential(credential_now))
+            .open(request.shared_credential(credential_now))
             .await
             .map_err(|e| upstream_error(&e))?;
         if response.status == 401 && prepared.target.oauth && !retried_401 {
@@ -574,10 +608,48 @@ mod tests {
                 HeaderValue::from_static(value),
             );
         }
-        let kept: Vec<String> = forwarded_headers(&headers)
-            .into_iter()
-            .map(|(n, _)| n.to_string())
-            .collect();
+        keep_forwarded(&mut headers);
+        // Fields of different names have no order (RFC 9110 5.3).
+        let mut kept: Vec<String> = headers.keys().map(|n| n.to_string()).collect();
+        kept.sort();
         assert_eq!(kept, ["accept", "x-request-for-upstream"]);
+    }
+
+    #[test]
+    fn an_answer_loses_its_hop_by_hop_headers_and_those_its_connection_names() {
+        let mut headers = HeaderMap::new();
+        for (name, value) in [
+            ("connection", "keep-alive, X-Hop"),
+            ("keep-alive", "timeout=5"),
+            ("x-hop", "1"),
+            ("transfer-encoding", "chunked"),
+            ("content-type", "application/json"),
+            ("set-cookie", "a=1"),
+            ("set-cookie", "b=2"),
+            ("x-request-id", "42"),
+        ] {
+            headers.append(
+                HeaderName::from_static(name),
+                HeaderValue::from_static(value),
+            );
+        }
+        drop_hop_by_hop(&mut headers);
+        // Fields of different names have no order; a name's values keep theirs.
+        let cookies: Vec<_> = headers.get_all("set-cookie").iter().collect();
+        assert_eq!(cookies, ["a=1", "b=2"]);
+        let mut kept: Vec<String> = headers
+            .iter()
+            .map(|(n, v)| format!("{n}: {}", v.to_str().unwrap()))
+            .collect();
+        kept.sort();
+        assert_eq!(
+            kept,
+            [
+                "content-type: application/json",
+                "set-cookie: a=1",
+                "set-cookie: b=2",
+                "x-request-id: 42"
+            ]
+        );
     }
 }

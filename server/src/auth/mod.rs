@@ -76,6 +76,71 @@ impl Credential for ConnectionCredential {
     }
 }
 
+/// A credential made ready for many calls: what it places as headers alone
+/// (an access token, keys in headers, Basic) is built once — names parsed,
+/// values encoded — and copied onto each request; the rest (keys in the
+/// query, an AWS signature, which covers the request itself) is placed on
+/// each request as [`ConnectionCredential`] places it.
+pub struct ReadyCredential {
+    credential: ConnectionCredential,
+    /// What placing the credential puts on a request, when that is headers alone.
+    headers: Option<Vec<(http::HeaderName, http::HeaderValue)>>,
+}
+
+impl ReadyCredential {
+    pub fn new(credential: ConnectionCredential) -> ReadyCredential {
+        let headers = match credential {
+            ConnectionCredential::AwsSigV4 { .. } => None,
+            _ => Self::placed_headers(&credential),
+        };
+        ReadyCredential {
+            credential,
+            headers,
+        }
+    }
+
+    /// The headers `credential` places on a request when it changes nothing
+    /// else of it: found by placing it on a blank request.
+    fn placed_headers(
+        credential: &ConnectionCredential,
+    ) -> Option<Vec<(http::HeaderName, http::HeaderValue)>> {
+        let blank = url::Url::parse("https://placement.invalid/").ok()?;
+        let mut url = blank.clone();
+        let mut headers = http::HeaderMap::new();
+        credential
+            .place(&mut Prepared {
+                method: &http::Method::GET,
+                url: &mut url,
+                headers: &mut headers,
+                body: None,
+            })
+            .ok()?;
+        (url == blank).then(|| {
+            headers
+                .iter()
+                .map(|(name, value)| (name.clone(), value.clone()))
+                .collect()
+        })
+    }
+}
+
+impl Credential for ReadyCredential {
+    fn place(&self, request: &mut Prepared<'_>) -> Result<(), OutboundError> {
+        let Some(headers) = &self.headers else {
+            return self.credential.place(request);
+        };
+        // As placing does: each name's values replace the request's own.
+        for (i, (name, value)) in headers.iter().enumerate() {
+            if headers[..i].iter().any(|(seen, _)| seen == name) {
+                request.headers.append(name.clone(), value.clone());
+            } else {
+                request.headers.insert(name.clone(), value.clone());
+            }
+        }
+        Ok(())
+    }
+}
+
 /// How a credential form field is shown and checked.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum FieldKind {
@@ -235,5 +300,98 @@ impl ConnectionCredential {
             }),
             _ => Err("an OAuth connection's credential is its access token".into()),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::api_key::{KeyLocation, KeyPlacement};
+    use super::*;
+
+    fn key(location: KeyLocation, name: &str, prefix: &str, value: &str) -> (KeyPlacement, Secret) {
+        let placement = KeyPlacement {
+            location,
+            name: name.into(),
+            prefix: prefix.into(),
+        };
+        (placement, Secret::new(value))
+    }
+
+    /// A request the caller filled, with headers the credential must replace.
+    fn placed(credential: &dyn Credential) -> (url::Url, http::HeaderMap) {
+        let mut url = url::Url::parse("https://api.example/v1/items?page=2&key=caller").unwrap();
+        let mut headers = http::HeaderMap::new();
+        headers.insert(http::header::AUTHORIZATION, "caller".parse().unwrap());
+        headers.append("x-key", "caller-1".parse().unwrap());
+        headers.append("x-key", "caller-2".parse().unwrap());
+        headers.insert("x-other", "kept".parse().unwrap());
+        credential
+            .place(&mut Prepared {
+                method: &http::Method::POST,
+                url: &mut url,
+                headers: &mut headers,
+                body: Some(b"{}"),
+            })
+            .unwrap();
+        (url, headers)
+    }
+
+    /// A credential of one kind, made afresh.
+    type Make = fn() -> ConnectionCredential;
+
+    fn every_kind() -> Vec<(&'static str, Make)> {
+        vec![
+            ("access token", || {
+                ConnectionCredential::AccessToken(Secret::new("tok"))
+            }),
+            ("keys in headers", || {
+                ConnectionCredential::Keys(vec![
+                    key(KeyLocation::Header, "X-Key", "Token ", "k1"),
+                    key(KeyLocation::Header, "X-Secret", "", "s1"),
+                ])
+            }),
+            ("a key in the query", || {
+                ConnectionCredential::Keys(vec![key(KeyLocation::Query, "key", "", "k1")])
+            }),
+            ("Basic and a key", || ConnectionCredential::Basic {
+                username: Secret::new("ada"),
+                password: Secret::new("pw"),
+                keys: vec![key(KeyLocation::Header, "X-Key", "", "k1")],
+            }),
+            ("AWS", || ConnectionCredential::AwsSigV4 {
+                credential: aws::AwsCredential {
+                    access_key_id: "AKIDEXAMPLE".into(),
+                    secret_access_key: Secret::new("secret"),
+                    session_token: None,
+                    region: "eu-west-1".into(),
+                    service: "execute-api".into(),
+                },
+                at: time::OffsetDateTime::UNIX_EPOCH,
+            }),
+        ]
+    }
+
+    #[test]
+    fn a_ready_credential_places_exactly_what_the_credential_places() {
+        for (kind, make) in every_kind() {
+            let (url, headers) = placed(&make());
+            let (ready_url, ready_headers) = placed(&ReadyCredential::new(make()));
+            assert_eq!(ready_url, url, "{kind}");
+            assert_eq!(ready_headers, headers, "{kind}");
+        }
+    }
+
+    #[test]
+    fn only_header_credentials_are_built_ahead() {
+        for (kind, make) in every_kind() {
+            let ahead = ReadyCredential::new(make()).headers.is_some();
+            let expected = !matches!(kind, "a key in the query" | "AWS");
+            assert_eq!(ahead, expected, "{kind}");
+        }
+        let ready = ReadyCredential::new(ConnectionCredential::AccessToken(Secret::new("tok")));
+        let headers = ready.headers.as_ref().unwrap();
+        assert_eq!(headers.len(), 1);
+        assert_eq!(headers[0].0, http::header::AUTHORIZATION);
+        assert!(headers[0].1.is_sensitive());
     }
 }

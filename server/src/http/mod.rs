@@ -87,10 +87,18 @@ pub fn application(state: AppState) -> Application {
 }
 
 impl Application {
-    pub async fn handle(self, request: axum::extract::Request) -> Response {
+    /// Answers `request`, which came on a connection from `peer`.
+    pub async fn handle(
+        self,
+        mut request: axum::extract::Request,
+        peer: std::net::SocketAddr,
+    ) -> Response {
         if proxy::routed_here(request.uri().path()) {
-            return proxy::forward(State(self.state), request).await;
+            return proxy::forward_from(&self.state, request, Some(peer)).await;
         }
+        request
+            .extensions_mut()
+            .insert(axum::extract::ConnectInfo(peer));
         use tower::ServiceExt;
         self.router
             .oneshot(request)
@@ -210,10 +218,13 @@ async fn read_body_within(
 /// The address a request came from: the connection's peer, or with
 /// `PLUGBOARD_TRUST_PROXY` the last address the reverse proxy added to
 /// `X-Forwarded-For`.
-pub(crate) fn client_address(parts: &Parts, trust_proxy: bool) -> String {
+pub(crate) fn client_address(
+    headers: &HeaderMap,
+    peer: Option<std::net::SocketAddr>,
+    trust_proxy: bool,
+) -> ClientAddress<'_> {
     if trust_proxy {
-        let forwarded = parts
-            .headers
+        let forwarded = headers
             .get_all("x-forwarded-for")
             .iter()
             .filter_map(|v| v.to_str().ok())
@@ -221,34 +232,92 @@ pub(crate) fn client_address(parts: &Parts, trust_proxy: bool) -> String {
             .map(str::trim)
             .rfind(|v| !v.is_empty());
         if let Some(address) = forwarded {
-            return address.to_string();
+            return ClientAddress::Forwarded(address);
         }
     }
+    match peer {
+        Some(peer) => ClientAddress::Peer(address_text(peer.ip())),
+        None => ClientAddress::Unknown,
+    }
+}
+
+/// The peer of the connection a request came on, as the listener records it.
+fn peer_of(parts: &Parts) -> Option<std::net::SocketAddr> {
     parts
         .extensions
         .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
-        .map(|info| address_text(info.0.ip()))
-        .unwrap_or_else(|| "unknown".to_string())
+        .map(|info| info.0)
 }
 
-/// An address as text, as `Display` writes it, without the formatter for
-/// the common IPv4 case (it is made for every authenticated request).
-fn address_text(ip: std::net::IpAddr) -> String {
-    let std::net::IpAddr::V4(v4) = ip else {
-        return ip.to_string();
+/// [`client_address`]'s answer, as text without an allocation.
+pub(crate) enum ClientAddress<'a> {
+    Forwarded(&'a str),
+    Peer(AddressText),
+    Unknown,
+}
+
+impl ClientAddress<'_> {
+    pub(crate) fn as_str(&self) -> &str {
+        match self {
+            ClientAddress::Forwarded(text) => text,
+            ClientAddress::Peer(text) => text.as_str(),
+            ClientAddress::Unknown => "unknown",
+        }
+    }
+}
+
+/// An IP address as text, kept inline (the longest, an IPv4-mapped IPv6
+/// address, has 45 characters).
+pub(crate) struct AddressText {
+    bytes: [u8; 45],
+    len: usize,
+}
+
+impl AddressText {
+    fn as_str(&self) -> &str {
+        std::str::from_utf8(&self.bytes[..self.len]).unwrap_or("unknown")
+    }
+
+    fn push(&mut self, byte: u8) {
+        if let Some(slot) = self.bytes.get_mut(self.len) {
+            *slot = byte;
+            self.len += 1;
+        }
+    }
+}
+
+impl std::fmt::Write for AddressText {
+    fn write_str(&mut self, text: &str) -> std::fmt::Result {
+        if self.len + text.len() > self.bytes.len() {
+            return Err(std::fmt::Error);
+        }
+        text.bytes().for_each(|byte| self.push(byte));
+        Ok(())
+    }
+}
+
+/// An address as `Display` writes it, without the formatter for the common
+/// IPv4 case (it is made for every authenticated request).
+fn address_text(ip: std::net::IpAddr) -> AddressText {
+    let mut text = AddressText {
+        bytes: [0; 45],
+        len: 0,
     };
-    let mut text = String::with_capacity(15);
+    let std::net::IpAddr::V4(v4) = ip else {
+        let _ = std::fmt::Write::write_fmt(&mut text, format_args!("{ip}"));
+        return text;
+    };
     for (i, octet) in v4.octets().into_iter().enumerate() {
         if i > 0 {
-            text.push('.');
+            text.push(b'.');
         }
         if octet >= 100 {
-            text.push(char::from(b'0' + octet / 100));
+            text.push(b'0' + octet / 100);
         }
         if octet >= 10 {
-            text.push(char::from(b'0' + octet / 10 % 10));
+            text.push(b'0' + octet / 10 % 10);
         }
-        text.push(char::from(b'0' + octet % 10));
+        text.push(b'0' + octet % 10);
     }
     text
 }
@@ -265,9 +334,11 @@ mod tests {
             "::1",
             "2001:db8::ff00:42:8329",
             "::ffff:10.0.0.1",
+            "ffff:ffff:ffff:ffff:ffff:ffff:255.255.255.255",
+            "ffff:ffff:ffff:ffff:ffff:ffff:ffff:ffff",
         ] {
             let ip: std::net::IpAddr = ip.parse().unwrap();
-            assert_eq!(super::address_text(ip), ip.to_string());
+            assert_eq!(super::address_text(ip).as_str(), ip.to_string());
         }
     }
 }
@@ -277,23 +348,38 @@ mod tests {
 /// its limit of failures; a failure counts against both.
 pub(crate) struct AuthGuard<'a> {
     app: &'a App,
-    address: String,
-    key: String,
+    address: ClientAddress<'a>,
+    /// The presented key's public prefix.
+    key: &'a str,
 }
 
 impl<'a> AuthGuard<'a> {
-    pub(crate) fn check(app: &'a App, parts: &Parts, presented: &str) -> ApiResult<AuthGuard<'a>> {
+    pub(crate) fn check(
+        app: &'a App,
+        parts: &'a Parts,
+        presented: &'a str,
+    ) -> ApiResult<AuthGuard<'a>> {
+        Self::check_from(app, &parts.headers, peer_of(parts), presented)
+    }
+
+    /// [`AuthGuard::check`] for a request's headers and its connection's peer.
+    pub(crate) fn check_from(
+        app: &'a App,
+        headers: &'a HeaderMap,
+        peer: Option<std::net::SocketAddr>,
+        presented: &'a str,
+    ) -> ApiResult<AuthGuard<'a>> {
         let guard = AuthGuard {
             app,
-            address: client_address(parts, app.settings.trust_proxy),
-            key: crate::ids::public_part(presented).to_string(),
+            address: client_address(headers, peer, app.settings.trust_proxy),
+            key: crate::ids::public_part(presented),
         };
         let now = app.now_precise();
         let limits = &app.limiters;
         if let Err(wait) = limits
             .auth_by_address
-            .allowed(&guard.address, now)
-            .and_then(|()| limits.auth_by_key.allowed(&guard.key, now))
+            .allowed(guard.address.as_str(), now)
+            .and_then(|()| limits.auth_by_key.allowed(guard.key, now))
         {
             return Err(ApiError::rate_limited(
                 "too many failed authentications; try again later",
@@ -306,8 +392,12 @@ impl<'a> AuthGuard<'a> {
     /// Records a failed authentication and answers the error to return.
     pub(crate) fn failed(self, error: ApiError) -> ApiError {
         let now = self.app.now_precise();
-        let _ = self.app.limiters.auth_by_address.take(&self.address, now);
-        let _ = self.app.limiters.auth_by_key.take(&self.key, now);
+        let _ = self
+            .app
+            .limiters
+            .auth_by_address
+            .take(self.address.as_str(), now);
+        let _ = self.app.limiters.auth_by_key.take(self.key, now);
         error
     }
 }
@@ -327,8 +417,20 @@ impl FromRequestParts<AppState> for ProjectAuth {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, app: &AppState) -> Result<Self, ApiError> {
-        let presented = bearer(&parts.headers).unwrap_or("");
-        let guard = AuthGuard::check(app, parts, presented)?;
+        ProjectAuth::authenticate(app, &parts.headers, peer_of(parts)).await
+    }
+}
+
+impl ProjectAuth {
+    /// The project of the secret key a request with `headers` presents,
+    /// which came on a connection from `peer`.
+    pub(crate) async fn authenticate(
+        app: &App,
+        headers: &HeaderMap,
+        peer: Option<std::net::SocketAddr>,
+    ) -> Result<ProjectAuth, ApiError> {
+        let presented = bearer(headers).unwrap_or("");
+        let guard = AuthGuard::check_from(app, headers, peer, presented)?;
         match app.store.authenticate_secret_key(presented).await? {
             Some(project_id) => Ok(ProjectAuth { project_id }),
             None => Err(guard.failed(ApiError::unauthorized())),

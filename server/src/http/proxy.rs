@@ -7,7 +7,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use axum::body::Body;
-use axum::extract::{FromRequestParts, Request, State};
+use axum::extract::{ConnectInfo, Request, State};
 use axum::http::{HeaderName, HeaderValue};
 use axum::response::{IntoResponse, Response};
 use axum::routing::any;
@@ -48,22 +48,37 @@ fn own_error(error: ApiError) -> Response {
 
 #[utoipa::path(method(get, post, put, patch, delete), path = "/v1/proxy/{connection_id}/{path}", tag = "proxy", summary = "The provider's API with the connection's credentials; the upstream's answer passed back as it came", params(("connection_id" = String, Path, description = "The connection's id"), ("path" = String, Path, description = "Appended to the connection's base URL"), ("Plugboard-Retries" = Option<u8>, Header, description = "0 to 3 retries on 429 and 5xx")), responses((status = "default", description = "The upstream's answer as it came, or (with Plugboard-Error) the proxy's own error")))]
 pub(super) async fn forward(State(app): State<AppState>, request: Request) -> Response {
-    with_common_headers(answer(&app, request).await)
+    let peer = request
+        .extensions()
+        .get::<ConnectInfo<std::net::SocketAddr>>()
+        .map(|info| info.0);
+    forward_from(&app, request, peer).await
 }
 
-async fn answer(app: &AppState, request: Request) -> Response {
+/// [`forward`] for a request that came on a connection from `peer`, as the
+/// listener hands it over.
+pub(super) async fn forward_from(
+    app: &AppState,
+    request: Request,
+    peer: Option<std::net::SocketAddr>,
+) -> Response {
+    with_common_headers(answer(app, request, peer).await)
+}
+
+async fn answer(app: &AppState, request: Request, peer: Option<std::net::SocketAddr>) -> Response {
     if let Some(error) = super::too_large(request.uri(), request.headers()) {
         return own_error(error);
     }
-    let (mut parts, body) = request.into_parts();
-    let auth = match ProjectAuth::from_request_parts(&mut parts, app).await {
+    let (parts, body) = request.into_parts();
+    let auth = match ProjectAuth::authenticate(app, &parts.headers, peer).await {
         Ok(auth) => auth,
         Err(e) => return own_error(e),
     };
     // The path as sent, still encoded: the connection id, then what follows it.
     let raw = parts.uri.path().strip_prefix("/v1/proxy/").unwrap_or("");
-    let (segment, rest) = raw.split_at(raw.find('/').unwrap_or(raw.len()));
-    let connection_id = if segment.contains('%') {
+    let end = raw.bytes().position(|b| b == b'/').unwrap_or(raw.len());
+    let (segment, rest) = raw.split_at(end);
+    let connection_id = if segment.as_bytes().contains(&b'%') {
         match percent_encoding::percent_decode_str(segment).decode_utf8() {
             Ok(decoded) => decoded,
             Err(_) => return own_error(ApiError::not_found("connection")),
@@ -84,9 +99,8 @@ async fn answer(app: &AppState, request: Request) -> Response {
         .get(axum::http::header::CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse::<u64>().ok());
-    let fault = Fault::default();
-    let body = match caller_body(app, body, length, &fault).await {
-        Ok(body) => body,
+    let (body, fault) = match caller_body(app, body, length).await {
+        Ok(read) => read,
         Err(e) => return own_error(e),
     };
     let proxied = ProxyRequest {
@@ -100,16 +114,14 @@ async fn answer(app: &AppState, request: Request) -> Response {
             let status = axum::http::StatusCode::from_u16(upstream.status)
                 .unwrap_or(axum::http::StatusCode::BAD_GATEWAY);
             let mut headers = std::mem::take(&mut upstream.headers);
-            for name in &proxy::HOP_BY_HOP {
-                headers.remove(name);
-            }
+            proxy::drop_hop_by_hop(&mut headers);
             let mut response = Response::new(Body::new(upstream.into_body()));
             *response.status_mut() = status;
             *response.headers_mut() = headers;
             response
         }
         // The caller's own body failing is the caller's error, not the upstream's.
-        Err(e) => own_error(fault.take().unwrap_or(e)),
+        Err(e) => own_error(fault.and_then(|fault| fault.take()).unwrap_or(e)),
     }
 }
 
@@ -149,13 +161,12 @@ fn body_unreadable() -> ApiError {
 /// The caller's body (not read by the router's layer for this route): whole
 /// when it ends within the request size limit; beyond it, what was read
 /// followed by the rest as it arrives — each within the body time limit (SECURITY 37) and
-/// the outbound size limit, a failure recorded in `fault`.
+/// the outbound size limit, a failure recorded in the [`Fault`] answered with it.
 async fn caller_body(
     app: &App,
     body: Body,
     length: Option<u64>,
-    fault: &Fault,
-) -> Result<CallerBody, ApiError> {
+) -> Result<(CallerBody, Option<Fault>), ApiError> {
     let limit = app.settings.limits.body_timeout;
     let deadline = tokio::time::Instant::now() + limit;
     let max = app.outbound.limits().max_body_bytes;
@@ -164,14 +175,14 @@ async fn caller_body(
     }
     use axum::body::HttpBody;
     if body.size_hint().exact() == Some(0) {
-        return Ok(CallerBody::Whole(bytes::Bytes::new()));
+        return Ok((CallerBody::Whole(bytes::Bytes::new()), None));
     }
     let mut stream = body.into_data_stream();
     let mut read = BytesMut::new();
     while read.len() <= super::MAX_BODY_BYTES {
         match tokio::time::timeout_at(deadline, stream.next()).await {
             Err(_) => return Err(body_too_slow(limit)),
-            Ok(None) => return Ok(CallerBody::Whole(read.freeze())),
+            Ok(None) => return Ok((CallerBody::Whole(read.freeze()), None)),
             Ok(Some(Err(_))) => return Err(body_unreadable()),
             Ok(Some(Ok(chunk))) => read.extend_from_slice(&chunk),
         }
@@ -181,7 +192,8 @@ async fn caller_body(
     }
     let seen = read.len();
     let first = futures_util::stream::iter([Ok(read.freeze())]);
-    let fault = fault.clone();
+    let fault = Fault::default();
+    let answered = fault.clone();
     let rest = futures_util::stream::unfold(Some((stream, seen)), move |state| {
         let fault = fault.clone();
         async move {
@@ -207,8 +219,9 @@ async fn caller_body(
             }
         }
     });
-    Ok(CallerBody::Streamed {
+    let streamed = CallerBody::Streamed {
         stream: Box::pin(first.chain(rest)),
         length,
-    })
+    };
+    Ok((streamed, Some(answered)))
 }

@@ -20,7 +20,6 @@ use std::sync::Arc;
 use std::task::{ready, Context, Poll};
 use std::time::Duration;
 
-use axum::extract::ConnectInfo;
 use hyper::body::Incoming;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
@@ -236,10 +235,11 @@ pub async fn serve(
         // back waiting for the client's acknowledgement (Nagle).
         let _ = stream.set_nodelay(true);
         let app = app.clone();
-        let service = hyper::service::service_fn(move |mut request: hyper::Request<Incoming>| {
-            request.extensions_mut().insert(ConnectInfo(peer));
+        let service = hyper::service::service_fn(move |request: hyper::Request<Incoming>| {
             let app = app.clone();
-            async move { Ok::<_, Infallible>(app.handle(request.map(axum::body::Body::new)).await) }
+            async move {
+                Ok::<_, Infallible>(app.handle(request.map(axum::body::Body::new), peer).await)
+            }
         });
         let stream = Lingering {
             stream,
