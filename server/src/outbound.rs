@@ -16,11 +16,15 @@ use bytes::Bytes;
 use futures_util::{Stream, StreamExt};
 use http_body_util::combinators::UnsyncBoxBody;
 use http_body_util::{BodyExt, Full, StreamBody};
-use hyper::body::{Frame, Incoming};
+use hyper::body::Frame;
 use hyper_util::client::legacy::connect::dns::Name;
 use hyper_util::client::legacy::connect::HttpConnector;
 use ipnet::IpNet;
 use url::{Host, Url};
+
+mod pool;
+
+use pool::{Pool, PooledBody};
 
 /// Why an address is not public.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -410,7 +414,7 @@ pub type ByteStream = Pin<Box<dyn Stream<Item = Result<Bytes, OutboundError>> + 
 pub struct StreamedResponse {
     pub status: u16,
     pub headers: http::HeaderMap,
-    body: Incoming,
+    body: PooledBody,
     deadline: tokio::time::Instant,
     max_body_bytes: usize,
     received: usize,
@@ -485,7 +489,7 @@ type Connector = hyper_rustls::HttpsConnector<HttpConnector<GuardedResolver>>;
 /// An answer's body passed on as it arrives ([`StreamedResponse::into_body`]):
 /// its data only, an error once it passes the size limit or the deadline.
 pub struct LimitedBody {
-    body: Incoming,
+    body: PooledBody,
     deadline: tokio::time::Instant,
     /// The deadline's timer, made the first time the body has to wait.
     sleep: Option<Pin<Box<tokio::time::Sleep>>>,
@@ -554,7 +558,7 @@ impl hyper::body::Body for LimitedBody {
 /// The outbound HTTP client.
 #[derive(Clone)]
 pub struct Outbound {
-    client: hyper_util::client::legacy::Client<Connector, SentBody>,
+    pool: Arc<Pool>,
     allow: Arc<AllowList>,
     limits: Limits,
 }
@@ -604,11 +608,8 @@ impl Outbound {
             .https_or_http()
             .enable_http1()
             .wrap_connector(http);
-        let client =
-            hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
-                .build(connector);
         Ok(Outbound {
-            client,
+            pool: Arc::new(Pool::new(connector)),
             allow,
             limits,
         })
@@ -688,8 +689,7 @@ impl Outbound {
         *built.uri_mut() = uri;
         *built.headers_mut() = headers;
         let deadline = tokio::time::Instant::now() + self.limits.total_timeout;
-        let mut response = match tokio::time::timeout_at(deadline, self.client.request(built)).await
-        {
+        let mut response = match tokio::time::timeout_at(deadline, self.pool.send(built)).await {
             Err(_) => return Err(OutboundError::Timeout),
             Ok(Ok(response)) => response,
             Ok(Err(_))
@@ -699,7 +699,7 @@ impl Outbound {
             {
                 return Err(OutboundError::TooLarge(self.limits.max_body_bytes))
             }
-            Ok(Err(e)) => return Err(map_client_error(&e)),
+            Ok(Err(e)) => return Err(map_client_error(&*e)),
         };
         let status = response.status().as_u16();
         let headers = std::mem::take(response.headers_mut());
@@ -882,7 +882,7 @@ fn error_text(err: &(dyn std::error::Error + 'static)) -> String {
     text
 }
 
-fn map_client_error(err: &hyper_util::client::legacy::Error) -> OutboundError {
+fn map_client_error(err: &(dyn std::error::Error + 'static)) -> OutboundError {
     // A refusal from the resolver travels inside the transport error.
     let mut source: Option<&(dyn std::error::Error + 'static)> = Some(err);
     while let Some(e) = source {

@@ -1286,7 +1286,11 @@ async fn secrets_are_not_cached_nothing_is_sniffed_and_oversize_requests_get_the
             413,
         ),
     ] {
-        let reply = request.bearer_auth(&key).send().await.unwrap();
+        let reply = request
+            .bearer_auth(&key)
+            .send()
+            .await
+            .unwrap_or_else(|e| panic!("{status}: {e:?}"));
         assert_eq!(reply.status(), status);
         let body: Value = serde_json::from_str(&reply.text().await.unwrap()).unwrap();
         assert_eq!(body["error"]["code"], "validation_failed", "{status}");

@@ -616,3 +616,60 @@ async fn https_certificates_are_checked_against_the_trusted_roots() {
         other => panic!("an untrusted certificate was accepted: {other:?}"),
     }
 }
+
+/// What `nginx` served, once it has logged at least `count` requests.
+async fn served(nginx: &common::nginx::Nginx, count: usize) -> Vec<(u64, u64, String)> {
+    for _ in 0..100 {
+        let served = nginx.served();
+        if served.len() >= count {
+            return served;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    panic!("nginx logged {:?}, not {count} requests", nginx.served());
+}
+
+/// Calls to one origin share a kept-alive connection; one whose answer was
+/// dropped before its end is not used again, nor one the server closed while
+/// it was idle: the next call goes on a new connection and succeeds.
+#[tokio::test]
+async fn connections_are_kept_alive_and_closed_ones_left_behind() {
+    let nginx = common::nginx::Nginx::kept_alive(1).await;
+    let client = client(Limits::default());
+    let me = format!("{}/me", nginx.url);
+    for _ in 0..3 {
+        let reply = get(&client, &me).await.unwrap();
+        assert_eq!(reply.body, br#"{"ok":true}"#);
+    }
+    let first = served(&nginx, 3).await;
+    let kept = first[0].0;
+    assert_eq!(
+        first,
+        (1..=3)
+            .map(|n| (kept, n, "/me".to_string()))
+            .collect::<Vec<_>>()
+    );
+
+    // A body dropped before its end takes its connection with it.
+    let big = Url::parse(&format!("{}/big", nginx.url)).unwrap();
+    let mut answer = client
+        .open(plugboard::outbound::OutboundRequest::get(big))
+        .await
+        .unwrap();
+    assert!(answer.chunk().await.unwrap().is_some());
+    drop(answer);
+    assert_eq!(get(&client, &me).await.unwrap().status, 200);
+    let log = served(&nginx, 5).await;
+    let on = |path: &str| log[3..].iter().find(|s| s.2 == path).cloned().unwrap();
+    assert_eq!((on("/big").0, on("/big").1), (kept, 4), "{log:?}");
+    let fresh = on("/me");
+    assert!(fresh.0 != kept && fresh.1 == 1, "{log:?}");
+
+    // nginx closes a connection idle for a second: the kept one is left
+    // behind, and the call succeeds on a new connection.
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    assert_eq!(get(&client, &me).await.unwrap().status, 200);
+    let log = served(&nginx, 6).await;
+    let last = log.last().unwrap();
+    assert!(last.0 != fresh.0 && last.1 == 1, "{log:?}");
+}

@@ -3,7 +3,8 @@
 //! It answers `GET /me` with `{"ok":true}` when it accepts the credentials
 //! (a static file, served after the access check — nginx's `return` would
 //! answer before it), 401 otherwise. Also nginx over HTTPS, for the
-//! outbound client's certificate checks.
+//! outbound client's certificate checks, and nginx that logs which of its
+//! connections served each request, for the client's kept connections.
 
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
@@ -12,7 +13,7 @@ pub struct Nginx {
     /// e.g. `http://127.0.0.1:41234`
     pub url: String,
     child: Child,
-    _dir: tempfile::TempDir,
+    dir: tempfile::TempDir,
 }
 
 impl Drop for Nginx {
@@ -190,6 +191,50 @@ impl Nginx {
         (Self::start(dir, &server, port, url).await, authority)
     }
 
+    /// nginx over HTTP that closes a connection idle for `idle_seconds`,
+    /// answers `GET /me` with `{"ok":true}` and `GET /big` with 4 MiB, and
+    /// logs each request with the connection that served it ([`Nginx::served`]).
+    pub async fn kept_alive(idle_seconds: u32) -> Nginx {
+        let dir = tempfile::tempdir().expect("tempdir");
+        std::fs::create_dir(dir.path().join("www")).unwrap();
+        std::fs::write(dir.path().join("www/me"), r#"{"ok":true}"#).unwrap();
+        std::fs::write(dir.path().join("www/big"), vec![b'x'; 4 << 20]).unwrap();
+        let port = super::binary::free_port();
+        let prefix = dir.path().display().to_string();
+        let server = format!(
+            r#"
+    log_format served '$connection $connection_requests $request_uri';
+    server {{
+        listen 127.0.0.1:{port};
+        keepalive_timeout {idle_seconds}s;
+        access_log {prefix}/served.log served;
+        location / {{
+            default_type application/json;
+            root {prefix}/www;
+        }}
+    }}
+"#
+        );
+        Self::start(dir, &server, port, format!("http://127.0.0.1:{port}")).await
+    }
+
+    /// What a [`Nginx::kept_alive`] served so far, in order: for each
+    /// request, its connection's serial number, the request's number on
+    /// that connection (from 1), and the path.
+    pub fn served(&self) -> Vec<(u64, u64, String)> {
+        let log = std::fs::read_to_string(self.dir.path().join("served.log")).unwrap_or_default();
+        log.lines()
+            .filter_map(|line| {
+                let mut parts = line.split(' ');
+                Some((
+                    parts.next()?.parse().ok()?,
+                    parts.next()?.parse().ok()?,
+                    parts.next()?.to_string(),
+                ))
+            })
+            .collect()
+    }
+
     /// Runs nginx in `dir` with one `server` block, and waits for `port`.
     async fn start(dir: tempfile::TempDir, server: &str, port: u16, url: String) -> Nginx {
         let prefix = dir.path().display().to_string();
@@ -224,11 +269,7 @@ http {{
                 .await
                 .is_ok()
             {
-                return Nginx {
-                    url,
-                    child,
-                    _dir: dir,
-                };
+                return Nginx { url, child, dir };
             }
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
