@@ -682,25 +682,28 @@ impl Outbound {
         if !headers.contains_key(http::header::ACCEPT) {
             headers.insert(http::header::ACCEPT, http::HeaderValue::from_static("*/*"));
         }
-        // The URL's own text becomes the URI's, without a copy.
-        let uri = http::Uri::try_from(String::from(url)).map_err(|_| OutboundError::InvalidUrl)?;
+        // On its connection, a request names its path and query alone
+        // (origin-form); a fragment is never sent.
+        let uri = http::Uri::try_from(&url[url::Position::BeforePath..url::Position::AfterQuery])
+            .map_err(|_| OutboundError::InvalidUrl)?;
         let mut built = http::Request::new(body);
         *built.method_mut() = method;
         *built.uri_mut() = uri;
         *built.headers_mut() = headers;
         let deadline = tokio::time::Instant::now() + self.limits.total_timeout;
-        let mut response = match tokio::time::timeout_at(deadline, self.pool.send(built)).await {
-            Err(_) => return Err(OutboundError::Timeout),
-            Ok(Ok(response)) => response,
-            Ok(Err(_))
-                if overflowed
-                    .as_ref()
-                    .is_some_and(|flag| flag.load(std::sync::atomic::Ordering::SeqCst)) =>
-            {
-                return Err(OutboundError::TooLarge(self.limits.max_body_bytes))
-            }
-            Ok(Err(e)) => return Err(map_client_error(&*e)),
-        };
+        let mut response =
+            match tokio::time::timeout_at(deadline, self.pool.send(&url, built)).await {
+                Err(_) => return Err(OutboundError::Timeout),
+                Ok(Ok(response)) => response,
+                Ok(Err(_))
+                    if overflowed
+                        .as_ref()
+                        .is_some_and(|flag| flag.load(std::sync::atomic::Ordering::SeqCst)) =>
+                {
+                    return Err(OutboundError::TooLarge(self.limits.max_body_bytes))
+                }
+                Ok(Err(e)) => return Err(map_client_error(&*e)),
+            };
         let status = response.status().as_u16();
         let headers = std::mem::take(response.headers_mut());
         Ok(StreamedResponse {

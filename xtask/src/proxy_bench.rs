@@ -5,8 +5,10 @@
 //! proxy with an API-key connection, (d) Plugboard's proxy with an OAuth
 //! connection; and Plugboard's resident memory under that load. A bare
 //! forwarder on the stack Plugboard runs on (`server/examples/bare_proxy.rs`:
-//! hyper's server and hyper-util's client, nothing else) shows how much of
-//! the gap to nginx is that stack's and how much Plugboard's own work.
+//! hyper's server and hyper's client connections in the simplest pool,
+//! nothing else) shows how much of the gap to nginx is that stack's and how
+//! much Plugboard's own work; another (`bare_legacy_proxy.rs`) what
+//! hyper-util's pooling client, which Plugboard does not use, would cost.
 //!
 //! On two cores the load generator competes with the servers, so `wrk` runs
 //! pinned to core 1 and every server (nginx's master and worker, Plugboard)
@@ -14,7 +16,7 @@
 //! the proxy and the upstream spent per call, user and kernel apart: core 0
 //! is saturated, so those times add up to the throughput, and they show what
 //! the aim leaves the proxy. Then the instructions each call costs, counted
-//! by callgrind (`crate::instructions`), for hyper alone and Plugboard.
+//! by callgrind (`crate::instructions`), for both bare forwarders and Plugboard.
 
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
@@ -269,6 +271,8 @@ pub fn run(cargo: impl Fn() -> Command, target: &Path) -> Result<(), String> {
         "proxy_server",
         "--example",
         "bare_proxy",
+        "--example",
+        "bare_legacy_proxy",
     ]))?;
     let dir = std::env::temp_dir().join(format!("plugboard-bench-{}", std::process::id()));
     std::fs::create_dir_all(&dir).map_err(|e| e.to_string())?;
@@ -303,6 +307,11 @@ pub fn run(cargo: impl Fn() -> Command, target: &Path) -> Result<(), String> {
         .get("url")
         .cloned()
         .ok_or("the bare proxy said nothing")?;
+    let (legacy, legacy_pid) = example(target, "bare_legacy_proxy", &upstream, &mut guard)?;
+    let legacy_url = legacy
+        .get("url")
+        .cloned()
+        .ok_or("the bare proxy on hyper-util's client said nothing")?;
     let (started, pid) = example(target, "proxy_server", &upstream, &mut guard)?;
     let text = |name: &str| started.get(name).cloned().unwrap_or_default();
     let (url, key) = (text("url"), text("key"));
@@ -328,6 +337,12 @@ pub fn run(cargo: impl Fn() -> Command, target: &Path) -> Result<(), String> {
             format!("{bare_url}/item.json"),
             None,
             bare_pid,
+        ),
+        (
+            "hyper-util's client alone",
+            format!("{legacy_url}/item.json"),
+            None,
+            legacy_pid,
         ),
         (
             "Plugboard proxy, API key",
@@ -389,12 +404,17 @@ pub fn run(cargo: impl Fn() -> Command, target: &Path) -> Result<(), String> {
     }
     let nginx = &results[1].0;
     let bare = &results[2];
+    let legacy = &results[3];
     println!(
-        "hyper alone (hyper's server and hyper-util's client forwarding, nothing else) against nginx: \
-         {:.2}x the throughput",
-        bare.0.rps / nginx.rps
+        "hyper alone (hyper's server and hyper's client connections forwarding, nothing else) against nginx: \
+         {:.2}x the throughput; with hyper-util's pooling client instead: {:.2}x \
+         ({:.1} us of CPU per call against {:.1} us)",
+        bare.0.rps / nginx.rps,
+        legacy.0.rps / nginx.rps,
+        legacy.1 .0 + legacy.1 .1,
+        bare.1 .0 + bare.1 .1
     );
-    for (i, name) in [(3, "API key"), (4, "OAuth")] {
+    for (i, name) in [(4, "API key"), (5, "OAuth")] {
         let (run, own, up) = &results[i];
         println!(
             "Plugboard ({name}) against nginx: {:.2}x the throughput (aim >= 0.8), {:.2}x the p99 (aim <= 1.25); \
@@ -452,6 +472,13 @@ fn count_instructions(target: &Path, upstream: &str, dir: &Path) -> Result<(), S
     let floor = Counted::start(&examples.join("bare_proxy"), upstream, dir)?
         .per_call("/item.json", None)?;
     println!("{:<28} {floor:>10}", "hyper alone (the floor)");
+    let legacy = Counted::start(&examples.join("bare_legacy_proxy"), upstream, dir)?
+        .per_call("/item.json", None)?;
+    println!(
+        "{:<28} {legacy:>10}   {:.2}x hyper alone",
+        "hyper-util's client alone",
+        legacy as f64 / floor.max(1) as f64
+    );
     let mut plugboard = Counted::start(&examples.join("proxy_server"), upstream, dir)?;
     let said = |name: &str| plugboard.said.get(name).cloned().unwrap_or_default();
     let key = said("key");

@@ -14,15 +14,12 @@ use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use http::uri::{Authority, Scheme};
 use hyper::body::{Body, Frame, Incoming, SizeHint};
 use hyper::client::conn::http1::SendRequest;
 use tower::ServiceExt;
+use url::{Position, Url};
 
 use super::{Connector, SentBody};
-
-/// Where a connection goes: requests to the same origin share connections.
-type Origin = (Scheme, Authority);
 
 /// An error of the connector or of the connection.
 pub(super) type BoxError = Box<dyn std::error::Error + Send + Sync>;
@@ -32,6 +29,9 @@ const MAX_IDLE_PER_ORIGIN: usize = 64;
 
 /// How long a connection may wait idle before it is not used again.
 const IDLE_TIMEOUT: Duration = Duration::from_secs(90);
+
+/// Origins remembered at most; beyond, those without idle connections go.
+const MAX_ORIGINS: usize = 1024;
 
 struct Idle {
     sender: SendRequest<SentBody>,
@@ -44,57 +44,19 @@ impl Idle {
     }
 }
 
-pub(super) struct Pool {
-    connector: Connector,
-    idle: Mutex<HashMap<Origin, Vec<Idle>>>,
+/// Where requests go: a scheme, host and port, and its idle connections.
+struct Origin {
+    /// The `Host` header of its requests: the host, and the port when it is
+    /// not the scheme's own.
+    host: http::HeaderValue,
+    idle: Mutex<Vec<Idle>>,
 }
 
-impl Pool {
-    pub(super) fn new(connector: Connector) -> Pool {
-        Pool {
-            connector,
-            idle: Mutex::new(HashMap::new()),
-        }
-    }
-
-    /// Sends `request`, whose URI is absolute, and answers once the status
-    /// and headers are in.
-    pub(super) async fn send(
-        self: &Arc<Self>,
-        mut request: http::Request<SentBody>,
-    ) -> Result<http::Response<PooledBody>, BoxError> {
-        let uri = request.uri().clone();
-        let (Some(scheme), Some(authority)) = (uri.scheme(), uri.authority()) else {
-            return Err("the request's URI is not absolute".into());
-        };
-        if !request.headers().contains_key(http::header::HOST) {
-            request
-                .headers_mut()
-                .insert(http::header::HOST, host_value(scheme, authority)?);
-        }
-        // On its connection, a request names the path alone (origin-form).
-        let path = uri.path_and_query().map_or("/", |p| p.as_str());
-        *request.uri_mut() = http::Uri::try_from(path)?;
-        let origin = (scheme.clone(), authority.clone());
-        if let Some(mut sender) = self.checkout(&origin).await {
-            match sender.try_send_request(request).await {
-                Ok(response) => return Ok(self.answer(response, origin, sender)),
-                Err(mut failed) => match failed.take_message() {
-                    // Never written: the connection had closed. A new one.
-                    Some(unsent) => request = unsent,
-                    None => return Err(failed.into_error().into()),
-                },
-            }
-        }
-        let mut sender = self.connect(uri).await?;
-        let response = sender.send_request(request).await?;
-        Ok(self.answer(response, origin, sender))
-    }
-
-    /// The origin's idle connection used last, once it is ready for a request.
-    async fn checkout(&self, origin: &Origin) -> Option<SendRequest<SentBody>> {
+impl Origin {
+    /// The idle connection used last, once it is ready for a request.
+    async fn checkout(&self) -> Option<SendRequest<SentBody>> {
         loop {
-            let idle = self.idle.lock().ok()?.get_mut(origin)?.pop()?;
+            let idle = self.idle.lock().ok()?.pop()?;
             if !idle.usable(Instant::now()) {
                 continue;
             }
@@ -105,7 +67,83 @@ impl Pool {
         }
     }
 
-    async fn connect(&self, uri: http::Uri) -> Result<SendRequest<SentBody>, BoxError> {
+    fn keep(&self, sender: SendRequest<SentBody>) {
+        if sender.is_closed() {
+            return;
+        }
+        let Ok(mut idle) = self.idle.lock() else {
+            return;
+        };
+        let now = Instant::now();
+        idle.retain(|idle| idle.usable(now));
+        if idle.len() < MAX_IDLE_PER_ORIGIN {
+            idle.push(Idle { sender, since: now });
+        }
+    }
+}
+
+pub(super) struct Pool {
+    connector: Connector,
+    /// By the URL's text up to its port.
+    origins: Mutex<HashMap<String, Arc<Origin>>>,
+}
+
+impl Pool {
+    pub(super) fn new(connector: Connector) -> Pool {
+        Pool {
+            connector,
+            origins: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// Sends `request` (its URI in origin-form: the path and query) to
+    /// `url`'s origin, and answers once the status and headers are in.
+    pub(super) async fn send(
+        &self,
+        url: &Url,
+        mut request: http::Request<SentBody>,
+    ) -> Result<http::Response<PooledBody>, BoxError> {
+        let origin = self.origin(url)?;
+        if !request.headers().contains_key(http::header::HOST) {
+            request
+                .headers_mut()
+                .insert(http::header::HOST, origin.host.clone());
+        }
+        if let Some(mut sender) = origin.checkout().await {
+            match sender.try_send_request(request).await {
+                Ok(response) => return Ok(answer(response, origin, sender)),
+                Err(mut failed) => match failed.take_message() {
+                    // Never written: the connection had closed. A new one.
+                    Some(unsent) => request = unsent,
+                    None => return Err(failed.into_error().into()),
+                },
+            }
+        }
+        let mut sender = self.connect(url).await?;
+        let response = sender.send_request(request).await?;
+        Ok(answer(response, origin, sender))
+    }
+
+    fn origin(&self, url: &Url) -> Result<Arc<Origin>, BoxError> {
+        let key = &url[..Position::AfterPort];
+        let mut origins = self.origins.lock().map_err(|_| "the pool is unusable")?;
+        if let Some(origin) = origins.get(key) {
+            return Ok(origin.clone());
+        }
+        if origins.len() >= MAX_ORIGINS {
+            origins.retain(|_, origin| origin.idle.lock().is_ok_and(|idle| !idle.is_empty()));
+        }
+        // The URL leaves out a scheme's own port: what follows the host is the port to name.
+        let origin = Arc::new(Origin {
+            host: http::HeaderValue::from_str(&url[Position::BeforeHost..Position::AfterPort])?,
+            idle: Mutex::new(Vec::new()),
+        });
+        origins.insert(key.to_string(), origin.clone());
+        Ok(origin)
+    }
+
+    async fn connect(&self, url: &Url) -> Result<SendRequest<SentBody>, BoxError> {
+        let uri = http::Uri::try_from(&url[..Position::AfterPort])?;
         let io = self.connector.clone().oneshot(uri).await?;
         let (sender, connection) = hyper::client::conn::http1::handshake(io).await?;
         tokio::spawn(async move {
@@ -114,65 +152,36 @@ impl Pool {
         });
         Ok(sender)
     }
-
-    fn answer(
-        self: &Arc<Self>,
-        response: http::Response<Incoming>,
-        origin: Origin,
-        sender: SendRequest<SentBody>,
-    ) -> http::Response<PooledBody> {
-        response.map(|body| {
-            let mut body = PooledBody {
-                body,
-                back: Some((self.clone(), origin, sender)),
-            };
-            // A body that is already over is never read: the connection goes back now.
-            if body.body.is_end_stream() {
-                body.give_back();
-            }
-            body
-        })
-    }
-
-    fn keep(&self, origin: Origin, sender: SendRequest<SentBody>) {
-        if sender.is_closed() {
-            return;
-        }
-        let Ok(mut idle) = self.idle.lock() else {
-            return;
-        };
-        let now = Instant::now();
-        let kept = idle.entry(origin).or_default();
-        kept.retain(|idle| idle.usable(now));
-        if kept.len() < MAX_IDLE_PER_ORIGIN {
-            kept.push(Idle { sender, since: now });
-        }
-    }
 }
 
-/// The value of a `Host` header for an origin: its host, and its port when
-/// that is not the scheme's own.
-fn host_value(scheme: &Scheme, authority: &Authority) -> Result<http::HeaderValue, BoxError> {
-    let default_port = if *scheme == Scheme::HTTPS { 443 } else { 80 };
-    let value = match authority.port_u16() {
-        Some(port) if port != default_port => {
-            http::HeaderValue::from_str(&format!("{}:{port}", authority.host()))
+fn answer(
+    response: http::Response<Incoming>,
+    origin: Arc<Origin>,
+    sender: SendRequest<SentBody>,
+) -> http::Response<PooledBody> {
+    response.map(|body| {
+        let mut body = PooledBody {
+            body,
+            back: Some((origin, sender)),
+        };
+        // A body that is already over is never read: the connection goes back now.
+        if body.body.is_end_stream() {
+            body.give_back();
         }
-        _ => http::HeaderValue::from_str(authority.host()),
-    };
-    Ok(value?)
+        body
+    })
 }
 
 /// An answer's body; its connection goes back to the pool at the body's end.
 pub(crate) struct PooledBody {
     body: Incoming,
-    back: Option<(Arc<Pool>, Origin, SendRequest<SentBody>)>,
+    back: Option<(Arc<Origin>, SendRequest<SentBody>)>,
 }
 
 impl PooledBody {
     fn give_back(&mut self) {
-        if let Some((pool, origin, sender)) = self.back.take() {
-            pool.keep(origin, sender);
+        if let Some((origin, sender)) = self.back.take() {
+            origin.keep(sender);
         }
     }
 }
