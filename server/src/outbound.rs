@@ -673,15 +673,12 @@ impl Outbound {
                 StreamBody::new(bounded.map(|chunk| chunk.map(Frame::data))).boxed_unsync()
             }
         };
-        if !headers.contains_key(http::header::USER_AGENT) {
-            headers.insert(
-                http::header::USER_AGENT,
-                http::HeaderValue::from_static(USER_AGENT),
-            );
-        }
-        if !headers.contains_key(http::header::ACCEPT) {
-            headers.insert(http::header::ACCEPT, http::HeaderValue::from_static("*/*"));
-        }
+        headers
+            .entry(http::header::USER_AGENT)
+            .or_insert(http::HeaderValue::from_static(USER_AGENT));
+        headers
+            .entry(http::header::ACCEPT)
+            .or_insert(http::HeaderValue::from_static("*/*"));
         // On its connection, a request names its path and query alone
         // (origin-form); a fragment is never sent.
         let uri = http::Uri::try_from(&url[url::Position::BeforePath..url::Position::AfterQuery])

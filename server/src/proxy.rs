@@ -15,7 +15,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use http::header::{HeaderMap, HeaderName, HeaderValue};
+use http::header::{HeaderMap, HeaderValue};
 
 use crate::app::App;
 use crate::auth::{ConnectionCredential, ReadyCredential};
@@ -33,29 +33,35 @@ const MAX_RETRIES: u32 = 3;
 const MAX_RETRY_AFTER: Duration = Duration::from_secs(10);
 
 /// Headers that describe one hop, never forwarded either way (RFC 9110 7.6.1).
-static HOP_BY_HOP: [HeaderName; 9] = [
-    http::header::CONNECTION,
-    HeaderName::from_static("keep-alive"),
-    http::header::PROXY_AUTHENTICATE,
-    http::header::PROXY_AUTHORIZATION,
-    HeaderName::from_static("proxy-connection"),
-    http::header::TE,
-    http::header::TRAILER,
-    http::header::TRANSFER_ENCODING,
-    http::header::UPGRADE,
-];
+fn is_hop_by_hop_name(name: &str) -> bool {
+    matches!(
+        name,
+        "connection"
+            | "keep-alive"
+            | "proxy-authenticate"
+            | "proxy-authorization"
+            | "proxy-connection"
+            | "te"
+            | "trailer"
+            | "transfer-encoding"
+            | "upgrade"
+    )
+}
 
 /// Request headers a caller may not send on: where the request goes, who
 /// the caller is to Plugboard, and what Plugboard sets itself.
-static CALLER_ONLY: [HeaderName; 7] = [
-    http::header::HOST,
-    http::header::AUTHORIZATION,
-    http::header::COOKIE,
-    http::header::FORWARDED,
-    HeaderName::from_static("x-real-ip"),
-    http::header::CONTENT_LENGTH,
-    http::header::ORIGIN,
-];
+fn is_caller_only(name: &str) -> bool {
+    matches!(
+        name,
+        "host"
+            | "authorization"
+            | "cookie"
+            | "forwarded"
+            | "x-real-ip"
+            | "content-length"
+            | "origin"
+    )
+}
 
 /// A request to forward.
 pub struct ProxyRequest {
@@ -140,41 +146,42 @@ fn retries_asked(headers: &HeaderMap) -> ApiResult<u32> {
 }
 
 /// The header names a message's `Connection` header lists: hop-by-hop
-/// for that message alone.
+/// for that message alone (beside those always so, and `close`).
 fn connection_named(headers: &HeaderMap) -> Vec<String> {
     headers
         .get_all(http::header::CONNECTION)
         .iter()
         .filter_map(|v| v.to_str().ok())
         .flat_map(|v| v.split(','))
-        .map(|n| n.trim().to_ascii_lowercase())
+        .map(str::trim)
+        .filter(|n| !n.eq_ignore_ascii_case("close") && !is_hop_by_hop_name(n))
+        .map(str::to_ascii_lowercase)
         .collect()
 }
 
 /// Removes from `headers` every header `dropped` says to. A message has few
 /// headers: finding the next one afresh each time costs less than listing
 /// them first.
-fn drop_headers(headers: &mut HeaderMap, dropped: impl Fn(&HeaderName) -> bool) {
-    while let Some(name) = headers.keys().find(|name| dropped(name)).cloned() {
+fn drop_headers(headers: &mut HeaderMap, dropped: impl Fn(&str) -> bool) {
+    while let Some(name) = headers.keys().find(|name| dropped(name.as_str())).cloned() {
         headers.remove(&name);
     }
 }
 
-/// Names compare as names: a standard one without its text.
-fn is_hop_by_hop(name: &HeaderName, named: &[String]) -> bool {
-    HOP_BY_HOP.contains(name) || named.iter().any(|n| n == name.as_str())
+fn is_hop_by_hop(name: &str, named: &[String]) -> bool {
+    is_hop_by_hop_name(name) || named.iter().any(|n| n == name)
 }
 
 /// Leaves in `headers` only what goes on to the upstream: the caller's
 /// headers without hop-by-hop ones (and those its `Connection` names), the
-/// caller's own (`CALLER_ONLY`), `X-Forwarded-*` and Plugboard's.
+/// caller's own, `X-Forwarded-*` and Plugboard's.
 fn keep_forwarded(headers: &mut HeaderMap) {
     let named = connection_named(headers);
     drop_headers(headers, |name| {
         is_hop_by_hop(name, &named)
-            || CALLER_ONLY.contains(name)
-            || name.as_str().starts_with("x-forwarded-")
-            || name.as_str().starts_with("plugboard-")
+            || is_caller_only(name)
+            || name.starts_with("x-forwarded-")
+            || name.starts_with("plugboard-")
     });
 }
 
@@ -549,6 +556,7 @@ pub(crate) async fn base_url(app: &App, connection: &ConnectionRow) -> ApiResult
 #[cfg(test)]
 mod tests {
     use super::*;
+    use http::header::HeaderName;
 
     #[test]
     fn paths_that_could_leave_the_base_are_refused() {
