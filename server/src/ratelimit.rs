@@ -4,6 +4,7 @@
 //! them (a restart) only forgets recent history.
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Mutex;
 
 use crate::config::Limits;
@@ -20,6 +21,9 @@ struct Bucket {
 pub struct RateLimiter {
     per_minute: f64,
     buckets: Mutex<HashMap<String, Bucket>>,
+    /// How many buckets there are, readable without the lock: with none, every
+    /// key may act (the usual case of the failed-authentication limits).
+    counted: AtomicUsize,
 }
 
 impl RateLimiter {
@@ -27,7 +31,13 @@ impl RateLimiter {
         RateLimiter {
             per_minute: f64::from(per_minute.max(1)),
             buckets: Mutex::new(HashMap::new()),
+            counted: AtomicUsize::new(0),
         }
+    }
+
+    /// Whether nothing has been counted against any key lately.
+    pub fn is_empty(&self) -> bool {
+        self.counted.load(Ordering::Relaxed) == 0
     }
 
     fn with_bucket<T>(&self, key: &str, now: f64, f: impl FnOnce(&mut Bucket, f64) -> T) -> T {
@@ -47,13 +57,18 @@ impl RateLimiter {
         bucket.tokens =
             (bucket.tokens + (now - bucket.updated).max(0.0) * rate).min(self.per_minute);
         bucket.updated = now;
-        f(bucket, rate)
+        let answer = f(bucket, rate);
+        self.counted.store(buckets.len(), Ordering::Relaxed);
+        answer
     }
 
     /// Whether `key` may act now; if not, in how many whole seconds it may.
     /// A key with no bucket (nothing counted against it lately) may: asking
     /// creates none.
     pub fn allowed(&self, key: &str, now: f64) -> Result<(), u64> {
+        if self.is_empty() {
+            return Ok(());
+        }
         let counted = match self.buckets.lock() {
             Ok(b) => b.contains_key(key),
             Err(poisoned) => poisoned.into_inner().contains_key(key),
@@ -128,5 +143,17 @@ mod tests {
         assert_eq!(limit.allowed("a", 110.0), Err(10));
         assert_eq!(limit.take("a", 120.0), Ok(()));
         assert_eq!(limit.take("a", 120.0), Err(20));
+    }
+
+    #[test]
+    fn an_empty_limiter_says_so_until_something_is_counted() {
+        let limit = RateLimiter::new(1);
+        assert!(limit.is_empty());
+        assert_eq!(limit.allowed("a", 100.0), Ok(()));
+        assert!(limit.is_empty(), "asking creates no bucket");
+        assert_eq!(limit.take("a", 100.0), Ok(()));
+        assert!(!limit.is_empty());
+        assert_eq!(limit.allowed("a", 100.0), Err(60));
+        assert_eq!(limit.allowed("b", 100.0), Ok(()));
     }
 }

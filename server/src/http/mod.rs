@@ -348,17 +348,14 @@ mod tests {
 /// its limit of failures; a failure counts against both.
 pub(crate) struct AuthGuard<'a> {
     app: &'a App,
-    address: ClientAddress<'a>,
+    headers: &'a HeaderMap,
+    peer: Option<std::net::SocketAddr>,
     /// The presented key's public prefix.
     key: &'a str,
 }
 
 impl<'a> AuthGuard<'a> {
-    pub(crate) fn check(
-        app: &'a App,
-        parts: &'a Parts,
-        presented: &'a str,
-    ) -> ApiResult<AuthGuard<'a>> {
+    pub(crate) fn check(app: &'a App, parts: &'a Parts, presented: &'a str) -> ApiResult<AuthGuard<'a>> {
         Self::check_from(app, &parts.headers, peer_of(parts), presented)
     }
 
@@ -371,14 +368,19 @@ impl<'a> AuthGuard<'a> {
     ) -> ApiResult<AuthGuard<'a>> {
         let guard = AuthGuard {
             app,
-            address: client_address(headers, peer, app.settings.trust_proxy),
+            headers,
+            peer,
             key: crate::ids::public_part(presented),
         };
-        let now = app.now_precise();
         let limits = &app.limiters;
+        // Nothing failed lately (the usual case): nothing to look up.
+        if limits.auth_by_address.is_empty() && limits.auth_by_key.is_empty() {
+            return Ok(guard);
+        }
+        let now = app.now_precise();
         if let Err(wait) = limits
             .auth_by_address
-            .allowed(guard.address.as_str(), now)
+            .allowed(guard.address().as_str(), now)
             .and_then(|()| limits.auth_by_key.allowed(guard.key, now))
         {
             return Err(ApiError::rate_limited(
@@ -389,15 +391,16 @@ impl<'a> AuthGuard<'a> {
         Ok(guard)
     }
 
+    fn address(&self) -> ClientAddress<'a> {
+        client_address(self.headers, self.peer, self.app.settings.trust_proxy)
+    }
+
     /// Records a failed authentication and answers the error to return.
     pub(crate) fn failed(self, error: ApiError) -> ApiError {
         let now = self.app.now_precise();
-        let _ = self
-            .app
-            .limiters
-            .auth_by_address
-            .take(self.address.as_str(), now);
-        let _ = self.app.limiters.auth_by_key.take(self.key, now);
+        let limits = &self.app.limiters;
+        let _ = limits.auth_by_address.take(self.address().as_str(), now);
+        let _ = limits.auth_by_key.take(self.key, now);
         error
     }
 }
