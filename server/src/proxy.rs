@@ -15,7 +15,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use http::header::{HeaderMap, HeaderValue};
+use http::header::{HeaderMap, HeaderName, HeaderValue};
 
 use crate::app::App;
 use crate::auth::{ConnectionCredential, ReadyCredential};
@@ -28,6 +28,7 @@ use crate::tokens::AccessToken;
 
 /// The request header that asks for retries (0 to 3); never forwarded.
 pub const RETRIES_HEADER: &str = "plugboard-retries";
+static RETRIES: HeaderName = HeaderName::from_static(RETRIES_HEADER);
 const MAX_RETRIES: u32 = 3;
 /// A `Retry-After` longer than this is not waited for: the answer goes back.
 const MAX_RETRY_AFTER: Duration = Duration::from_secs(10);
@@ -98,24 +99,33 @@ pub(crate) fn path_problem(path: &str) -> Option<&'static str> {
     if !path.starts_with('/') {
         return Some("the path must start with '/'");
     }
-    if path.chars().any(|c| c.is_control() || c == '\\') {
+    let controls = if path.is_ascii() {
+        path.bytes().any(|b| b < 0x20 || b == 0x7f || b == b'\\')
+    } else {
+        path.chars().any(|c| c.is_control() || c == '\\')
+    };
+    if controls {
         return Some("the path may not hold control characters or backslashes");
     }
-    for segment in path[1..].split('/') {
-        let decoded = if segment.contains('%') {
-            percent_encoding::percent_decode_str(segment).decode_utf8_lossy()
-        } else {
-            std::borrow::Cow::Borrowed(segment)
-        };
-        if decoded == "." || decoded == ".." {
+    let segments = path.as_bytes()[1..].split(|b| *b == b'/');
+    let count = path.as_bytes()[1..].iter().filter(|b| **b == b'/').count() + 1;
+    let mut inner_empty = false;
+    for (i, segment) in segments.enumerate() {
+        if segment.contains(&b'%') {
+            let decoded: Vec<u8> = percent_encoding::percent_decode(segment).collect();
+            if decoded == b"." || decoded == b".." {
+                return Some("the path may not hold '.' or '..' segments, encoded or not");
+            }
+            if decoded.contains(&b'/') || decoded.contains(&b'\\') {
+                return Some("the path may not hold encoded slashes or backslashes");
+            }
+        } else if segment == b"." || segment == b".." {
             return Some("the path may not hold '.' or '..' segments, encoded or not");
         }
-        if decoded.contains('/') || decoded.contains('\\') {
-            return Some("the path may not hold encoded slashes or backslashes");
-        }
+        // Only the last segment may be empty (a trailing slash).
+        inner_empty |= segment.is_empty() && i + 1 < count;
     }
-    // Every segment but the last (a trailing slash is kept).
-    if path[1..].split('/').rev().skip(1).any(str::is_empty) {
+    if inner_empty {
         return Some("the path may not hold empty segments ('//')");
     }
     None
@@ -123,7 +133,7 @@ pub(crate) fn path_problem(path: &str) -> Option<&'static str> {
 
 /// How many retries the caller asked for.
 fn retries_asked(headers: &HeaderMap) -> ApiResult<u32> {
-    match headers.get(RETRIES_HEADER) {
+    match headers.get(&RETRIES) {
         None => Ok(0),
         Some(value) => value
             .to_str()
@@ -148,15 +158,17 @@ fn retries_asked(headers: &HeaderMap) -> ApiResult<u32> {
 /// The header names a message's `Connection` header lists: hop-by-hop
 /// for that message alone (beside those always so, and `close`).
 fn connection_named(headers: &HeaderMap) -> Vec<String> {
-    headers
-        .get_all(http::header::CONNECTION)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(','))
-        .map(str::trim)
-        .filter(|n| !n.eq_ignore_ascii_case("close") && !is_hop_by_hop_name(n))
-        .map(str::to_ascii_lowercase)
-        .collect()
+    let mut named = Vec::new();
+    for value in headers.get_all(http::header::CONNECTION) {
+        let Ok(text) = value.to_str() else { continue };
+        for token in text.split(',').map(str::trim) {
+            let usual = ["close", "keep-alive", "upgrade", "te"];
+            if !usual.iter().any(|u| u.eq_ignore_ascii_case(token)) {
+                named.push(token.to_ascii_lowercase());
+            }
+        }
+    }
+    named
 }
 
 /// Removes from `headers` every header `dropped` says to. A message has few
@@ -556,7 +568,6 @@ pub(crate) async fn base_url(app: &App, connection: &ConnectionRow) -> ApiResult
 #[cfg(test)]
 mod tests {
     use super::*;
-    use http::header::HeaderName;
 
     #[test]
     fn paths_that_could_leave_the_base_are_refused() {
