@@ -503,8 +503,11 @@ async fn send_prepared(
         // sent again: after a rejected token, or when retries were asked.
         let oauth_retry = prepared.target.oauth && !retried_401;
         let may_repeat = replayable && (oauth_retry || attempt < outgoing.retries);
-        let headers_now = if may_repeat {
+        let headers_now = if may_repeat && !headers.is_empty() {
             headers.clone()
+        } else if may_repeat {
+            // Nothing to copy (an empty map made by the parser still has room to copy).
+            HeaderMap::new()
         } else {
             std::mem::take(&mut headers)
         };
