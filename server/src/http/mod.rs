@@ -355,7 +355,11 @@ pub(crate) struct AuthGuard<'a> {
 }
 
 impl<'a> AuthGuard<'a> {
-    pub(crate) fn check(app: &'a App, parts: &'a Parts, presented: &'a str) -> ApiResult<AuthGuard<'a>> {
+    pub(crate) fn check(
+        app: &'a App,
+        parts: &'a Parts,
+        presented: &'a str,
+    ) -> ApiResult<AuthGuard<'a>> {
         Self::check_from(app, &parts.headers, peer_of(parts), presented)
     }
 
