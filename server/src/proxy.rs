@@ -158,13 +158,17 @@ fn retries_asked(headers: &HeaderMap) -> ApiResult<u32> {
 /// The header names a message's `Connection` header lists: hop-by-hop
 /// for that message alone (beside those always so, and `close`).
 fn connection_named(headers: &HeaderMap) -> Vec<String> {
+    const USUAL: [&[u8]; 4] = [b"close", b"keep-alive", b"upgrade", b"te"];
     let mut named = Vec::new();
     for value in headers.get_all(http::header::CONNECTION) {
-        let Ok(text) = value.to_str() else { continue };
-        for token in text.split(',').map(str::trim) {
-            let usual = ["close", "keep-alive", "upgrade", "te"];
-            if !usual.iter().any(|u| u.eq_ignore_ascii_case(token)) {
-                named.push(token.to_ascii_lowercase());
+        for token in value.as_bytes().split(|b| *b == b',') {
+            let token = token.trim_ascii();
+            if token.is_empty() || USUAL.iter().any(|u| u.eq_ignore_ascii_case(token)) {
+                continue;
+            }
+            // A header name is ASCII: a token that is not names none.
+            if let Ok(text) = std::str::from_utf8(token) {
+                named.push(text.to_ascii_lowercase());
             }
         }
     }
@@ -505,10 +509,9 @@ async fn send_prepared(
         let may_repeat = replayable && (oauth_retry || attempt < outgoing.retries);
         let headers_now = if may_repeat && !headers.is_empty() {
             headers.clone()
-        } else if may_repeat {
-            // Nothing to copy (an empty map made by the parser still has room to copy).
-            HeaderMap::new()
         } else {
+            // Nothing to copy when empty: the map itself goes, with the room
+            // it has for what is added to it.
             std::mem::take(&mut headers)
         };
         let mut request =

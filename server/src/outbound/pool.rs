@@ -75,7 +75,11 @@ impl Origin {
             return;
         };
         let now = Instant::now();
-        idle.retain(|idle| idle.usable(now));
+        // Kept in the order they went idle: once the oldest has waited too
+        // long, those closed or too old since go.
+        if idle.first().is_some_and(|oldest| !oldest.usable(now)) {
+            idle.retain(|idle| idle.usable(now));
+        }
         if idle.len() < MAX_IDLE_PER_ORIGIN {
             idle.push(Idle { sender, since: now });
         }

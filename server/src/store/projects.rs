@@ -109,7 +109,7 @@ impl Store {
             sqlx::query_as::<_, KeyHashRow>(
                 "SELECT project_id, hash FROM secret_keys WHERE prefix = $1",
             )
-            .bind(&prefix)
+            .bind(prefix.as_ref())
             .fetch_optional(pool)
             .await?
         });

@@ -125,7 +125,7 @@ impl Store {
                 "SELECT id, project_id, hash, end_user_id, integrations, allowed_origins, created_at, expires_at \
                  FROM connect_sessions WHERE prefix = $1",
             )
-            .bind(&prefix)
+            .bind(prefix.as_ref())
             .fetch_optional(pool)
             .await?
         });
