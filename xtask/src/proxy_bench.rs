@@ -1,5 +1,5 @@
 //! The proxy under load (`cargo xtask bench`): requests per second and
-//! p50/p99 latency with 32 connections, one run each, against the same
+//! p50/p99 latency with 32 connections, against the same
 //! upstream — Debian's nginx serving a small JSON file — for (a) the upstream
 //! directly, (b) nginx as a reverse proxy adding a header, (c) Plugboard's
 //! proxy with an API-key connection, (d) Plugboard's proxy with an OAuth
@@ -9,6 +9,10 @@
 //! nothing else) shows how much of the gap to nginx is that stack's and how
 //! much Plugboard's own work; another (`bare_legacy_proxy.rs`) what
 //! hyper-util's pooling client, which Plugboard does not use, would cost.
+//!
+//! Each case runs three times, the cases taking turns, and the run with the
+//! median throughput is the one reported, beside the lowest and highest: on
+//! a shared machine one run of ten seconds can be a sixth off the next.
 //!
 //! On two cores the load generator competes with the servers, so `wrk` runs
 //! pinned to core 1 and every server (nginx's master and worker, Plugboard)
@@ -25,6 +29,8 @@ use std::time::{Duration, Instant};
 
 const CONNECTIONS: u32 = 32;
 const SECONDS: u32 = 10;
+/// Runs of each case, taking turns; the median is reported.
+const ROUNDS: usize = 3;
 const BODY: &str =
     r#"{"id":42,"name":"Ada Lovelace","email":"ada@example.com","tags":["a","b","c"]}"#;
 
@@ -103,6 +109,9 @@ fn nginx(dir: &Path, name: &str, server: &str) -> Result<Child, String> {
         .spawn()
         .map_err(|e| format!("cannot start nginx (Debian's nginx package): {e}"))
 }
+
+/// A run, with the proxy's and the upstream's CPU per call (user, kernel).
+type Measured = (Run, (f64, f64), (f64, f64));
 
 /// One `wrk` run: what it measured.
 struct Run {
@@ -360,31 +369,43 @@ pub fn run(cargo: impl Fn() -> Command, target: &Path) -> Result<(), String> {
     let ticks = clock_ticks_per_second();
     println!(
         "\nthe proxy under load: wrk -t1 -c{CONNECTIONS} -d{SECONDS}s pinned to core 1 (taskset -c 1); \
-         nginx and Plugboard pinned to core 0. CPU per call from /proc/<pid>/stat over the run \
+         nginx and Plugboard pinned to core 0; {ROUNDS} runs of each case, taking turns, the median \
+         reported with the lowest and highest req/s. CPU per call from /proc/<pid>/stat over the run \
          (user and kernel microseconds): the proxy's own, and the upstream's"
     );
     println!(
-        "{:<28} {:>10} {:>10} {:>10} {:>17} {:>17}",
-        "", "req/s", "p50", "p99", "proxy user/kernel", "upstream usr/krn"
+        "{:<28} {:>10} {:>15} {:>10} {:>10} {:>17} {:>17}",
+        "", "req/s", "lowest-highest", "p50", "p99", "proxy user/kernel", "upstream usr/krn"
     );
+    let mut rounds: Vec<Vec<Measured>> = cases.iter().map(|_| Vec::new()).collect();
+    for round in 0..ROUNDS {
+        for (i, (name, target_url, header, server)) in cases.iter().enumerate() {
+            if round == 0 {
+                // A short warm-up: connections and caches as in steady use.
+                let _ = Command::new("taskset")
+                    .args(["-c", "1", "wrk", "-t1", "-c8", "-d2s"])
+                    .args(header.iter().flat_map(|h| ["-H", h]))
+                    .arg(target_url)
+                    .output();
+            }
+            let (own_before, upstream_before) = (cpu_ticks(*server), cpu_ticks(upstream_worker));
+            let run = wrk(target_url, *header)?;
+            let (own_after, upstream_after) = (cpu_ticks(*server), cpu_ticks(upstream_worker));
+            let (own, up) = match (own_before, own_after, upstream_before, upstream_after) {
+                (Some(a), Some(b), Some(c), Some(d)) => (
+                    per_call(a, b, run.requests, ticks),
+                    per_call(c, d, run.requests, ticks),
+                ),
+                _ => return Err(format!("cannot read the CPU time of {name}")),
+            };
+            rounds[i].push((run, own, up));
+        }
+    }
     let mut results = Vec::new();
-    for (name, target_url, header, server) in &cases {
-        // A short warm-up: connections and caches as in steady use.
-        let _ = Command::new("taskset")
-            .args(["-c", "1", "wrk", "-t1", "-c8", "-d2s"])
-            .args(header.iter().flat_map(|h| ["-H", h]))
-            .arg(target_url)
-            .output();
-        let (own_before, upstream_before) = (cpu_ticks(*server), cpu_ticks(upstream_worker));
-        let run = wrk(target_url, *header)?;
-        let (own_after, upstream_after) = (cpu_ticks(*server), cpu_ticks(upstream_worker));
-        let (own, up) = match (own_before, own_after, upstream_before, upstream_after) {
-            (Some(a), Some(b), Some(c), Some(d)) => (
-                per_call(a, b, run.requests, ticks),
-                per_call(c, d, run.requests, ticks),
-            ),
-            _ => return Err(format!("cannot read the CPU time of {name}")),
-        };
+    for ((name, _, _, server), mut runs) in cases.iter().zip(rounds) {
+        runs.sort_by(|a, b| a.0.rps.total_cmp(&b.0.rps));
+        let (lowest, highest) = (runs[0].0.rps, runs[runs.len() - 1].0.rps);
+        let (run, own, up) = runs.swap_remove(runs.len() / 2);
         // Directly, the upstream is the server: nothing sits in front of it.
         let (own_text, up_text) = if *server == upstream_worker {
             ("-".to_string(), format!("{:.1}/{:.1}", up.0, up.1))
@@ -395,8 +416,9 @@ pub fn run(cargo: impl Fn() -> Command, target: &Path) -> Result<(), String> {
             )
         };
         println!(
-            "{name:<28} {:>10.0} {:>8.2}ms {:>8.2}ms {own_text:>17} {up_text:>17}",
+            "{name:<28} {:>10.0} {:>15} {:>8.2}ms {:>8.2}ms {own_text:>17} {up_text:>17}",
             run.rps,
+            format!("{lowest:.0}-{highest:.0}"),
             run.p50.as_secs_f64() * 1e3,
             run.p99.as_secs_f64() * 1e3
         );
