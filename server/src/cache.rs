@@ -129,14 +129,16 @@ struct Entry<V> {
 /// Values by key, each dropped when a topic it names changes.
 pub struct Cache<V> {
     changes: Arc<Changes>,
-    entries: RwLock<HashMap<String, Entry<V>>>,
+    /// Hashed with a per-process seed: only values read from rows are
+    /// kept, so no caller can fill it with keys chosen to collide.
+    entries: RwLock<HashMap<String, Entry<V>, foldhash::fast::RandomState>>,
 }
 
 impl<V: Clone + Send + Sync + 'static> Cache<V> {
     pub fn new(changes: &Arc<Changes>) -> Arc<Cache<V>> {
         let cache = Arc::new(Cache {
             changes: changes.clone(),
-            entries: RwLock::new(HashMap::new()),
+            entries: RwLock::new(HashMap::default()),
         });
         let weak: Weak<dyn Evict> = Arc::downgrade(&(cache.clone() as Arc<dyn Evict>));
         if let Ok(mut caches) = changes.caches.lock() {

@@ -167,8 +167,6 @@ async fn caller_body(
     body: Body,
     length: Option<u64>,
 ) -> Result<(CallerBody, Option<Fault>), ApiError> {
-    let limit = app.settings.limits.body_timeout;
-    let deadline = tokio::time::Instant::now() + limit;
     let max = app.outbound.limits().max_body_bytes;
     if length.is_some_and(|n| n > max as u64) {
         return Err(body_too_large(max));
@@ -177,6 +175,8 @@ async fn caller_body(
     if body.size_hint().exact() == Some(0) {
         return Ok((CallerBody::Whole(bytes::Bytes::new()), None));
     }
+    let limit = app.settings.limits.body_timeout;
+    let deadline = tokio::time::Instant::now() + limit;
     let mut stream = body.into_data_stream();
     let mut read = BytesMut::new();
     while read.len() <= super::MAX_BODY_BYTES {

@@ -88,15 +88,15 @@ impl Origin {
 
 pub(super) struct Pool {
     connector: Connector,
-    /// By the URL's text up to its port.
-    origins: Mutex<HashMap<String, Arc<Origin>>>,
+    /// By the URL's text up to its port (hashed with a per-process seed).
+    origins: Mutex<HashMap<String, Arc<Origin>, foldhash::fast::RandomState>>,
 }
 
 impl Pool {
     pub(super) fn new(connector: Connector) -> Pool {
         Pool {
             connector,
-            origins: Mutex::new(HashMap::new()),
+            origins: Mutex::new(HashMap::default()),
         }
     }
 
