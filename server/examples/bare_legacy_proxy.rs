@@ -51,8 +51,14 @@ async fn forward(
     }
 }
 
-#[tokio::main(flavor = "multi_thread")]
-async fn main() {
+/// On the runtime `plugboard serve` runs on, with as many threads.
+fn main() {
+    plugboard::cli::runtime(None)
+        .expect("start the async runtime")
+        .block_on(run());
+}
+
+async fn run() {
     let upstream = Arc::new(
         std::env::var("PLUGBOARD_BENCH_UPSTREAM")
             .expect("PLUGBOARD_BENCH_UPSTREAM: run this through `cargo xtask bench`"),

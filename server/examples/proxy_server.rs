@@ -16,8 +16,14 @@ use plugboard::store::{IntegrationRow, NewConnection, Store};
 use plugboard::vault::KeyRing;
 use serde_json::json;
 
-#[tokio::main(flavor = "multi_thread")]
-async fn main() {
+/// On the runtime `plugboard serve` runs on, with as many threads.
+fn main() {
+    plugboard::cli::runtime(None)
+        .expect("start the async runtime")
+        .block_on(run());
+}
+
+async fn run() {
     let upstream = std::env::var("PLUGBOARD_BENCH_UPSTREAM")
         .expect("PLUGBOARD_BENCH_UPSTREAM: run this through `cargo xtask bench`");
     let dir = tempfile::tempdir().expect("tempdir");

@@ -77,6 +77,11 @@ pub struct ServeArgs {
     #[arg(long, env = "PLUGBOARD_TRUST_PROXY", default_value_t = false, action = clap::ArgAction::Set, num_args = 0..=1, default_missing_value = "true")]
     pub trust_proxy: bool,
 
+    /// Threads that serve requests (default: the cores this process may use). With one,
+    /// the whole server runs on a single thread.
+    #[arg(long, env = "PLUGBOARD_WORKER_THREADS", value_parser = clap::value_parser!(u16).range(1..=1024))]
+    pub worker_threads: Option<u16>,
+
     #[command(flatten)]
     pub limits: LimitArgs,
 }
@@ -159,6 +164,7 @@ impl std::fmt::Debug for ServeArgs {
             )
             .field("allow_hosts", &self.allow_hosts)
             .field("trust_proxy", &self.trust_proxy)
+            .field("worker_threads", &self.worker_threads)
             .field("limits", &self.limits)
             .finish()
     }

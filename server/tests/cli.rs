@@ -79,6 +79,8 @@ fn bad_configuration_is_refused_with_a_clear_message() {
             "unsupported DATABASE_URL",
         ),
         ("PLUGBOARD_OPERATOR_TOKEN", "short", "at least 16"),
+        ("PLUGBOARD_WORKER_THREADS", "0", "--worker-threads"),
+        ("PLUGBOARD_WORKER_THREADS", "many", "--worker-threads"),
     ] {
         let output =
             run(plugboard(dir.path())
@@ -91,6 +93,55 @@ fn bad_configuration_is_refused_with_a_clear_message() {
             !message.contains("hunter2"),
             "a password was echoed: {message}"
         );
+    }
+}
+
+/// The runtime's worker threads in a running process, by name.
+fn worker_threads_of(pid: u32) -> usize {
+    std::fs::read_dir(format!("/proc/{pid}/task"))
+        .expect("the server's threads")
+        .filter_map(|task| std::fs::read_to_string(task.ok()?.path().join("comm")).ok())
+        .filter(|name| name.trim() == "tokio-rt-worker")
+        .count()
+}
+
+/// `PLUGBOARD_WORKER_THREADS` is how many threads serve requests: with one the
+/// whole server runs on its main thread, and it still serves the API; unset,
+/// one per core the process may use.
+#[tokio::test]
+async fn worker_threads_follow_the_setting() {
+    let cores = std::thread::available_parallelism().unwrap().get();
+    for (setting, workers) in [
+        (Some("1"), 0),
+        (Some("3"), 3),
+        (None, if cores == 1 { 0 } else { cores }),
+    ] {
+        let dir = tempfile::tempdir().unwrap();
+        let key = KeyRing::generate_spec();
+        let created = run(plugboard(dir.path())
+            .env("PLUGBOARD_MASTER_KEY", &key)
+            .args(["projects", "create", "--name", "Acme"]));
+        assert!(created.status.success(), "{}", text(&created));
+        let stdout = String::from_utf8_lossy(&created.stdout).to_string();
+        let secret = stdout
+            .lines()
+            .find_map(|l| l.strip_prefix("secret_key="))
+            .expect("key")
+            .to_string();
+        let mut command = plugboard(dir.path());
+        command.env("PLUGBOARD_MASTER_KEY", &key);
+        if let Some(setting) = setting {
+            command.env("PLUGBOARD_WORKER_THREADS", setting);
+        }
+        let server = serve(command).await.expect("serve");
+        assert_eq!(worker_threads_of(server.pid()), workers, "{setting:?}");
+        let reply = reqwest::Client::new()
+            .get(format!("http://127.0.0.1:{}/v1/integrations", server.1))
+            .bearer_auth(&secret)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(reply.status(), 200, "{setting:?}");
     }
 }
 
@@ -348,6 +399,16 @@ fn database_files_are_private() {
 /// connection are cut after the configured times.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn slow_clients_are_cut_and_do_not_starve_the_server() {
+    slow_clients_are_cut(None).await;
+}
+
+/// The same on one thread, where nothing else could serve `/healthz`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn slow_clients_are_cut_on_a_single_thread_too() {
+    slow_clients_are_cut(Some("1")).await;
+}
+
+async fn slow_clients_are_cut(worker_threads: Option<&str>) {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     plugboard::http::serve::raise_open_file_limit();
     let dir = tempfile::tempdir().unwrap();
@@ -356,6 +417,9 @@ async fn slow_clients_are_cut_and_do_not_starve_the_server() {
         .env("PLUGBOARD_MASTER_KEY", KeyRing::generate_spec())
         .env("PLUGBOARD_HEADER_TIMEOUT_SECONDS", "2")
         .env("PLUGBOARD_BODY_TIMEOUT_SECONDS", "2");
+    if let Some(threads) = worker_threads {
+        command.env("PLUGBOARD_WORKER_THREADS", threads);
+    }
     command.env("RUST_LOG", "error");
     let server = serve(command).await.expect("serve");
     let address = format!("127.0.0.1:{}", server.1);

@@ -23,6 +23,7 @@ pub fn plugboard(data_dir: &Path) -> Command {
         "PLUGBOARD_AUTH_FAILURES_PER_MINUTE",
         "PLUGBOARD_SESSIONS_PER_MINUTE",
         "PLUGBOARD_ATTEMPTS_PER_MINUTE",
+        "PLUGBOARD_WORKER_THREADS",
     ] {
         command.env_remove(var);
     }
@@ -66,6 +67,10 @@ impl Drop for Server {
 }
 
 impl Server {
+    pub fn pid(&self) -> u32 {
+        self.0.as_ref().expect("running").id()
+    }
+
     /// Waits (up to ten seconds) for the process to end by itself; answers its exit code.
     pub async fn exit_code(&mut self) -> Option<i32> {
         let child = self.0.as_mut()?;
