@@ -133,7 +133,7 @@ pub fn run() -> ExitCode {
 /// this process may use (its CPU affinity and cgroup quota). One thread is the
 /// current-thread scheduler, everything on the calling thread: on a single
 /// core tokio's work-stealing scheduler only adds wake-ups between threads,
-/// and serves proxy calls about a tenth slower (`cargo xtask bench`).
+/// and served proxy calls 8–10% slower in the bench's interleaved runs.
 pub fn runtime(threads: Option<usize>) -> std::io::Result<tokio::runtime::Runtime> {
     let threads = threads
         .or_else(|| std::thread::available_parallelism().ok().map(|n| n.get()))

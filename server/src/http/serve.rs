@@ -1,6 +1,7 @@
 //! Serving the application (`http::Application`) on a TCP listener, with the limits that keep slow or
 //! idle clients from exhausting the server (SECURITY 37): a time limit on
-//! reading a request's headers, which also ends idle keep-alive connections;
+//! reading a request's headers, which also ends idle keep-alive connections
+//! (one timer per connection, see [`HeaderLimit`]);
 //! a cap on open connections (beyond it, new ones wait in the kernel's
 //! backlog); and the process's open-file limit raised to what the system allows.
 //! The body's time limit is the HTTP layer's (`http::read_body_within`, and
@@ -15,13 +16,13 @@
 use std::convert::Infallible;
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::task::{ready, Context, Poll};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
-use hyper::body::Incoming;
-use hyper_util::rt::{TokioIo, TokioTimer};
+use hyper::body::{Frame, Incoming, SizeHint};
+use hyper_util::rt::TokioIo;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::Semaphore;
@@ -139,6 +140,102 @@ impl AsyncWrite for Lingering {
     }
 }
 
+/// What a connection is doing, for its header time limit: how many of its
+/// requests have been handed to the application and not yet answered in
+/// full, and when the last answer ended.
+struct Activity {
+    accepted: Instant,
+    serving: AtomicUsize,
+    /// Milliseconds after `accepted`.
+    idle_since: AtomicU64,
+}
+
+impl Activity {
+    /// The moment the connection has waited for a request's headers since,
+    /// or `None` while a request is being answered.
+    fn waiting_since(&self) -> Option<Instant> {
+        if self.serving.load(Ordering::Acquire) > 0 {
+            return None;
+        }
+        Some(self.accepted + Duration::from_millis(self.idle_since.load(Ordering::Relaxed)))
+    }
+}
+
+/// An answer's body, which marks its connection idle when it is dropped:
+/// hyper drops it once it has written the last of it.
+struct Answered {
+    body: axum::body::Body,
+    activity: Arc<Activity>,
+}
+
+impl Drop for Answered {
+    fn drop(&mut self) {
+        let since = u64::try_from(self.activity.accepted.elapsed().as_millis()).unwrap_or(u64::MAX);
+        self.activity.idle_since.store(since, Ordering::Relaxed);
+        self.activity.serving.fetch_sub(1, Ordering::Release);
+    }
+}
+
+impl hyper::body::Body for Answered {
+    type Data = bytes::Bytes;
+    type Error = axum::Error;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Self::Data>, Self::Error>>> {
+        Pin::new(&mut self.body).poll_frame(cx)
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.body.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.body.size_hint()
+    }
+}
+
+/// A connection cut when it has waited longer than the limit for a
+/// request's headers: from being accepted, and from the end of each answer,
+/// until the application is handed the next request. One timer per
+/// connection, moved later when it fires early, rather than one set and
+/// cancelled for every request (hyper's own header timer).
+struct HeaderLimit<C> {
+    connection: Pin<Box<C>>,
+    timer: Pin<Box<tokio::time::Sleep>>,
+    registered: bool,
+    limit: Duration,
+    activity: Arc<Activity>,
+}
+
+impl<C: Future> Future for HeaderLimit<C> {
+    type Output = ();
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
+        let this = &mut *self;
+        if this.connection.as_mut().poll(cx).is_ready() {
+            return Poll::Ready(());
+        }
+        // The timer is polled once to register this task's waker; after that
+        // only a fired timer needs a look.
+        while !this.registered || this.timer.is_elapsed() {
+            if this.timer.as_mut().poll(cx).is_pending() {
+                this.registered = true;
+                break;
+            }
+            let deadline = match this.activity.waiting_since() {
+                Some(since) if since + this.limit <= Instant::now() => return Poll::Ready(()),
+                Some(since) => since + this.limit,
+                None => Instant::now() + this.limit,
+            };
+            this.timer.as_mut().reset(deadline.into());
+            this.registered = false;
+        }
+        Poll::Pending
+    }
+}
+
 /// Raises this process's soft limit on open files to its hard limit, and
 /// answers the limit now in force (`None` where it cannot be read).
 pub fn raise_open_file_limit() -> Option<u64> {
@@ -205,10 +302,7 @@ pub async fn serve(
     let graceful = hyper_util::server::graceful::GracefulShutdown::new();
     let stopping = Arc::new(AtomicBool::new(false));
     let mut builder = hyper::server::conn::http1::Builder::new();
-    builder
-        .timer(TokioTimer::new())
-        .header_read_timeout(limits.header_timeout)
-        .max_buf_size(MAX_BUF_BYTES);
+    builder.max_buf_size(MAX_BUF_BYTES);
     tokio::pin!(shutdown);
     loop {
         let permit = tokio::select! {
@@ -235,10 +329,19 @@ pub async fn serve(
         // back waiting for the client's acknowledgement (Nagle).
         let _ = stream.set_nodelay(true);
         let app = app.clone();
+        let activity = Arc::new(Activity {
+            accepted: Instant::now(),
+            serving: AtomicUsize::new(0),
+            idle_since: AtomicU64::new(0),
+        });
+        let answers = activity.clone();
         let service = hyper::service::service_fn(move |request: hyper::Request<Incoming>| {
             let app = app.clone();
+            let activity = answers.clone();
+            activity.serving.fetch_add(1, Ordering::Relaxed);
             async move {
-                Ok::<_, Infallible>(app.handle(request.map(axum::body::Body::new), peer).await)
+                let response = app.handle(request.map(axum::body::Body::new), peer).await;
+                Ok::<_, Infallible>(response.map(|body| Answered { body, activity }))
             }
         });
         let stream = Lingering {
@@ -247,9 +350,19 @@ pub async fn serve(
             stopping: stopping.clone(),
         };
         let connection = graceful.watch(builder.serve_connection(TokioIo::new(stream), service));
+        // A client that went away, broke the protocol or kept the server
+        // waiting for headers ends its connection; nothing else.
+        let connection = HeaderLimit {
+            connection: Box::pin(async move {
+                let _ = connection.await;
+            }),
+            timer: Box::pin(tokio::time::sleep(limits.header_timeout)),
+            registered: false,
+            limit: limits.header_timeout,
+            activity,
+        };
         tokio::spawn(async move {
-            // A client that went away or broke the protocol ends its connection; nothing else.
-            let _ = connection.await;
+            connection.await;
             drop(permit);
         });
     }
