@@ -96,6 +96,16 @@ fn bad_configuration_is_refused_with_a_clear_message() {
     }
 }
 
+/// The secret key `projects create` printed, once it succeeded.
+fn created_secret_key(created: &std::process::Output) -> String {
+    assert!(created.status.success(), "{}", text(created));
+    String::from_utf8_lossy(&created.stdout)
+        .lines()
+        .find_map(|l| l.strip_prefix("secret_key="))
+        .expect("a secret_key line")
+        .to_string()
+}
+
 /// The runtime's worker threads in a running process, by name.
 fn worker_threads_of(pid: u32) -> usize {
     std::fs::read_dir(format!("/proc/{pid}/task"))
@@ -121,13 +131,7 @@ async fn worker_threads_follow_the_setting() {
         let created = run(plugboard(dir.path())
             .env("PLUGBOARD_MASTER_KEY", &key)
             .args(["projects", "create", "--name", "Acme"]));
-        assert!(created.status.success(), "{}", text(&created));
-        let stdout = String::from_utf8_lossy(&created.stdout).to_string();
-        let secret = stdout
-            .lines()
-            .find_map(|l| l.strip_prefix("secret_key="))
-            .expect("key")
-            .to_string();
+        let secret = created_secret_key(&created);
         let mut command = plugboard(dir.path());
         command.env("PLUGBOARD_MASTER_KEY", &key);
         if let Some(setting) = setting {
@@ -157,13 +161,8 @@ async fn projects_create_prints_a_working_key(engine: Engine) {
         .env("DATABASE_URL", &url)
         .env("PLUGBOARD_MASTER_KEY", &key)
         .args(["projects", "create", "--name", "Acme"]));
-    assert!(output.status.success(), "{}", text(&output));
+    let secret = created_secret_key(&output);
     let stdout = String::from_utf8_lossy(&output.stdout).to_string();
-    let secret = stdout
-        .lines()
-        .find_map(|l| l.strip_prefix("secret_key="))
-        .expect("secret_key line")
-        .to_string();
     assert!(
         stdout.lines().any(|l| l.starts_with("project_id=prj_")),
         "{stdout}"
@@ -204,12 +203,7 @@ async fn serve_refuses_a_ring_missing_a_key_in_use_and_reencrypt_fixes_it(engine
 
     // Start on a plain key (id `default`) and store a secret through the API.
     let created = run(with(old.clone()).args(["projects", "create", "--name", "Acme"]));
-    let stdout = String::from_utf8_lossy(&created.stdout).to_string();
-    let secret = stdout
-        .lines()
-        .find_map(|l| l.strip_prefix("secret_key="))
-        .expect("key")
-        .to_string();
+    let secret = created_secret_key(&created);
     {
         let server = serve(with(old.clone())).await.expect("serve");
         let reply = reqwest::Client::new()
@@ -261,12 +255,7 @@ async fn serve_refuses_a_ring_missing_a_key_in_use_and_reencrypt_fixes_it(engine
 /// Creates a project and an integration (one sealed client secret) on a key; answers the secret key.
 async fn seal_something(with: &dyn Fn() -> Command) -> String {
     let created = run(with().args(["projects", "create", "--name", "Acme"]));
-    assert!(created.status.success(), "{}", text(&created));
-    let secret = String::from_utf8_lossy(&created.stdout)
-        .lines()
-        .find_map(|l| l.strip_prefix("secret_key="))
-        .expect("key")
-        .to_string();
+    let secret = created_secret_key(&created);
     let server = serve(with()).await.expect("serve");
     for key in ["first", "second"] {
         let reply = reqwest::Client::new()

@@ -353,9 +353,7 @@ pub async fn serve(
         // A client that went away, broke the protocol or kept the server
         // waiting for headers ends its connection; nothing else.
         let connection = HeaderLimit {
-            connection: Box::pin(async move {
-                let _ = connection.await;
-            }),
+            connection: Box::pin(connection),
             timer: Box::pin(tokio::time::sleep(limits.header_timeout)),
             registered: false,
             limit: limits.header_timeout,
